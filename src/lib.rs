@@ -1,0 +1,2 @@
+//! plain-connect: a service's traces, metrics and logs to Plain Cloud or any OTLP/HTTP endpoint.
+pub mod proto;
