@@ -9,7 +9,8 @@ fn main() {
     let proto = root.join("proto");
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=src/proto/proto-inputs.hash");
-    let recorded = std::fs::read_to_string(root.join("src/proto/proto-inputs.hash")).unwrap_or_default();
+    let recorded =
+        std::fs::read_to_string(root.join("src/proto/proto-inputs.hash")).unwrap_or_default();
     let actual = format!("{:016x}", plain_connect_proto_inputs_hash(&proto));
     if recorded.trim() != actual {
         panic!(

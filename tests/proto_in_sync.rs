@@ -57,7 +57,10 @@ fn generated_code_matches_vendored_protos() {
             stale.push(*name);
         }
     }
-    let inputs_hash = format!("{:016x}\n", plain_connect_proto_inputs_hash(&root.join("proto")));
+    let inputs_hash = format!(
+        "{:016x}\n",
+        plain_connect_proto_inputs_hash(&root.join("proto"))
+    );
     let hash_path = checked_in.join("proto-inputs.hash");
     if std::fs::read_to_string(&hash_path).unwrap_or_default() != inputs_hash {
         if regenerate {

@@ -1,0 +1,318 @@
+//! One HTTP POST of an encoded batch, and what its outcome means for retrying.
+//!
+//! Only this module knows about HTTP. Redirects are never followed (the token must not travel
+//! to another host), response bodies are read with a size cap, and every failure is classified
+//! as retryable or not per the OTLP/HTTP specification.
+
+use super::Signal;
+use crate::proto::collector::logs::v1::ExportLogsServiceResponse;
+use crate::proto::collector::metrics::v1::ExportMetricsServiceResponse;
+use crate::proto::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use std::time::{Duration, SystemTime};
+
+/// Responses larger than this (after decompression) are an error (OTLP/HTTP: 4 MiB).
+const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+/// Request bodies larger than this (before compression) are not sent (OTLP/HTTP: 64 MiB).
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where and how to send.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) traces_url: String,
+    pub(crate) metrics_url: String,
+    pub(crate) logs_url: String,
+    /// Extra headers, `Authorization` included; values are secrets and never logged.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) gzip: bool,
+    pub(crate) request_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// What one attempt came to.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Attempt {
+    /// 2xx. `rejected` items from `partial_success` are not to be retried.
+    Accepted {
+        rejected: u64,
+        warning: Option<String>,
+    },
+    /// Worth trying again (network error, timeout, 429/502/503/504), maybe after `retry_after`.
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The endpoint refused the data (other 4xx/5xx, 3xx): drop and count as rejected.
+    Rejected { reason: String },
+    /// Could not be sent and will not be by trying again (TLS verification, oversized request
+    /// or response, bad URL): drop and count as a failed send.
+    Failed { reason: String },
+}
+
+pub(crate) struct Transport {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+}
+
+impl Transport {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(endpoint.request_timeout))
+            .timeout_connect(Some(endpoint.connect_timeout))
+            .user_agent(concat!(
+                env!("CARGO_PKG_NAME"),
+                "/",
+                env!("CARGO_PKG_VERSION"),
+                " (Rust; OTLP/HTTP protobuf)"
+            ))
+            .max_idle_connections_per_host(2)
+            .build();
+        Transport {
+            agent: config.into(),
+            endpoint,
+        }
+    }
+
+    fn url(&self, signal: Signal) -> &str {
+        match signal {
+            Signal::Traces => &self.endpoint.traces_url,
+            Signal::Metrics => &self.endpoint.metrics_url,
+            Signal::Logs => &self.endpoint.logs_url,
+        }
+    }
+
+    /// POSTs `body` (uncompressed protobuf). `timeout` bounds the whole attempt.
+    pub(crate) fn send(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
+        if body.len() > MAX_REQUEST_BYTES {
+            return Attempt::Failed {
+                reason: format!("request of {} bytes is over the 64 MiB cap", body.len()),
+            };
+        }
+        let compressed;
+        let (payload, encoding) = if self.endpoint.gzip {
+            match gzip(body) {
+                Ok(bytes) => {
+                    compressed = bytes;
+                    (&compressed[..], Some("gzip"))
+                }
+                Err(e) => {
+                    return Attempt::Failed {
+                        reason: format!("gzip failed: {e}"),
+                    }
+                }
+            }
+        } else {
+            (body, None)
+        };
+        let mut request = self
+            .agent
+            .post(self.url(signal))
+            .header("Content-Type", "application/x-protobuf");
+        if let Some(encoding) = encoding {
+            request = request.header("Content-Encoding", encoding);
+        }
+        for (name, value) in &self.endpoint.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let result = request
+            .config()
+            .timeout_global(Some(timeout.min(self.endpoint.request_timeout)))
+            .build()
+            .send(payload);
+        match result {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_RESPONSE_BYTES)
+                    .read_to_vec();
+                classify(signal, status, retry_after, body)
+            }
+            Err(error) => classify_error(&error),
+        }
+    }
+}
+
+fn classify(
+    signal: Signal,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Result<Vec<u8>, ureq::Error>,
+) -> Attempt {
+    match status {
+        200..=299 => match body {
+            Ok(body) => {
+                let (rejected, message) = partial_success(signal, &body);
+                Attempt::Accepted {
+                    rejected,
+                    warning: (!message.is_empty()).then_some(message),
+                }
+            }
+            Err(ureq::Error::BodyExceedsLimit(_)) => Attempt::Failed {
+                reason: "response body over the 4 MiB cap".into(),
+            },
+            // The status said the data was accepted; a broken body does not undo that.
+            Err(_) => Attempt::Accepted {
+                rejected: 0,
+                warning: None,
+            },
+        },
+        429 | 502 | 503 | 504 => Attempt::Retryable {
+            reason: format!("HTTP {status}"),
+            retry_after: if matches!(status, 429 | 503) {
+                retry_after
+            } else {
+                None
+            },
+        },
+        300..=399 => Attempt::Rejected {
+            reason: format!("HTTP {status}: redirects are not followed"),
+        },
+        _ => Attempt::Rejected {
+            reason: format!("HTTP {status}{}", status_message(body)),
+        },
+    }
+}
+
+/// The `google.rpc.Status` message of an error body, when there is one.
+fn status_message(body: Result<Vec<u8>, ureq::Error>) -> String {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+    }
+    body.ok()
+        .and_then(|b| RpcStatus::decode(&b[..]).ok())
+        .filter(|s| !s.message.is_empty())
+        .map(|s| format!(": {}", s.message.chars().take(200).collect::<String>()))
+        .unwrap_or_default()
+}
+
+/// (rejected items, message) of a 2xx body; an undecodable body counts as full success.
+fn partial_success(signal: Signal, body: &[u8]) -> (u64, String) {
+    let clamp = |n: i64| u64::try_from(n).unwrap_or(0);
+    match signal {
+        Signal::Traces => ExportTraceServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (clamp(p.rejected_spans), p.error_message)),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (clamp(p.rejected_data_points), p.error_message)),
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (clamp(p.rejected_log_records), p.error_message)),
+    }
+    .unwrap_or_default()
+}
+
+fn classify_error(error: &ureq::Error) -> Attempt {
+    use ureq::Error as E;
+    match error {
+        E::Io(_)
+        | E::Timeout(_)
+        | E::HostNotFound
+        | E::ConnectionFailed
+        | E::Protocol(_)
+        | E::BodyStalled => Attempt::Retryable {
+            reason: error.to_string(),
+            retry_after: None,
+        },
+        // TLS verification failures, bad URLs and the like will not fix themselves.
+        _ => Attempt::Failed {
+            reason: error.to_string(),
+        },
+    }
+}
+
+#[cfg(feature = "gzip")]
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+#[cfg(not(feature = "gzip"))]
+fn gzip(_body: &[u8]) -> std::io::Result<Vec<u8>> {
+    Err(std::io::Error::other("built without the gzip feature"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_per_the_otlp_spec() {
+        let ok = || Ok(Vec::new());
+        for retryable in [429, 502, 503, 504] {
+            assert!(matches!(
+                classify(Signal::Traces, retryable, None, ok()),
+                Attempt::Retryable { .. }
+            ));
+        }
+        for fatal in [400, 401, 403, 404, 413, 500, 501, 301, 307] {
+            assert!(matches!(
+                classify(Signal::Traces, fatal, None, ok()),
+                Attempt::Rejected { .. }
+            ));
+        }
+        assert_eq!(
+            classify(Signal::Logs, 200, None, Ok(b"\xff\xff garbage".to_vec())),
+            Attempt::Accepted {
+                rejected: 0,
+                warning: None
+            }
+        );
+        // Retry-After is honoured on 429 and 503 only.
+        let wait = Some(Duration::from_secs(2));
+        assert_eq!(
+            classify(Signal::Traces, 502, wait, ok()),
+            Attempt::Retryable {
+                reason: "HTTP 502".into(),
+                retry_after: None
+            }
+        );
+        assert_eq!(
+            classify(Signal::Traces, 429, wait, ok()),
+            Attempt::Retryable {
+                reason: "HTTP 429".into(),
+                retry_after: wait
+            }
+        );
+    }
+
+    #[test]
+    fn partial_success_counts_rejections() {
+        use crate::proto::collector::trace::v1::ExportTracePartialSuccess;
+        let body = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            classify(Signal::Traces, 200, None, Ok(body)),
+            Attempt::Accepted {
+                rejected: 3,
+                warning: Some("too old".into())
+            }
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! Spans: started by name, made current while they live, ended explicitly or on drop.
+
+use super::context::{self, SpanContext, FLAG_SAMPLED};
+use super::id::{new_span_id, new_trace_id, SpanId, TraceId};
+use crate::attributes::{KeyValue, Str, Value};
+use crate::export;
+use std::marker::PhantomData;
+
+/// What the span represents (OTLP `Span.SpanKind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SpanKind {
+    /// An internal operation (the default).
+    #[default]
+    Internal,
+    /// Handling a request from a remote client.
+    Server,
+    /// A request to a remote service, e.g. a database query.
+    Client,
+    /// Sending a message to a broker.
+    Producer,
+    /// Receiving a message from a broker.
+    Consumer,
+}
+
+/// The span's outcome. `Ok` beats `Error`, which beats `Unset`: once `Ok`, it stays `Ok`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Status {
+    /// Not set (the default).
+    #[default]
+    Unset,
+    /// Explicitly successful.
+    Ok,
+    /// Failed, with a description.
+    Error(Str),
+}
+
+impl Status {
+    /// An error status with a description.
+    pub fn error(description: impl Into<Str>) -> Self {
+        Status::Error(description.into())
+    }
+}
+
+/// A timestamped event inside a span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Event name, e.g. `exception`.
+    pub name: Str,
+    /// Unix time in nanoseconds.
+    pub time_unix_nanos: u64,
+    /// Attributes.
+    pub attributes: Vec<KeyValue>,
+    /// Attributes discarded by the per-event limit.
+    pub dropped_attributes: u32,
+}
+
+/// A link to another span (e.g. the messages a batch job consumed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    /// The linked span.
+    pub context: SpanContext,
+    /// Attributes.
+    pub attributes: Vec<KeyValue>,
+}
+
+/// Per-span limits (OpenTelemetry SDK defaults: 128 of each, no value length limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanLimits {
+    /// Attributes per span; later new keys are discarded and counted.
+    pub max_attributes: u32,
+    /// Events per span.
+    pub max_events: u32,
+    /// Links per span.
+    pub max_links: u32,
+    /// Attributes per event or link.
+    pub max_attributes_per_event: u32,
+    /// Strings are cut to this many characters when set.
+    pub max_value_chars: Option<u32>,
+}
+
+impl Default for SpanLimits {
+    fn default() -> Self {
+        SpanLimits {
+            max_attributes: 128,
+            max_events: 128,
+            max_links: 128,
+            max_attributes_per_event: 128,
+            max_value_chars: None,
+        }
+    }
+}
+
+/// A finished, sampled span as handed to the export pipeline and to span consumers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanData {
+    /// Trace id.
+    pub trace_id: TraceId,
+    /// Span id.
+    pub span_id: SpanId,
+    /// The parent's span id (invalid for a root).
+    pub parent_span_id: SpanId,
+    /// Whether the parent came from another process.
+    pub parent_is_remote: bool,
+    /// W3C trace flags.
+    pub flags: u8,
+    /// The `tracestate` value inherited from the parent.
+    pub trace_state: Option<std::sync::Arc<str>>,
+    /// Span name.
+    pub name: Str,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Start, Unix nanoseconds.
+    pub start_unix_nanos: u64,
+    /// End, Unix nanoseconds.
+    pub end_unix_nanos: u64,
+    /// Attributes, unique by key.
+    pub attributes: Vec<KeyValue>,
+    /// Attributes discarded by the limit.
+    pub dropped_attributes: u32,
+    /// Events.
+    pub events: Vec<Event>,
+    /// Events discarded by the limit.
+    pub dropped_events: u32,
+    /// Links.
+    pub links: Vec<Link>,
+    /// Links discarded by the limit.
+    pub dropped_links: u32,
+    /// Status.
+    pub status: Status,
+}
+
+/// Starts describing a span; see [`crate::trace::span`].
+#[must_use = "call .start() to start the span"]
+pub struct SpanBuilder {
+    name: Str,
+    kind: SpanKind,
+    parent: Option<SpanContext>,
+}
+
+impl SpanBuilder {
+    pub(crate) fn new(name: Str) -> Self {
+        SpanBuilder {
+            name,
+            kind: SpanKind::Internal,
+            parent: None,
+        }
+    }
+
+    /// The span kind (default `Internal`).
+    pub fn kind(mut self, kind: SpanKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// An explicit parent instead of the thread's current span, e.g. one extracted from a
+    /// `traceparent` header or captured on another thread. An invalid context makes a root span.
+    pub fn parent(mut self, parent: SpanContext) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Starts the span and makes it current on this thread until it ends.
+    ///
+    /// With no pipeline installed this returns a span that does nothing. An unsampled span
+    /// still gets valid ids (so propagation and log correlation work) but records nothing.
+    pub fn start(self) -> Span {
+        let Some((sampled_by_rate, limits)) =
+            export::with_signal_config(|c| (c.sampler, c.span_limits))
+        else {
+            return Span::noop();
+        };
+        let parent = match self.parent {
+            Some(explicit) => explicit,
+            None => context::current(),
+        };
+        let parent_valid = parent.is_valid();
+        let trace_id = if parent_valid {
+            parent.trace_id
+        } else {
+            new_trace_id()
+        };
+        let sampled = sampled_by_rate.should_sample(&parent, trace_id);
+        let inherited_flags = if parent_valid { parent.flags } else { 0 };
+        let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
+        let span_context = SpanContext {
+            trace_id,
+            span_id: new_span_id(),
+            flags,
+            is_remote: false,
+            trace_state: parent.trace_state.clone(),
+        };
+        let data = sampled.then(|| SpanData {
+            trace_id,
+            span_id: span_context.span_id,
+            parent_span_id: if parent_valid {
+                parent.span_id
+            } else {
+                SpanId::INVALID
+            },
+            parent_is_remote: parent.is_remote,
+            flags,
+            trace_state: parent.trace_state,
+            name: self.name,
+            kind: self.kind,
+            start_unix_nanos: export::now_unix_nanos(),
+            end_unix_nanos: 0,
+            attributes: Vec::new(),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::Unset,
+        });
+        let previous = context::replace_current(span_context.clone());
+        Span {
+            context: span_context,
+            previous: Some(previous),
+            data,
+            limits,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// A started span. Current on its thread until it ends; ends on [`Span::end`] or on drop.
+///
+/// Every setter is a no-op on a span that is not recording (unsampled or export disabled).
+///
+/// ```
+/// use plain_connect::trace::{self, SpanKind, Status};
+/// let mut span = trace::span("charge card").kind(SpanKind::Client).start();
+/// span.set_attribute("payment.provider", "acme");
+/// span.set_status(Status::error("card declined"));
+/// span.end();
+/// ```
+pub struct Span {
+    context: SpanContext,
+    /// The context that was current before this span started; `None` once ended.
+    previous: Option<SpanContext>,
+    data: Option<SpanData>,
+    limits: SpanLimits,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Span {
+    fn noop() -> Self {
+        Span {
+            context: SpanContext::none(),
+            previous: None,
+            data: None,
+            limits: SpanLimits::default(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The span's context (valid even when unsampled, while a pipeline is installed).
+    pub fn context(&self) -> &SpanContext {
+        &self.context
+    }
+
+    /// Whether attributes, events and status are recorded (sampled and not yet ended).
+    pub fn is_recording(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
+    /// discarded and counted in `dropped_attributes_count`.
+    pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
+        if let Some(data) = &mut self.data {
+            let (attrs, dropped) = (&mut data.attributes, &mut data.dropped_attributes);
+            push_attribute(
+                attrs,
+                dropped,
+                self.limits.max_attributes,
+                self.limits.max_value_chars,
+                KeyValue::new(key, value),
+            );
+        }
+    }
+
+    /// Sets several attributes.
+    pub fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
+        if let Some(data) = &mut self.data {
+            for kv in attributes {
+                push_attribute(
+                    &mut data.attributes,
+                    &mut data.dropped_attributes,
+                    self.limits.max_attributes,
+                    self.limits.max_value_chars,
+                    kv,
+                );
+            }
+        }
+    }
+
+    /// Renames the span (e.g. once the HTTP route is known).
+    pub fn update_name(&mut self, name: impl Into<Str>) {
+        if let Some(data) = &mut self.data {
+            data.name = name.into();
+        }
+    }
+
+    /// Adds an event with attributes.
+    pub fn add_event(&mut self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
+        if let Some(data) = &mut self.data {
+            if data.events.len() >= self.limits.max_events as usize {
+                data.dropped_events = data.dropped_events.saturating_add(1);
+                return;
+            }
+            let mut kept = Vec::with_capacity(attributes.len());
+            let mut dropped = 0;
+            for kv in attributes {
+                push_attribute(
+                    &mut kept,
+                    &mut dropped,
+                    self.limits.max_attributes_per_event,
+                    self.limits.max_value_chars,
+                    kv,
+                );
+            }
+            data.events.push(Event {
+                name: name.into(),
+                time_unix_nanos: export::now_unix_nanos(),
+                attributes: kept,
+                dropped_attributes: dropped,
+            });
+        }
+    }
+
+    /// Records an `exception` event with `exception.type` and `exception.message`
+    /// (semantic conventions). The status is left to the caller.
+    ///
+    /// ```
+    /// let mut span = plain_connect::trace::span("parse").start();
+    /// if let Err(e) = "x".parse::<u32>() {
+    ///     span.record_exception("ParseIntError", &e.to_string());
+    /// }
+    /// ```
+    pub fn record_exception(&mut self, exception_type: &str, message: &str) {
+        if self.data.is_some() {
+            self.add_event(
+                "exception",
+                vec![
+                    KeyValue::new("exception.type", exception_type.to_owned()),
+                    KeyValue::new("exception.message", message.to_owned()),
+                ],
+            );
+        }
+    }
+
+    /// Records an error value: an `exception` event whose type is the error's Rust type name.
+    pub fn record_error<E: std::error::Error + ?Sized>(&mut self, error: &E) {
+        if self.data.is_some() {
+            self.record_exception(std::any::type_name::<E>(), &error.to_string());
+        }
+    }
+
+    /// Sets the status. `Ok` is final; `Error` replaces `Unset` or an earlier `Error`.
+    pub fn set_status(&mut self, status: Status) {
+        if let Some(data) = &mut self.data {
+            match (&data.status, &status) {
+                (Status::Ok, _) | (_, Status::Unset) => {}
+                _ => data.status = status,
+            }
+        }
+    }
+
+    /// Links another span.
+    pub fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
+        if let Some(data) = &mut self.data {
+            if data.links.len() >= self.limits.max_links as usize || !context.is_valid() {
+                data.dropped_links = data.dropped_links.saturating_add(1);
+                return;
+            }
+            data.links.push(Link {
+                context,
+                attributes,
+            });
+        }
+    }
+
+    /// Ends the span now. Ending twice (or dropping after `end`) does nothing more.
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            context::restore_current(self.context.span_id, previous);
+        }
+        if let Some(mut data) = self.data.take() {
+            data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
+            export::submit_span(data);
+        }
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl std::fmt::Debug for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Span")
+            .field("context", &self.context)
+            .field("recording", &self.is_recording())
+            .finish()
+    }
+}
+
+/// The one place attribute limits are applied: unique keys, count limit, value length limit.
+pub(crate) fn push_attribute(
+    attributes: &mut Vec<KeyValue>,
+    dropped: &mut u32,
+    max_count: u32,
+    max_value_chars: Option<u32>,
+    mut kv: KeyValue,
+) {
+    if let Some(max) = max_value_chars {
+        kv.value.truncate(max as usize);
+    }
+    if let Some(existing) = attributes.iter_mut().find(|a| a.key == kv.key) {
+        existing.value = kv.value;
+    } else if attributes.len() < max_count as usize {
+        attributes.push(kv);
+    } else {
+        *dropped = dropped.saturating_add(1);
+    }
+}
