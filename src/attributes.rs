@@ -9,7 +9,8 @@ use std::sync::Arc;
 /// A string that is either `'static` (no allocation) or shared.
 ///
 /// Keys and most values in instrumentation are literals; a `Str` keeps them free to copy.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Equality, ordering and hashing go by the text, whichever variant holds it.
+#[derive(Clone, Debug)]
 pub enum Str {
     /// A string literal.
     Static(&'static str),
@@ -24,6 +25,32 @@ impl Str {
             Str::Static(s) => s,
             Str::Owned(s) => s,
         }
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Str {}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Str {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Str {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
     }
 }
 
