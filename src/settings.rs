@@ -117,6 +117,7 @@ pub(crate) struct Tuning {
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) retry: RetryPolicy,
+    pub(crate) gzip: bool,
 }
 
 impl Default for Tuning {
@@ -130,6 +131,7 @@ impl Default for Tuning {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            gzip: cfg!(feature = "gzip"),
         }
     }
 }
@@ -338,6 +340,12 @@ impl SettingsBuilder {
     /// Connect timeout (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.tuning.connect_timeout = timeout;
+        self
+    }
+    /// Compress request bodies with gzip (default on when built with the `gzip` feature;
+    /// without it, requests are always sent uncompressed).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.settings.tuning.gzip = on && cfg!(feature = "gzip");
         self
     }
     /// Retry policy for failed sends.

@@ -156,7 +156,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
                 "Authorization".to_owned(),
                 format!("Bearer {}", settings.export_token().expose_secret()),
             )],
-            gzip: cfg!(feature = "gzip"),
+            gzip: tuning.gzip,
             request_timeout: tuning.request_timeout,
             connect_timeout: tuning.connect_timeout,
         },
