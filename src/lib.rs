@@ -3,6 +3,7 @@
 
 mod attributes;
 pub mod export;
+pub mod instrument;
 pub mod logs;
 pub mod metrics;
 pub mod proto;

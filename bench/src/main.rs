@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
     pub ns_per_op: f64,
+    pub cpu_ns_per_op: f64,
     pub produced: u64,
     pub peak_rss_kb: u64,
     pub rss_kb: u64,
@@ -77,20 +78,56 @@ impl Workload {
 
 pub const BURST: u64 = 100_000;
 
-/// Median ns per call of `op` over `rounds` rounds of `per_round` calls, after a warm-up.
+/// CPU time this thread has run, in ns: excludes time the thread waited for a core while the
+/// exporter or the receiver had it.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call, and
+    // CLOCK_THREAD_CPUTIME_ID is supported on every Linux this bench runs on; the call writes
+    // nothing else. On failure it returns non-zero and we report 0.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+thread_local! {
+    static CPU_SAMPLES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The median app-thread CPU ns/op of the last `median_ns` call on this thread.
+pub fn last_cpu_ns() -> f64 {
+    CPU_SAMPLES.with(|c| {
+        let mut v = c.borrow().clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    })
+}
+
+/// Median wall ns per call of `op` over `rounds` rounds of `per_round` calls, after a warm-up
+/// (the median thread-CPU ns/op is kept for [`last_cpu_ns`]).
 pub fn median_ns(rounds: usize, per_round: u64, mut op: impl FnMut(u64)) -> f64 {
     for i in 0..per_round {
         op(i);
     }
+    let mut cpu = Vec::with_capacity(rounds);
     let mut samples: Vec<f64> = (0..rounds)
         .map(|_| {
+            let cpu_start = thread_cpu_ns();
             let started = Instant::now();
             for i in 0..per_round {
                 op(i);
             }
-            started.elapsed().as_nanos() as f64 / per_round as f64
+            let wall = started.elapsed().as_nanos() as f64 / per_round as f64;
+            cpu.push((thread_cpu_ns() - cpu_start) as f64 / per_round as f64);
+            wall
         })
         .collect();
+    CPU_SAMPLES.with(|c| *c.borrow_mut() = cpu);
     samples.sort_by(|a, b| a.total_cmp(b));
     samples[samples.len() / 2]
 }
@@ -138,6 +175,9 @@ fn proc_status_kb(field: &str) -> u64 {
 }
 
 pub fn finish(mut report: Report) -> Report {
+    if report.ns_per_op > 0.0 && report.cpu_ns_per_op == 0.0 {
+        report.cpu_ns_per_op = last_cpu_ns();
+    }
     report.peak_rss_kb = proc_status_kb("VmHWM:");
     report.rss_kb = proc_status_kb("VmRSS:");
     report
@@ -176,8 +216,8 @@ fn child(args: &[String]) {
         _ => panic!("unknown library {lib}"),
     };
     println!(
-        "REPORT {} {} {} {}",
-        report.ns_per_op, report.produced, report.peak_rss_kb, report.rss_kb
+        "REPORT {} {} {} {} {}",
+        report.ns_per_op, report.produced, report.peak_rss_kb, report.rss_kb, report.cpu_ns_per_op
     );
 }
 
@@ -217,6 +257,7 @@ impl Runner {
             produced: f[1] as u64,
             peak_rss_kb: f[2] as u64,
             rss_kb: f[3] as u64,
+            cpu_ns_per_op: f[4],
         };
         // Children flush before exiting; give the receiver a moment to count the last request.
         std::thread::sleep(Duration::from_millis(200));
@@ -237,7 +278,20 @@ fn main() {
     if args.first().map(String::as_str) == Some("child") {
         return child(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("serve") {
+        // Just the counting receiver, for profiling a child on its own.
+        let (endpoint, _tally) = counting_receiver::start();
+        println!("{endpoint}");
+        std::thread::sleep(Duration::from_secs(3600));
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only Span` runs just that micro workload (for profiling).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|w| Workload::parse(w));
     let (endpoint, tally) = counting_receiver::start();
     let mut runner = Runner {
         exe: std::env::current_exe().unwrap(),
@@ -249,8 +303,8 @@ fn main() {
     println!("plain-connect {} vs opentelemetry_sdk 0.33 + opentelemetry-otlp 0.33 (HTTP protobuf, blocking reqwest, batch processors)", env!("CARGO_PKG_VERSION"));
     println!("machine: {} cores; medians of {} rounds", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { 5 } else { 15 });
     println!();
-    println!("| workload | plain-connect ns/op | SDK ns/op | SDK/ours |");
-    println!("|---|---:|---:|---:|");
+    println!("| workload | plain-connect ns/op | SDK ns/op | SDK/ours | plain-connect app-thread CPU ns/op | SDK app-thread CPU ns/op | SDK/ours (CPU) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let micro = [
         ("1. sampled server span, 3 attributes", Workload::Span),
         ("2a. unsampled span (rate 0)", Workload::SpanUnsampled),
@@ -262,16 +316,25 @@ fn main() {
         ("6. workload 1 on 2 threads (per-thread ns/op)", Workload::Span2Threads),
     ];
     for (label, workload) in micro {
+        if only.is_some_and(|o| o != workload) {
+            continue;
+        }
         let (ours, _) = runner.run("ours", workload);
         let (sdk, _) = runner.run("sdk", workload);
         println!(
-            "| {label} | {:.1} | {:.1} | {} |",
+            "| {label} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} |",
             ours.ns_per_op,
             sdk.ns_per_op,
-            ratio(sdk.ns_per_op, ours.ns_per_op)
+            ratio(sdk.ns_per_op, ours.ns_per_op),
+            ours.cpu_ns_per_op,
+            sdk.cpu_ns_per_op,
+            ratio(sdk.cpu_ns_per_op, ours.cpu_ns_per_op)
         );
     }
 
+    if only.is_some() {
+        return;
+    }
     println!();
     println!("| delivery | plain-connect | SDK |");
     println!("|---|---:|---:|");
