@@ -82,7 +82,9 @@ impl Telemetry {
         }
         let config = pipeline_config(&settings, &resource);
         let pipeline = Pipeline::start(config, format!("{}:{}", caller.file(), caller.line()))?;
-        // TODO(merge): widen log::max_level to the export floor; enable metrics recording.
+        if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
+            crate::logs::widen_max_level(floor);
+        }
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })

@@ -1,5 +1,23 @@
 //! Logs: records from the `log` crate, bridged to OTLP log records.
+//!
+//! Rust has one global logger, so the bridge wraps the app's own (env_logger, a file logger…)
+//! and forwards every record to it unchanged; turning export on never silences the console.
+//!
+//! ```no_run
+//! # struct MyLogger;
+//! # impl log::Log for MyLogger {
+//! #     fn enabled(&self, _: &log::Metadata) -> bool { true }
+//! #     fn log(&self, r: &log::Record) { eprintln!("{}", r.args()) }
+//! #     fn flush(&self) {}
+//! # }
+//! let telemetry = plain_connect::init!().unwrap();
+//! plain_connect::logs::install(Some(Box::new(MyLogger))).unwrap();
+//! log::info!(user_id = 42; "signed in");
+//! ```
 
+mod bridge;
 mod record;
 
+pub(crate) use bridge::widen_max_level;
+pub use bridge::{install, LogBridge};
 pub use record::LogRecordData;
