@@ -85,6 +85,7 @@ impl Telemetry {
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
             crate::logs::widen_max_level(floor);
         }
+        crate::metrics::set_enabled(true);
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })

@@ -1,10 +1,29 @@
-//! Metrics: instruments aggregated in-process and collected by the exporter.
+//! Metrics: instruments aggregated in-process (no allocation for an attribute set already seen,
+//! no global lock on the record path), collected by the exporter every interval and on flush,
+//! with delta temporality for counters and histograms. Trace sampling never affects them.
+//!
+//! ```
+//! use plain_connect::{metrics, KeyValue};
+//! let queries = metrics::histogram("db.client.operation.duration")
+//!     .unit("s")
+//!     .boundaries(metrics::DB_CLIENT_DURATION_BOUNDS.to_vec())
+//!     .build()
+//!     .unwrap();
+//! queries.record(0.003, &[KeyValue::new("db.system.name", "postgresql")]);
+//! ```
 
+mod aggregate;
 mod data;
+mod instrument;
+mod name;
 
 pub use data::{HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality};
-
-/// Everything recorded since the previous collection (the exporter thread calls this).
-pub(crate) fn collect(_now_unix_nanos: u64) -> Vec<MetricData> {
-    Vec::new()
-}
+pub(crate) use instrument::{collect, set_enabled};
+pub use instrument::{
+    counter, histogram, invalid_measurements, observable_counter, observable_gauge,
+    observable_up_down_counter, u64_histogram, up_down_counter, BoundHistogram, Counter, Histogram,
+    InstrumentBuilder, Measure, Observable, ObservableBuilder, ObservableCounter, ObservableGauge,
+    ObservableUpDownCounter, Observer, UpDownCounter, DB_CLIENT_DURATION_BOUNDS, DEFAULT_BOUNDS,
+    DEFAULT_CARDINALITY_LIMIT, HTTP_SERVER_DURATION_BOUNDS,
+};
+pub use name::MetricsError;

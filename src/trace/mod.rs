@@ -19,7 +19,6 @@ mod span;
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
 pub(crate) use id::random_u64;
 pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
-pub(crate) use span::push_attribute;
 pub use span::{Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status};
 
 /// Describes a new span; `.start()` starts it as a child of the current span.

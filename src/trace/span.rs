@@ -412,7 +412,7 @@ impl std::fmt::Debug for Span {
 }
 
 /// The one place attribute limits are applied: unique keys, count limit, value length limit.
-pub(crate) fn push_attribute(
+fn push_attribute(
     attributes: &mut Vec<KeyValue>,
     dropped: &mut u32,
     max_count: u32,

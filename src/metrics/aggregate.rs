@@ -1,0 +1,477 @@
+//! In-process aggregation: one instrument's attribute sets (series), each with its own small
+//! lock, found by an order-independent hash of the borrowed attributes (no allocation for a set
+//! already seen), capped in number, and drained into delta data points at each collection.
+
+use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
+use crate::attributes::{KeyValue, Value};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What an instrument aggregates.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Aggregation {
+    /// Explicit-bucket histogram, delta.
+    Histogram { bounds: Arc<[f64]> },
+    /// Sum: monotonic counters are delta, up-down counters cumulative.
+    Sum { monotonic: bool, integer: bool },
+}
+
+/// The state of one series between collections.
+#[derive(Debug)]
+enum State {
+    Histogram {
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        buckets: Box<[u64]>,
+    },
+    Sum {
+        int: i64,
+        float: f64,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Series {
+    attributes: Vec<KeyValue>,
+    state: Mutex<(State, bool)>,
+    /// Collections in a row with nothing recorded; idle series are freed.
+    idle_collections: AtomicU64,
+}
+
+impl Series {
+    fn new(attributes: Vec<KeyValue>, aggregation: &Aggregation) -> Self {
+        let state = match aggregation {
+            Aggregation::Histogram { bounds } => State::Histogram {
+                count: 0,
+                sum: 0.0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                buckets: vec![0; bounds.len() + 1].into_boxed_slice(),
+            },
+            Aggregation::Sum { .. } => State::Sum { int: 0, float: 0.0 },
+        };
+        Series {
+            attributes,
+            state: Mutex::new((state, false)),
+            idle_collections: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a finite value (the caller has checked).
+    pub(crate) fn record(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
+        let mut guard = self.state.lock();
+        let (state, dirty) = &mut *guard;
+        *dirty = true;
+        match state {
+            State::Histogram {
+                count,
+                sum,
+                min,
+                max,
+                buckets,
+            } => {
+                // Upper-inclusive buckets: the first bound >= value.
+                let index = bounds.map_or(0, |b| b.partition_point(|bound| *bound < value));
+                buckets[index] += 1;
+                *count += 1;
+                *sum += value;
+                *min = min.min(value);
+                *max = max.max(value);
+            }
+            State::Sum { int, float } => {
+                *int = int.wrapping_add(int_value);
+                *float += value;
+            }
+        }
+    }
+}
+
+/// Hash of one attribute; sets hash to the wrapping sum of their members, so order is irrelevant.
+fn attribute_hash(kv: &KeyValue) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(kv.key.as_bytes());
+    h.write_u8(0xff);
+    match &kv.value {
+        Value::Str(s) => h.write(s.as_bytes()),
+        Value::Bool(b) => h.write_u8(u8::from(*b) + 2),
+        Value::I64(i) => h.write_u64(*i as u64),
+        Value::F64(f) => h.write_u64(f.to_bits() ^ 0x5555),
+        Value::StrArray(v) => v.iter().for_each(|s| h.write(s.as_bytes())),
+        Value::BoolArray(v) => v.iter().for_each(|b| h.write_u8(u8::from(*b))),
+        Value::I64Array(v) => v.iter().for_each(|i| h.write_u64(*i as u64)),
+        Value::F64Array(v) => v.iter().for_each(|f| h.write_u64(f.to_bits())),
+    }
+    h.finish()
+}
+
+fn set_hash(attributes: &[KeyValue]) -> u64 {
+    attributes.iter().fold(attributes.len() as u64, |acc, kv| {
+        acc.wrapping_add(attribute_hash(kv))
+    })
+}
+
+/// Same set of key/values, whatever the order (keys are unique within a set).
+fn same_set(stored: &[KeyValue], given: &[KeyValue]) -> bool {
+    stored.len() == given.len() && given.iter().all(|kv| stored.iter().any(|s| s == kv))
+}
+
+/// A small, fast, non-cryptographic hasher (the rustc "Fx" mix); attribute sets come from the
+/// app, not from an attacker choosing collisions, and the cardinality cap bounds the damage.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.write_u64(u64::from(b));
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The map's keys are already hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type SeriesMap = HashMap<u64, Vec<Arc<Series>>, BuildHasherDefault<IdentityHasher>>;
+
+/// Free a series after this many collections with nothing recorded (unless a bound handle holds it).
+const IDLE_COLLECTIONS_BEFORE_FREE: u64 = 3;
+
+/// One instrument's series.
+#[derive(Debug)]
+pub(crate) struct Aggregator {
+    pub(crate) aggregation: Aggregation,
+    series: RwLock<SeriesMap>,
+    series_count: AtomicU64,
+    cardinality_limit: usize,
+    overflow: Arc<Series>,
+    created_unix_nanos: u64,
+    last_collection_unix_nanos: AtomicU64,
+    pub(crate) dropped_invalid: AtomicU64,
+}
+
+impl Aggregator {
+    pub(crate) fn new(aggregation: Aggregation, cardinality_limit: usize, now: u64) -> Self {
+        let overflow = Arc::new(Series::new(
+            vec![KeyValue::new("otel.metric.overflow", true)],
+            &aggregation,
+        ));
+        Aggregator {
+            aggregation,
+            series: RwLock::new(SeriesMap::default()),
+            series_count: AtomicU64::new(0),
+            cardinality_limit: cardinality_limit.max(1),
+            overflow,
+            created_unix_nanos: now,
+            last_collection_unix_nanos: AtomicU64::new(now),
+            dropped_invalid: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn bounds(&self) -> Option<&[f64]> {
+        match &self.aggregation {
+            Aggregation::Histogram { bounds } => Some(bounds),
+            Aggregation::Sum { .. } => None,
+        }
+    }
+
+    /// The series for `attributes`: found without allocating when seen before; created (within
+    /// the cardinality limit) otherwise; the overflow series beyond it.
+    pub(crate) fn series(&self, attributes: &[KeyValue]) -> Arc<Series> {
+        let hash = set_hash(attributes);
+        if let Some(found) = self
+            .series
+            .read()
+            .get(&hash)
+            .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
+        {
+            return Arc::clone(found);
+        }
+        let mut map = self.series.write();
+        if let Some(found) = map
+            .get(&hash)
+            .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
+        {
+            return Arc::clone(found);
+        }
+        if self.series_count.load(Ordering::Relaxed) as usize >= self.cardinality_limit {
+            return Arc::clone(&self.overflow);
+        }
+        let mut owned = attributes.to_vec();
+        owned.sort_by(|a, b| a.key.cmp(&b.key));
+        let series = Arc::new(Series::new(owned, &self.aggregation));
+        map.entry(hash).or_default().push(Arc::clone(&series));
+        self.series_count.fetch_add(1, Ordering::Relaxed);
+        series
+    }
+
+    /// Records into the series for `attributes` (hot path for unbound instruments).
+    pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue]) {
+        let hash = set_hash(attributes);
+        {
+            let map = self.series.read();
+            if let Some(series) = map
+                .get(&hash)
+                .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
+            {
+                series.record(value, int_value, self.bounds());
+                return;
+            }
+        }
+        self.series(attributes)
+            .record(value, int_value, self.bounds());
+    }
+
+    /// Drains what was recorded since the last collection into data points.
+    pub(crate) fn collect(&self, now: u64) -> MetricPoints {
+        let previous = self.last_collection_unix_nanos.swap(now, Ordering::Relaxed);
+        let cumulative = matches!(
+            self.aggregation,
+            Aggregation::Sum {
+                monotonic: false,
+                ..
+            }
+        );
+        let start = if cumulative {
+            self.created_unix_nanos
+        } else {
+            previous
+        };
+        let mut histogram_points = Vec::new();
+        let mut number_points = Vec::new();
+        let mut emit = |series: &Series| {
+            let mut guard = series.state.lock();
+            let (state, dirty) = &mut *guard;
+            if !*dirty && !cumulative {
+                return false;
+            }
+            let recorded = std::mem::replace(dirty, false);
+            match state {
+                State::Histogram {
+                    count,
+                    sum,
+                    min,
+                    max,
+                    buckets,
+                } => {
+                    histogram_points.push(HistogramPoint {
+                        attributes: series.attributes.clone(),
+                        start_unix_nanos: start,
+                        time_unix_nanos: now,
+                        count: *count,
+                        sum: *sum,
+                        min: *min,
+                        max: *max,
+                        bounds: self
+                            .bounds()
+                            .map(Arc::from)
+                            .unwrap_or_else(|| Arc::from([])),
+                        bucket_counts: buckets.to_vec(),
+                    });
+                    *count = 0;
+                    *sum = 0.0;
+                    *min = f64::INFINITY;
+                    *max = f64::NEG_INFINITY;
+                    buckets.iter_mut().for_each(|b| *b = 0);
+                }
+                State::Sum { int, float } => {
+                    let integer =
+                        matches!(self.aggregation, Aggregation::Sum { integer: true, .. });
+                    number_points.push(NumberPoint {
+                        attributes: series.attributes.clone(),
+                        start_unix_nanos: start,
+                        time_unix_nanos: now,
+                        value: if integer {
+                            Number::I64(*int)
+                        } else {
+                            Number::F64(*float)
+                        },
+                    });
+                    if !cumulative {
+                        *int = 0;
+                        *float = 0.0;
+                    }
+                }
+            }
+            recorded
+        };
+        {
+            let mut map = self.series.write();
+            let mut freed = 0;
+            map.retain(|_, list| {
+                list.retain(|series| {
+                    let recorded = emit(series);
+                    let idle = if recorded {
+                        series.idle_collections.store(0, Ordering::Relaxed);
+                        0
+                    } else {
+                        series.idle_collections.fetch_add(1, Ordering::Relaxed) + 1
+                    };
+                    // Only delta series are freed: a cumulative sum must keep its total.
+                    let free = !cumulative
+                        && idle >= IDLE_COLLECTIONS_BEFORE_FREE
+                        && Arc::strong_count(series) == 1;
+                    freed += usize::from(free);
+                    !free
+                });
+                !list.is_empty()
+            });
+            self.series_count.fetch_sub(freed as u64, Ordering::Relaxed);
+        }
+        emit(&self.overflow);
+        match &self.aggregation {
+            Aggregation::Histogram { .. } => MetricPoints::Histogram {
+                temporality: Temporality::Delta,
+                points: histogram_points,
+            },
+            Aggregation::Sum { monotonic, .. } => MetricPoints::Sum {
+                temporality: if cumulative {
+                    Temporality::Cumulative
+                } else {
+                    Temporality::Delta
+                },
+                monotonic: *monotonic,
+                points: number_points,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(bounds: &[f64]) -> Aggregator {
+        Aggregator::new(
+            Aggregation::Histogram {
+                bounds: Arc::from(bounds),
+            },
+            2000,
+            1,
+        )
+    }
+
+    fn points(m: MetricPoints) -> Vec<HistogramPoint> {
+        match m {
+            MetricPoints::Histogram { points, .. } => points,
+            other => panic!("not a histogram: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn buckets_are_upper_inclusive() {
+        let h = histogram(&[0.0, 5.0, 10.0]);
+        for v in [-1.0, 0.0, 0.000_001, 5.0, 5.000_001, 10.0, 10.5, 1e9] {
+            h.record(v, 0, &[]);
+        }
+        let p = &points(h.collect(10))[0];
+        assert_eq!(p.bucket_counts, [2, 2, 2, 2]);
+        assert_eq!(p.count, 8);
+        assert_eq!((p.min, p.max), (-1.0, 1e9));
+        assert_eq!(
+            p.sum,
+            -1.0 + 0.000_001 + 5.0 + 5.000_001 + 10.0 + 10.5 + 1e9
+        );
+    }
+
+    #[test]
+    fn delta_windows_hold_only_new_data() {
+        let h = histogram(&[1.0]);
+        h.record(0.5, 0, &[KeyValue::new("k", "v")]);
+        let first = points(h.collect(100));
+        assert_eq!(
+            (
+                first[0].start_unix_nanos,
+                first[0].time_unix_nanos,
+                first[0].count
+            ),
+            (1, 100, 1)
+        );
+        assert!(
+            points(h.collect(200)).is_empty(),
+            "nothing new, nothing exported"
+        );
+        h.record(2.0, 0, &[KeyValue::new("k", "v")]);
+        let third = points(h.collect(300));
+        assert_eq!(
+            (third[0].start_unix_nanos, third[0].count, third[0].sum),
+            (200, 1, 2.0)
+        );
+    }
+
+    #[test]
+    fn attribute_order_does_not_matter() {
+        let h = histogram(&[1.0]);
+        h.record(1.0, 0, &[KeyValue::new("a", 1), KeyValue::new("b", "x")]);
+        h.record(1.0, 0, &[KeyValue::new("b", "x"), KeyValue::new("a", 1)]);
+        h.record(1.0, 0, &[KeyValue::new("b", "y"), KeyValue::new("a", 1)]);
+        let mut counts: Vec<u64> = points(h.collect(5)).iter().map(|p| p.count).collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2]);
+    }
+
+    #[test]
+    fn past_the_cardinality_limit_everything_lands_in_the_overflow_series() {
+        let h = Aggregator::new(
+            Aggregation::Histogram {
+                bounds: Arc::from([1.0].as_slice()),
+            },
+            3,
+            0,
+        );
+        for i in 0..10 {
+            h.record(1.0, 0, &[KeyValue::new("user", i)]);
+        }
+        let p = points(h.collect(5));
+        assert_eq!(p.len(), 4);
+        assert_eq!(
+            p.iter().map(|p| p.count).sum::<u64>(),
+            10,
+            "every measurement lands once"
+        );
+        let overflow = p
+            .iter()
+            .find(|p| p.attributes == [KeyValue::new("otel.metric.overflow", true)])
+            .unwrap();
+        assert_eq!(overflow.count, 7);
+    }
+
+    #[test]
+    fn idle_series_are_freed_and_memory_stays_bounded() {
+        let h = histogram(&[1.0]);
+        h.record(1.0, 0, &[KeyValue::new("k", 1)]);
+        for t in 1..=5 {
+            h.collect(t);
+        }
+        assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
+        assert!(h.series.read().is_empty());
+    }
+}
