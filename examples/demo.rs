@@ -1,1 +1,245 @@
-fn main() {}
+//! The whole product in one command: a small sync service handles a few dozen simulated requests
+//! on worker threads — HTTP server spans, database queries, histograms, log records — and exports
+//! them. By default to an embedded OTLP receiver that then shows what arrived on the wire; with
+//! PLAIN_CONNECT_EXPORT_URL and PLAIN_CONNECT_EXPORT_TOKEN set, to that endpoint instead.
+//!
+//!     cargo run --example demo --features receiver
+//!     cargo run --example demo --features receiver -- --requests 12 --html demo.html
+
+use plain_connect::instrument::{db, http};
+use plain_connect::receiver::Receiver;
+use plain_connect::{metrics, KeyValue, Resource, Settings, Telemetry};
+use std::error::Error;
+use std::time::Duration;
+
+/// How the demo runs.
+pub struct DemoConfig {
+    /// Simulated requests (at least 4: one slow, one failing, the rest ordinary).
+    pub requests: usize,
+    /// Worker threads.
+    pub workers: usize,
+    /// Print the receiver's view to stdout.
+    pub print: bool,
+    /// Also write the view as HTML here.
+    pub html: Option<String>,
+}
+
+/// What happened: the embedded receiver's snapshot (None when exporting elsewhere).
+pub struct DemoOutcome {
+    pub received: Option<plain_connect::receiver::Telemetry>,
+    pub queries: u64,
+    pub counters: plain_connect::export::CountersSnapshot,
+}
+
+fn settings_and_receiver() -> Result<(Settings, Option<Receiver>), Box<dyn Error>> {
+    let elsewhere = ["PLAIN_CONNECT_EXPORT_URL", "PLAIN_CONNECT_EXPORT_TOKEN"]
+        .iter()
+        .all(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    if elsewhere {
+        return Ok((Settings::from_env()?, None));
+    }
+    let receiver = Receiver::start("127.0.0.1:0")?;
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token("local-demo")
+        .log_level("debug")
+        .export_delay(Duration::from_millis(200))
+        .build()?;
+    Ok((settings, Some(receiver)))
+}
+
+/// One simulated request, instrumented the way a service using the crate would be.
+fn handle(request_number: usize, total: usize, order_value: &metrics::Histogram<f64>) {
+    let (method, path, route) = match request_number % 3 {
+        0 => ("POST", "/orders".to_owned(), "/orders"),
+        _ => (
+            "GET",
+            format!("/users/{}", 100 + request_number),
+            "/users/{id}",
+        ),
+    };
+    let failing = request_number == failing_request(total);
+    let slow = request_number == slow_request(total);
+    let mut request = http::server_request(method, &path)
+        .scheme("http")
+        .server("demo.local", 8080)
+        .client_address("127.0.0.1")
+        .user_agent("demo-client/1.0")
+        .start();
+    request.set_route(route);
+    log::debug!("routing {method} {path}");
+    let status = if method == "GET" {
+        query("SELECT * FROM users WHERE id = $1", true, 2);
+        if slow {
+            log::warn!(request = request_number; "slow path: cache miss, rebuilding profile");
+            query("SELECT * FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.user_id = 42", false, 120);
+        }
+        log::info!(user_id = 100 + request_number as i64; "profile served");
+        200
+    } else if failing {
+        query(
+            "INSERT INTO orders (user_id, total) VALUES (42, 99.5)",
+            false,
+            3,
+        );
+        let failed = db::query(
+            "postgresql",
+            "UPDATE inventory SET stock = stock - 1 WHERE sku = 'A-1'",
+        )
+        .start();
+        std::thread::sleep(Duration::from_millis(4));
+        failed.finish(Some("serialization_failure"));
+        request.record_exception("InventoryError", "stock went negative for sku A-1");
+        log::error!("order rejected: inventory update failed");
+        500
+    } else {
+        query(
+            "INSERT INTO orders (user_id, total) VALUES (42, 99.5)",
+            false,
+            3,
+        );
+        query(
+            "UPDATE inventory SET stock = stock - 1 WHERE sku = 'A-1'",
+            false,
+            2,
+        );
+        order_value.record(
+            20.0 + (request_number % 7) as f64 * 15.0,
+            &[KeyValue::new("currency", "EUR")],
+        );
+        log::info!(order_id = 5000 + request_number as i64; "order placed");
+        201
+    };
+    request.finish(status);
+}
+
+/// The last POST fails with a 500 and an exception.
+fn failing_request(total: usize) -> usize {
+    (total - 1) / 3 * 3
+}
+
+/// A GET in the middle takes the slow path.
+fn slow_request(total: usize) -> usize {
+    let middle = total / 2;
+    if middle % 3 == 0 {
+        middle + 1
+    } else {
+        middle
+    }
+}
+
+fn query(sql: &str, parameterized: bool, millis: u64) {
+    let mut builder = db::query("postgresql", sql)
+        .namespace("shop")
+        .server("db.local", 5432);
+    if parameterized {
+        builder = builder.parameterized();
+    }
+    let q = builder.start();
+    std::thread::sleep(Duration::from_millis(millis));
+    q.finish(None::<&str>);
+}
+
+/// Counts DB queries a run makes, to check the histogram against.
+fn expected_queries(total: usize) -> u64 {
+    (0..total)
+        .map(|n| {
+            if n % 3 == 0 || n == slow_request(total) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+pub fn run(config: DemoConfig) -> Result<DemoOutcome, Box<dyn Error>> {
+    let total = config.requests.max(4);
+    let (settings, receiver) = settings_and_receiver()?;
+    let telemetry = Telemetry::start(
+        settings,
+        Resource::new("plain-connect-demo", env!("CARGO_PKG_VERSION")),
+    )?;
+    plain_connect::logs::install(None).ok();
+    let order_value = metrics::histogram("demo.order.value")
+        .unit("EUR")
+        .description("Value of placed orders.")
+        .boundaries(vec![25.0, 50.0, 75.0, 100.0])
+        .build()?;
+
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<usize>();
+    for n in 0..total {
+        work_tx.send(n)?;
+    }
+    drop(work_tx);
+    let workers: Vec<_> = (0..config.workers.max(1))
+        .map(|_| {
+            let (work_rx, order_value) = (work_rx.clone(), order_value.clone());
+            std::thread::spawn(move || {
+                for n in work_rx {
+                    handle(n, total, &order_value);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| "a worker panicked")?;
+    }
+    telemetry.flush(Duration::from_secs(10))?;
+    let counters = telemetry.counters();
+    telemetry.shutdown(Duration::from_secs(10))?;
+
+    let received = receiver.map(|r| {
+        let snapshot = r.snapshot();
+        r.shutdown();
+        snapshot
+    });
+    if let Some(snapshot) = &received {
+        if config.print {
+            let stdout = std::io::stdout();
+            let color =
+                std::io::IsTerminal::is_terminal(&stdout) && std::env::var_os("NO_COLOR").is_none();
+            snapshot.render_text(&mut stdout.lock(), color)?;
+        }
+        if let Some(path) = &config.html {
+            std::fs::write(path, snapshot.render_html())?;
+            println!("\nHTML view written to {path}");
+        }
+    } else if config.print {
+        println!(
+            "exported to {} — counters: {counters:?}",
+            std::env::var("PLAIN_CONNECT_EXPORT_URL").unwrap_or_default()
+        );
+    }
+    Ok(DemoOutcome {
+        received,
+        queries: expected_queries(total),
+        counters,
+    })
+}
+
+#[allow(dead_code)]
+fn main() {
+    let mut config = DemoConfig {
+        requests: 30,
+        workers: 4,
+        print: true,
+        html: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--requests", Some(n)) => config.requests = n.parse().unwrap_or(30),
+            ("--workers", Some(n)) => config.workers = n.parse().unwrap_or(4),
+            ("--html", Some(path)) => config.html = Some(path),
+            _ => {
+                eprintln!("usage: demo [--requests N] [--workers N] [--html PATH]");
+                std::process::exit(2);
+            }
+        }
+    }
+    if let Err(e) = run(config) {
+        eprintln!("demo failed: {e}");
+        std::process::exit(1);
+    }
+}

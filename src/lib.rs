@@ -7,6 +7,8 @@ pub mod instrument;
 pub mod logs;
 pub mod metrics;
 pub mod proto;
+#[cfg(feature = "receiver")]
+pub mod receiver;
 pub mod resource;
 pub mod settings;
 mod telemetry;
