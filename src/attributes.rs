@@ -130,9 +130,14 @@ impl Value {
         }
         match self {
             Value::Str(s) => cut(s, max_chars),
-            Value::StrArray(items) => items
-                .iter_mut()
-                .fold(false, |any, s| cut(s, max_chars) || any),
+            Value::StrArray(items) => {
+                // Every item is cut, so no short-circuiting `any`.
+                let mut cut_any = false;
+                for s in items.iter_mut() {
+                    cut_any |= cut(s, max_chars);
+                }
+                cut_any
+            }
             _ => false,
         }
     }

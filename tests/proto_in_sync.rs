@@ -34,6 +34,45 @@ fn generate_into(out: &Path) {
     config
         .compile_fds(descriptors)
         .expect("prost-build generates code");
+    for name in GENERATED {
+        let path = out.join(name);
+        let code = std::fs::read_to_string(&path).expect("generated file");
+        std::fs::write(&path, tag_code_fences_as_text(&code)).unwrap();
+    }
+}
+
+/// The protos' comments carry examples in untagged code fences and in indented blocks, which
+/// rustdoc would compile as Rust doctests; fencing them as `text` keeps the docs, skips the tests.
+fn tag_code_fences_as_text(code: &str) -> String {
+    let mut in_fence = false;
+    let mut in_indented = false;
+    let mut out = String::with_capacity(code.len() + 1024);
+    for line in code.split_inclusive('\n') {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let doc = line.trim_start().strip_prefix("///");
+        let indented_code =
+            !in_fence && doc.is_some_and(|d| d.starts_with("     ") && !d.trim().is_empty());
+        if in_indented && !indented_code {
+            out.push_str(&format!("{indent}/// ```\n"));
+            in_indented = false;
+        }
+        if indented_code && !in_indented {
+            out.push_str(&format!("{indent}/// ```text\n"));
+            in_indented = true;
+        }
+        match doc.map(str::trim) {
+            Some("```") if !in_fence => {
+                out.push_str(&format!("{indent}/// ```text\n"));
+                in_fence = true;
+            }
+            Some(d) if d.starts_with("```") => {
+                in_fence = !in_fence;
+                out.push_str(line);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 #[test]

@@ -351,7 +351,9 @@ mod tests {
 
     #[test]
     fn summaries() {
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
+        /// (sql, operation, collection, summary)
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
             (
                 "SELECT * FROM users WHERE id = 1",
                 Some("SELECT"),

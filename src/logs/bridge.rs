@@ -248,15 +248,20 @@ mod tests {
             ("order.id", log::kv::Value::from(42u64)),
             ("vip", true.into()),
         ];
-        let record = Record::builder()
-            .args(format_args!("order {} placed", 42))
-            .level(Level::Warn)
-            .target("shop::orders")
-            .file(Some("src/orders.rs"))
-            .line(Some(12))
-            .key_values(&kvs)
-            .build();
-        let data = to_record(&record, &context);
+        let record = |context: &SpanContext| {
+            to_record(
+                &Record::builder()
+                    .args(format_args!("order {} placed", 42))
+                    .level(Level::Warn)
+                    .target("shop::orders")
+                    .file(Some("src/orders.rs"))
+                    .line(Some(12))
+                    .key_values(&kvs)
+                    .build(),
+                context,
+            )
+        };
+        let data = record(&context);
         assert_eq!(data.body, "order 42 placed");
         assert_eq!((data.severity_number, data.severity_text), (13, "WARN"));
         assert_eq!(data.scope.as_str(), "shop::orders");
@@ -275,7 +280,7 @@ mod tests {
         assert_eq!(get("code.line.number"), Some(Value::I64(12)));
         assert_eq!(get("code.file.path"), Some(Value::from("src/orders.rs")));
 
-        let outside = to_record(&record, &SpanContext::none());
+        let outside = record(&SpanContext::none());
         assert!(!outside.trace_id.is_valid() && !outside.span_id.is_valid());
     }
 }

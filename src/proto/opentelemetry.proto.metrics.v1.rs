@@ -8,6 +8,7 @@
 ///    ├── Resource
 ///    ├── SchemaURL
 ///    └── ScopeMetrics
+/// ```text
 ///       ├── Scope
 ///       ├── SchemaURL
 ///       └── Metric
@@ -20,6 +21,7 @@
 ///             ├── Histogram
 ///             ├── ExponentialHistogram
 ///             └── Summary
+/// ```
 ///
 /// The main difference between this message and collector protocol is that
 /// in this message there will not be any "control" or "metadata" specific to
@@ -92,7 +94,9 @@ pub struct ScopeMetrics {
 /// - DataPoint contains timestamps, attributes, and one of the possible value type
 ///    fields.
 ///
+/// ```text
 ///     Metric
+/// ```
 ///   +------------+
 ///   |name        |
 ///   |description |
@@ -100,11 +104,14 @@ pub struct ScopeMetrics {
 ///   |data        |---> |Gauge, Sum, Histogram, Summary, ... |
 ///   +------------+     +------------------------------------+
 ///
+/// ```text
 ///     Data \[One of Gauge, Sum, Histogram, Summary, ...\]
+/// ```
 ///   +-----------+
 ///   |...        |  // Metadata about the Data.
 ///   |points     |--+
 ///   +-----------+  |
+/// ```text
 ///                  |      +---------------------------+
 ///                  |      |DataPoint 1                |
 ///                  v      |+------+------+   +------+ |
@@ -128,6 +135,7 @@ pub struct ScopeMetrics {
 ///                         ||value|                    |
 ///                         |+-----+                    |
 ///                         +---------------------------+
+/// ```
 ///
 /// Each distinct type of DataPoint represents the output of a specific
 /// aggregation function, the result of applying the DataPoint's
@@ -686,13 +694,17 @@ pub enum AggregationTemporality {
     ///    3. A request is received, the system measures 1 request.
     ///    4. A request is received, the system measures 1 request.
     ///    5. The 1 second collection cycle ends. A metric is exported for the
+    /// ```text
     ///       number of requests received over the interval of time t_0 to
     ///       t_0+1 with a value of 3.
+    /// ```
     ///    6. A request is received, the system measures 1 request.
     ///    7. A request is received, the system measures 1 request.
     ///    8. The 1 second collection cycle ends. A metric is exported for the
+    /// ```text
     ///       number of requests received over the interval of time t_0+1 to
     ///       t_0+2 with a value of 2.
+    /// ```
     Delta = 1,
     /// CUMULATIVE is an AggregationTemporality for a metric aggregator which
     /// reports changes since a fixed start time. This means that current values
@@ -711,19 +723,25 @@ pub enum AggregationTemporality {
     ///    3. A request is received, the system measures 1 request.
     ///    4. A request is received, the system measures 1 request.
     ///    5. The 1 second collection cycle ends. A metric is exported for the
+    /// ```text
     ///       number of requests received over the interval of time t_0 to
     ///       t_0+1 with a value of 3.
+    /// ```
     ///    6. A request is received, the system measures 1 request.
     ///    7. A request is received, the system measures 1 request.
     ///    8. The 1 second collection cycle ends. A metric is exported for the
+    /// ```text
     ///       number of requests received over the interval of time t_0 to
     ///       t_0+2 with a value of 5.
+    /// ```
     ///    9. The system experiences a fault and loses state.
     ///    10. The system recovers and resumes receiving at time=t_1.
     ///    11. A request is received, the system measures 1 request.
     ///    12. The 1 second collection cycle ends. A metric is exported for the
+    /// ```text
     ///       number of requests received over the interval of time t_1 to
     ///       t_0+1 with a value of 1.
+    /// ```
     ///
     /// Note: Even though, when reporting changes since last report time, using
     /// CUMULATIVE is valid, it is not recommended. This may cause problems for
