@@ -11,7 +11,7 @@ use super::pipeline::Batch;
 use crate::logs::LogRecordData;
 use crate::trace::sampler::Sampler;
 use crate::trace::{SpanData, SpanLimits};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) signals: SignalConfig,
     pub(crate) counters: Arc<Counters>,
     queue: Sender<Batch>,
+    /// Emptied span buffers the exporter hands back, so neither side allocates or frees a
+    /// batch-sized buffer per hand-off.
+    spare_spans: (Sender<Vec<SpanData>>, Receiver<Vec<SpanData>>),
     slots: Mutex<Vec<Weak<Slot>>>,
     handoff_size: usize,
 }
@@ -55,8 +58,25 @@ impl Shared {
             signals,
             counters,
             queue,
+            spare_spans: crossbeam_channel::bounded(64),
             slots: Mutex::new(Vec::new()),
             handoff_size: handoff_size.max(1),
+        }
+    }
+
+    /// An empty span buffer: a recycled one if any, else a new one.
+    fn span_buffer(&self) -> Vec<SpanData> {
+        self.spare_spans
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.handoff_size))
+    }
+
+    /// Gives an emptied span buffer back for reuse (the exporter calls this).
+    pub(crate) fn recycle_span_buffer(&self, mut buffer: Vec<SpanData>) {
+        buffer.clear();
+        if buffer.capacity() >= self.handoff_size {
+            let _ = self.spare_spans.0.try_send(buffer);
         }
     }
 

@@ -262,6 +262,7 @@ impl Exporter {
         match batch {
             Batch::Spans(mut spans) => {
                 self.spans.append(&mut spans);
+                self.shared.recycle_span_buffer(spans);
                 if self.spans.len() >= self.config.max_export_batch {
                     self.export_spans(false);
                 }

@@ -133,6 +133,29 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
     }
 }
 
+thread_local! {
+    /// Targets seen on this thread, shared rather than allocated per record; bounded.
+    static TARGETS: std::cell::RefCell<Vec<std::sync::Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+const MAX_INTERNED_TARGETS: usize = 64;
+
+fn interned_target(target: &str) -> Str {
+    TARGETS
+        .try_with(|targets| {
+            let mut targets = targets.borrow_mut();
+            if let Some(found) = targets.iter().find(|t| &***t == target) {
+                return Str::Owned(std::sync::Arc::clone(found));
+            }
+            let new: std::sync::Arc<str> = target.into();
+            if targets.len() < MAX_INTERNED_TARGETS {
+                targets.push(std::sync::Arc::clone(&new));
+            }
+            Str::Owned(new)
+        })
+        .unwrap_or_else(|_| Str::from(target.to_owned()))
+}
+
 /// Turns a `log` record into an OTLP log record, correlated with `context` when it is valid.
 pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext) -> LogRecordData {
     let now = export::now_unix_nanos();
@@ -141,16 +164,18 @@ pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext
         Some(literal) => literal.to_owned(),
         None => record.args().to_string(),
     };
-    let mut attributes = Vec::new();
-    if let Some(file) = record.file() {
-        attributes.push(KeyValue::new("code.file.path", file.to_owned()));
+    let mut attributes = Vec::with_capacity(2 + record.key_values().count());
+    match (record.file_static(), record.file()) {
+        (Some(file), _) => attributes.push(KeyValue::new("code.file.path", file)),
+        (None, Some(file)) => attributes.push(KeyValue::new("code.file.path", file.to_owned())),
+        _ => {}
     }
     if let Some(line) = record.line() {
         attributes.push(KeyValue::new("code.line.number", i64::from(line)));
     }
-    if let Some(module) = record.module_path() {
+    if let Some(module) = record.module_path_static() {
         if module != record.target() {
-            attributes.push(KeyValue::new("code.namespace", module.to_owned()));
+            attributes.push(KeyValue::new("code.namespace", module));
         }
     }
     let mut collector = KvCollector {
@@ -166,7 +191,7 @@ pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext
         severity_number,
         severity_text,
         body,
-        scope: Str::from(record.target().to_owned()),
+        scope: interned_target(record.target()),
         attributes,
         dropped_attributes,
         trace_id: if correlated {
