@@ -80,6 +80,7 @@ impl Telemetry {
         if !settings.is_export_active() {
             return Ok(Telemetry::disabled());
         }
+        warn_if_token_travels_in_clear(settings.export_url());
         let config = pipeline_config(&settings, &resource);
         let pipeline = Pipeline::start(config, format!("{}:{}", caller.file(), caller.line()))?;
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
@@ -176,5 +177,52 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
+    }
+}
+
+/// Once per process, on stderr (never exported): a token sent over plain `http://` to a host that
+/// is not this machine can be read by anyone on the path.
+fn warn_if_token_travels_in_clear(url: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if !sends_token_in_clear(url) {
+        return;
+    }
+    WARNED.call_once(|| {
+        eprintln!(
+            "plain-connect: warning: the export token is sent over plain http:// to {url}; \
+             use https:// for anything but a local collector"
+        );
+    });
+}
+
+fn sends_token_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sends_token_in_clear;
+
+    #[test]
+    fn only_plain_http_to_other_hosts_is_flagged() {
+        assert!(sends_token_in_clear("http://collector.internal:4318"));
+        assert!(sends_token_in_clear("http://10.0.0.5"));
+        assert!(!sends_token_in_clear("https://ingest.plainframework.com"));
+        assert!(!sends_token_in_clear("http://127.0.0.1:4318"));
+        assert!(!sends_token_in_clear("http://127.9.9.9"));
+        assert!(!sends_token_in_clear("http://localhost:4318/base"));
+        assert!(!sends_token_in_clear("http://[::1]:4318"));
     }
 }

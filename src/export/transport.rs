@@ -67,8 +67,14 @@ impl Transport {
                 env!("CARGO_PKG_VERSION"),
                 " (Rust; OTLP/HTTP protobuf)"
             ))
-            .max_idle_connections_per_host(2)
-            .build();
+            .max_idle_connections_per_host(2);
+        #[cfg(feature = "platform-roots")]
+        let config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        );
+        let config = config.build();
         Transport {
             agent: config.into(),
             endpoint,
