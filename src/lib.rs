@@ -3,6 +3,9 @@
 
 mod attributes;
 pub mod export;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod instrument;
 pub mod logs;
 pub mod metrics;

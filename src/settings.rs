@@ -721,6 +721,15 @@ mod tests {
         assert!(!e.contains("s3cr3t\""), "{e}");
     }
 
+    /// From fuzzing: a token that happens to be part of an error's fixed text ("p://" in
+    /// "http://") must still have no influence on the message.
+    #[test]
+    fn the_token_has_no_influence_on_error_messages() {
+        let with =
+            |token: &str| env_error(&[("EXPORT_URL", "\u{ff}\u{7}"), ("EXPORT_TOKEN", token)]);
+        assert_eq!(with("p://"), with("zzzz"));
+    }
+
     #[test]
     fn non_unicode_is_an_error_naming_the_variable() {
         let lookup = |name: &str| {

@@ -227,8 +227,7 @@ pub(crate) fn submit_span(span: SpanData) {
         let mut pending = slot.lock();
         pending.spans.push(span);
         if pending.spans.len() >= shared.handoff_size {
-            let batch =
-                std::mem::replace(&mut pending.spans, Vec::with_capacity(shared.handoff_size));
+            let batch = std::mem::replace(&mut pending.spans, shared.span_buffer());
             drop(pending);
             shared.enqueue(Batch::Spans(batch));
         }

@@ -4,11 +4,11 @@
 //! encode (prost) → gzip → HTTP POST. Only this module knows about HTTP and protobuf.
 
 mod counters;
-mod encode;
+pub(crate) mod encode;
 mod handoff;
 mod pipeline;
-mod retry;
-mod transport;
+pub(crate) mod retry;
+pub(crate) mod transport;
 
 pub use counters::{CountersSnapshot, SignalCounts};
 pub(crate) use handoff::{submit_log, submit_span, with_signal_config, SignalConfig};

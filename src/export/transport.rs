@@ -147,7 +147,7 @@ impl Transport {
     }
 }
 
-fn classify(
+pub(crate) fn classify(
     signal: Signal,
     status: u16,
     retry_after: Option<Duration>,
