@@ -80,7 +80,11 @@ impl Telemetry {
         if !settings.is_export_active() {
             return Ok(Telemetry::disabled());
         }
-        warn_if_token_travels_in_clear(settings.export_url());
+        report_setting_warnings(settings.warnings());
+        if !settings.export_token().is_empty() {
+            warn_if_token_travels_in_clear(settings.export_url());
+        }
+        let resource = with_otel_resource(resource, &settings.otel);
         let config = pipeline_config(&settings, &resource);
         let pipeline = Pipeline::start(config, format!("{}:{}", caller.file(), caller.line()))?;
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
@@ -156,17 +160,29 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
             traces_url: settings.signal_url("traces"),
             metrics_url: settings.signal_url("metrics"),
             logs_url: settings.signal_url("logs"),
-            headers: vec![(
-                "Authorization".to_owned(),
-                format!("Bearer {}", settings.export_token().expose_secret()),
-            )],
+            headers: settings
+                .otel
+                .headers
+                .iter()
+                .cloned()
+                .chain((!settings.export_token().is_empty()).then(|| {
+                    (
+                        "Authorization".to_owned(),
+                        format!("Bearer {}", settings.export_token().expose_secret()),
+                    )
+                }))
+                .collect(),
+            signal_headers: settings.otel.signal_headers.clone(),
             gzip: tuning.gzip,
             request_timeout: tuning.request_timeout,
             connect_timeout: tuning.connect_timeout,
         },
         resource: resource.attributes(),
         signals: SignalConfig {
-            sampler: Sampler::ratio(settings.trace_sample_rate()),
+            sampler: match settings.otel.parent_based {
+                Some(false) => Sampler::ratio(settings.trace_sample_rate()).ignoring_parent(),
+                _ => Sampler::ratio(settings.trace_sample_rate()),
+            },
             span_limits: Default::default(),
             log_floor: settings.export_logs().then(|| settings.log_level()),
         },
@@ -225,4 +241,31 @@ mod tests {
         assert!(!sends_token_in_clear("http://localhost:4318/base"));
         assert!(!sends_token_in_clear("http://[::1]:4318"));
     }
+}
+
+/// `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME` (which wins), over the code's resource.
+fn with_otel_resource(mut resource: Resource, otel: &crate::settings::OtelOverrides) -> Resource {
+    for (key, value) in &otel.resource_attributes {
+        if key == "service.name" && otel.service_name.is_some() {
+            continue;
+        }
+        resource = resource.with_attribute(key.clone(), value.clone());
+    }
+    if let Some(name) = &otel.service_name {
+        resource = resource.with_attribute("service.name", name.clone());
+    }
+    resource
+}
+
+/// Once per process, on stderr (never exported).
+fn report_setting_warnings(warnings: &[String]) {
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    if warnings.is_empty() {
+        return;
+    }
+    REPORTED.call_once(|| {
+        for warning in warnings {
+            eprintln!("plain-connect: warning: {warning}");
+        }
+    });
 }

@@ -24,6 +24,8 @@ pub(crate) struct Endpoint {
     pub(crate) logs_url: String,
     /// Extra headers, `Authorization` included; values are secrets and never logged.
     pub(crate) headers: Vec<(String, String)>,
+    /// Headers for one signal only (traces, metrics, logs), sent after `headers`.
+    pub(crate) signal_headers: [Vec<(String, String)>; 3],
     pub(crate) gzip: bool,
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -119,7 +121,17 @@ impl Transport {
         if let Some(encoding) = encoding {
             request = request.header("Content-Encoding", encoding);
         }
-        for (name, value) in &self.endpoint.headers {
+        let signal_index = match signal {
+            Signal::Traces => 0,
+            Signal::Metrics => 1,
+            Signal::Logs => 2,
+        };
+        for (name, value) in self
+            .endpoint
+            .headers
+            .iter()
+            .chain(&self.endpoint.signal_headers[signal_index])
+        {
             request = request.header(name.as_str(), value.as_str());
         }
         let result = request

@@ -12,6 +12,9 @@ use super::id::TraceId;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Sampler {
     upper_bound: u64,
+    /// `false` for `OTEL_TRACES_SAMPLER=always_on|always_off|traceidratio`: the rate decides
+    /// even under a parent.
+    parent_based: bool,
 }
 
 impl Sampler {
@@ -24,7 +27,14 @@ impl Sampler {
         };
         Sampler {
             upper_bound: (rate * (1u64 << 63) as f64) as u64,
+            parent_based: true,
         }
+    }
+
+    /// The same rate, applied to every span whatever its parent decided.
+    pub(crate) fn ignoring_parent(mut self) -> Self {
+        self.parent_based = false;
+        self
     }
 
     /// The decision for a root span with this trace id.
@@ -35,7 +45,7 @@ impl Sampler {
 
     /// The decision for a new span under `parent` (invalid parent = root).
     pub(crate) fn should_sample(&self, parent: &SpanContext, trace_id: TraceId) -> bool {
-        if parent.is_valid() {
+        if parent.is_valid() && self.parent_based {
             parent.is_sampled()
         } else {
             self.samples_trace(trace_id)

@@ -18,7 +18,10 @@
 //! assert_eq!(format!("{:?}", settings.export_token()), "Token(***)");
 //! ```
 
+mod otel;
+
 use crate::export::RetryPolicy;
+pub(crate) use otel::{OtelOverrides, SIGNALS};
 use std::fmt;
 use std::time::Duration;
 
@@ -104,6 +107,7 @@ pub struct Settings {
     log_level: log::LevelFilter,
     export_enabled: bool,
     tuning: Tuning,
+    pub(crate) otel: OtelOverrides,
 }
 
 /// Pipeline knobs; the defaults suit most services.
@@ -146,6 +150,7 @@ impl Default for Settings {
             log_level: log::LevelFilter::Info,
             export_enabled: true,
             tuning: Tuning::default(),
+            otel: OtelOverrides::default(),
         }
     }
 }
@@ -164,7 +169,8 @@ impl Settings {
         Settings::default().with_env()
     }
 
-    /// These settings with `PLAIN_CONNECT_*` environment variables on top (they win).
+    /// These settings with the standard `OTEL_*` variables on top, and `PLAIN_CONNECT_*` on top
+    /// of those (they win). See the README's precedence table.
     pub fn with_env(self) -> Result<Settings, SettingsError> {
         self.with_env_from(process_env)
     }
@@ -173,6 +179,7 @@ impl Settings {
     /// the errors come back for the app to report.
     pub fn from_env_lossy() -> (Settings, Vec<SettingsError>) {
         let mut settings = Settings::default();
+        otel::apply(&mut settings, &process_env);
         let mut errors = Vec::new();
         for var in EnvVar::ALL {
             let one = |name: &str| {
@@ -182,7 +189,7 @@ impl Settings {
                     Ok(None)
                 }
             };
-            match settings.clone().with_env_from(one) {
+            match settings.clone().with_plain_connect_env(one) {
                 Ok(s) => settings = s,
                 Err(e) => errors.push(e),
             }
@@ -190,9 +197,17 @@ impl Settings {
         (settings, errors)
     }
 
-    /// Applies variables from `lookup` (testable without touching the process environment).
-    /// An empty value counts as unset.
+    /// Applies `OTEL_*` then `PLAIN_CONNECT_*` variables from `lookup` (testable without
+    /// touching the process environment). An empty value counts as unset.
     pub fn with_env_from(
+        mut self,
+        lookup: impl Fn(&str) -> Result<Option<String>, SettingsError>,
+    ) -> Result<Settings, SettingsError> {
+        otel::apply(&mut self, &lookup);
+        self.with_plain_connect_env(lookup)
+    }
+
+    fn with_plain_connect_env(
         mut self,
         lookup: impl Fn(&str) -> Result<Option<String>, SettingsError>,
     ) -> Result<Settings, SettingsError> {
@@ -210,7 +225,10 @@ impl Settings {
         match var {
             EnvVar::ExportUrl => self.export_url = parse_url(raw, name)?,
             EnvVar::ExportToken => self.export_token = Token::new(raw.trim()),
-            EnvVar::TraceSampleRate => self.trace_sample_rate = parse_rate(raw, name)?,
+            EnvVar::TraceSampleRate => {
+                self.trace_sample_rate = parse_rate(raw, name)?;
+                self.otel.parent_based = None;
+            }
             EnvVar::ExportLogs => self.export_logs = parse_bool(raw, name)?,
             EnvVar::LogLevel => self.log_level = parse_level(raw, name)?,
             EnvVar::ExportEnabled => self.export_enabled = parse_bool(raw, name)?,
@@ -242,13 +260,27 @@ impl Settings {
     pub fn export_enabled(&self) -> bool {
         self.export_enabled
     }
-    /// Export happens: enabled and a token is set.
+    /// Export happens: enabled (and not `OTEL_SDK_DISABLED`), and a token is set — or an
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` names another backend, which then gets no token.
     pub fn is_export_active(&self) -> bool {
-        self.export_enabled && !self.export_token.is_empty()
+        self.export_enabled
+            && !self.otel.sdk_disabled
+            && (!self.export_token.is_empty() || self.otel.has_endpoint())
     }
-    /// `{export_url}/v1/{signal}`, keeping any base path.
+    /// Where `signal` (`traces`, `metrics`, `logs`) is sent: a per-signal `OTEL_*` endpoint as
+    /// given, else `{export_url}/v1/{signal}`, keeping any base path.
     pub fn signal_url(&self, signal: &str) -> String {
-        format!("{}/v1/{signal}", self.export_url.trim_end_matches('/'))
+        let per_signal = SIGNALS
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(signal))
+            .and_then(|i| self.otel.signal_endpoints[i].clone());
+        per_signal
+            .unwrap_or_else(|| format!("{}/v1/{signal}", self.export_url.trim_end_matches('/')))
+    }
+    /// Problems with `OTEL_*` variables, which are ignored rather than fatal (printed once on
+    /// stderr when telemetry starts).
+    pub fn warnings(&self) -> &[String] {
+        &self.otel.warnings
     }
     pub(crate) fn tuning(&self) -> &Tuning {
         &self.tuning
