@@ -227,22 +227,6 @@ fn sends_token_in_clear(url: &str) -> bool {
     !loopback
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sends_token_in_clear;
-
-    #[test]
-    fn only_plain_http_to_other_hosts_is_flagged() {
-        assert!(sends_token_in_clear("http://collector.internal:4318"));
-        assert!(sends_token_in_clear("http://10.0.0.5"));
-        assert!(!sends_token_in_clear("https://ingest.plainframework.com"));
-        assert!(!sends_token_in_clear("http://127.0.0.1:4318"));
-        assert!(!sends_token_in_clear("http://127.9.9.9"));
-        assert!(!sends_token_in_clear("http://localhost:4318/base"));
-        assert!(!sends_token_in_clear("http://[::1]:4318"));
-    }
-}
-
 /// `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME` (which wins), over the code's resource.
 fn with_otel_resource(mut resource: Resource, otel: &crate::settings::OtelOverrides) -> Resource {
     for (key, value) in &otel.resource_attributes {
@@ -268,4 +252,20 @@ fn report_setting_warnings(warnings: &[String]) {
             eprintln!("plain-connect: warning: {warning}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sends_token_in_clear;
+
+    #[test]
+    fn only_plain_http_to_other_hosts_is_flagged() {
+        assert!(sends_token_in_clear("http://collector.internal:4318"));
+        assert!(sends_token_in_clear("http://10.0.0.5"));
+        assert!(!sends_token_in_clear("https://ingest.plainframework.com"));
+        assert!(!sends_token_in_clear("http://127.0.0.1:4318"));
+        assert!(!sends_token_in_clear("http://127.9.9.9"));
+        assert!(!sends_token_in_clear("http://localhost:4318/base"));
+        assert!(!sends_token_in_clear("http://[::1]:4318"));
+    }
 }
