@@ -134,6 +134,8 @@ struct Installed {
 
 /// Bumped on every install and uninstall, so threads notice with one relaxed load.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// Whether any pipeline is installed: the disabled path is this one load and nothing else.
+static INSTALLED_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static INSTALLED: Mutex<Option<Installed>> = parking_lot::const_mutex(None);
 
 /// Makes `shared` the process's pipeline; a second one is refused, naming the first.
@@ -147,6 +149,7 @@ pub(crate) fn install(shared: Arc<Shared>, installed_at: String) -> Result<(), S
         installed_at,
     });
     GENERATION.fetch_add(1, Ordering::Release);
+    INSTALLED_ANY.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -159,6 +162,7 @@ pub(crate) fn uninstall(shared: &Arc<Shared>) {
     {
         *installed = None;
         GENERATION.fetch_add(1, Ordering::Release);
+        INSTALLED_ANY.store(false, Ordering::Release);
     }
 }
 
@@ -218,6 +222,9 @@ fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
 
 /// The installed pipeline's signal settings, or `None` when export is off.
 pub(crate) fn with_signal_config<R>(f: impl FnOnce(&SignalConfig) -> R) -> Option<R> {
+    if !INSTALLED_ANY.load(Ordering::Relaxed) {
+        return None;
+    }
     with_local(|shared, _| f(&shared.signals))
 }
 

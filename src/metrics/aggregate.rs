@@ -115,9 +115,11 @@ fn set_hash(attributes: &[KeyValue]) -> u64 {
     })
 }
 
-/// Same set of key/values, whatever the order (keys are unique within a set).
+/// Same set of key/values, whatever the order (keys are unique within a set). Callers usually
+/// pass the same attributes in the same order, which the first comparison settles.
 fn same_set(stored: &[KeyValue], given: &[KeyValue]) -> bool {
-    stored.len() == given.len() && given.iter().all(|kv| stored.iter().any(|s| s == kv))
+    stored.len() == given.len()
+        && (stored == given || given.iter().all(|kv| stored.iter().any(|s| s == kv)))
 }
 
 /// A small, fast, non-cryptographic hasher (the rustc "Fx" mix); attribute sets come from the
@@ -225,8 +227,8 @@ impl Aggregator {
         if self.series_count.load(Ordering::Relaxed) as usize >= self.cardinality_limit {
             return Arc::clone(&self.overflow);
         }
-        let mut owned = attributes.to_vec();
-        owned.sort_by(|a, b| a.key.cmp(&b.key));
+        // Kept in the order first seen, which is how callers usually pass them again.
+        let owned = attributes.to_vec();
         let series = Arc::new(Series::new(owned, &self.aggregation));
         map.entry(hash).or_default().push(Arc::clone(&series));
         self.series_count.fetch_add(1, Ordering::Relaxed);

@@ -127,7 +127,7 @@ pub(crate) struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            max_queue_size: 65_536,
+            max_queue_size: 131_072,
             max_export_batch_size: 2048,
             span_delay: Duration::from_secs(5),
             log_delay: Duration::from_secs(1),
@@ -342,7 +342,8 @@ impl SettingsBuilder {
         self.settings.export_enabled = on;
         self
     }
-    /// Spans and log records the export queue holds before it drops (default 65 536).
+    /// Spans and log records the export queue holds before it drops (default 131 072, about
+    /// 64 MiB at worst for spans with a few attributes; lower it on constrained hosts).
     pub fn max_queue_size(mut self, items: usize) -> Self {
         self.settings.tuning.max_queue_size = items.max(1);
         self

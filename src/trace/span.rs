@@ -189,28 +189,30 @@ impl SpanBuilder {
             is_remote: false,
             trace_state: parent.trace_state.clone(),
         };
-        let data = sampled.then(|| SpanData {
-            trace_id,
-            span_id: span_context.span_id,
-            parent_span_id: if parent_valid {
-                parent.span_id
-            } else {
-                SpanId::INVALID
-            },
-            parent_is_remote: parent.is_remote,
-            flags,
-            trace_state: parent.trace_state,
-            name: self.name,
-            kind: self.kind,
-            start_unix_nanos: export::now_unix_nanos(),
-            end_unix_nanos: 0,
-            attributes: Vec::new(),
-            dropped_attributes: 0,
-            events: Vec::new(),
-            dropped_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::Unset,
+        let data = sampled.then(|| {
+            Box::new(SpanData {
+                trace_id,
+                span_id: span_context.span_id,
+                parent_span_id: if parent_valid {
+                    parent.span_id
+                } else {
+                    SpanId::INVALID
+                },
+                parent_is_remote: parent.is_remote,
+                flags,
+                trace_state: parent.trace_state,
+                name: self.name,
+                kind: self.kind,
+                start_unix_nanos: export::now_unix_nanos(),
+                end_unix_nanos: 0,
+                attributes: Vec::new(),
+                dropped_attributes: 0,
+                events: Vec::new(),
+                dropped_events: 0,
+                links: Vec::new(),
+                dropped_links: 0,
+                status: Status::Unset,
+            })
         });
         let previous = context::replace_current(span_context.clone());
         Span {
@@ -238,7 +240,8 @@ pub struct Span {
     context: SpanContext,
     /// The context that was current before this span started; `None` once ended.
     previous: Option<SpanContext>,
-    data: Option<SpanData>,
+    /// Boxed so the handle the app holds and moves stays small; `None` when not recording.
+    data: Option<Box<SpanData>>,
     limits: SpanLimits,
     _not_send: PhantomData<*const ()>,
 }
@@ -391,7 +394,7 @@ impl Span {
         }
         if let Some(mut data) = self.data.take() {
             data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
-            export::submit_span(data);
+            export::submit_span(*data);
         }
     }
 }
