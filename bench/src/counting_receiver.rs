@@ -26,7 +26,12 @@ pub struct Tally(Arc<Mutex<HashMap<String, Counts>>>);
 
 impl Tally {
     pub fn get(&self, service: &str) -> Counts {
-        self.0.lock().unwrap().get(service).copied().unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap()
+            .get(service)
+            .copied()
+            .unwrap_or_default()
     }
     fn add(&self, service: String, f: impl FnOnce(&mut Counts)) {
         let mut map = self.0.lock().unwrap();
@@ -71,7 +76,11 @@ fn serve(stream: TcpStream, tally: Tally) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let path = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         let (mut length, mut gzip) = (0usize, false);
         loop {
             let mut header = String::new();
@@ -104,7 +113,11 @@ fn serve(stream: TcpStream, tally: Tally) {
             "/v1/traces" => {
                 if let Ok(req) = ExportTraceServiceRequest::decode(&body[..]) {
                     for rs in req.resource_spans {
-                        let n = rs.scope_spans.iter().map(|s| s.spans.len() as u64).sum::<u64>();
+                        let n = rs
+                            .scope_spans
+                            .iter()
+                            .map(|s| s.spans.len() as u64)
+                            .sum::<u64>();
                         tally.add(service_name(&rs.resource), |c| c.spans += n);
                     }
                 }
@@ -112,7 +125,11 @@ fn serve(stream: TcpStream, tally: Tally) {
             "/v1/logs" => {
                 if let Ok(req) = ExportLogsServiceRequest::decode(&body[..]) {
                     for rl in req.resource_logs {
-                        let n = rl.scope_logs.iter().map(|s| s.log_records.len() as u64).sum::<u64>();
+                        let n = rl
+                            .scope_logs
+                            .iter()
+                            .map(|s| s.log_records.len() as u64)
+                            .sum::<u64>();
                         tally.add(service_name(&rl.resource), |c| c.logs += n);
                     }
                 }
@@ -120,14 +137,19 @@ fn serve(stream: TcpStream, tally: Tally) {
             "/v1/metrics" => {
                 if let Ok(req) = ExportMetricsServiceRequest::decode(&body[..]) {
                     for rm in req.resource_metrics {
-                        let n = rm.scope_metrics.iter().map(|s| s.metrics.len() as u64).sum::<u64>();
+                        let n = rm
+                            .scope_metrics
+                            .iter()
+                            .map(|s| s.metrics.len() as u64)
+                            .sum::<u64>();
                         tally.add(service_name(&rm.resource), |c| c.points += n);
                     }
                 }
             }
             _ => {}
         }
-        let response = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+        let response =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
         if writer.write_all(response.as_bytes()).is_err() {
             return;
         }

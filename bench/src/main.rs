@@ -12,8 +12,8 @@
 mod counting_receiver;
 mod ours;
 mod ours_extra;
-mod sdk_extra;
 mod sdk;
+mod sdk_extra;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -81,18 +81,9 @@ pub const BURST: u64 = 100_000;
 /// CPU time this thread has run, in ns: excludes time the thread waited for a core while the
 /// exporter or the receiver had it.
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec that outlives the call, and
-    // CLOCK_THREAD_CPUTIME_ID is supported on every Linux this bench runs on; the call writes
-    // nothing else. On failure it returns non-zero and we report 0.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    cpu_time::ThreadTime::try_now()
+        .map(|t| t.as_duration().as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 thread_local! {
@@ -301,19 +292,34 @@ fn main() {
         run_id: 0,
     };
     println!("plain-connect {} vs opentelemetry_sdk 0.33 + opentelemetry-otlp 0.33 (HTTP protobuf, blocking reqwest, batch processors)", env!("CARGO_PKG_VERSION"));
-    println!("machine: {} cores; medians of {} rounds", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { 5 } else { 15 });
+    println!(
+        "machine: {} cores; medians of {} rounds",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        if quick { 5 } else { 15 }
+    );
     println!();
     println!("| workload | plain-connect ns/op | SDK ns/op | SDK/ours | plain-connect app-thread CPU ns/op | SDK app-thread CPU ns/op | SDK/ours (CPU) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let micro = [
         ("1. sampled server span, 3 attributes", Workload::Span),
         ("2a. unsampled span (rate 0)", Workload::SpanUnsampled),
-        ("2b. export disabled (no token / no provider)", Workload::SpanDisabled),
+        (
+            "2b. export disabled (no token / no provider)",
+            Workload::SpanDisabled,
+        ),
         ("3. parent span + child DB span", Workload::Nested),
         ("4a. histogram record, 3 attributes", Workload::Histogram),
-        ("4b. histogram record, bound handle (SDK: unbound)", Workload::HistogramBound),
+        (
+            "4b. histogram record, bound handle (SDK: unbound)",
+            Workload::HistogramBound,
+        ),
         ("5. INFO log record, 1 formatted argument", Workload::Log),
-        ("6. workload 1 on 2 threads (per-thread ns/op)", Workload::Span2Threads),
+        (
+            "6. workload 1 on 2 threads (per-thread ns/op)",
+            Workload::Span2Threads,
+        ),
     ];
     for (label, workload) in micro {
         if only.is_some_and(|o| o != workload) {
@@ -321,13 +327,20 @@ fn main() {
         }
         let (ours, _) = runner.run("ours", workload);
         let (sdk, _) = runner.run("sdk", workload);
+        let cpu = |ns: f64| {
+            if ns > 0.0 {
+                format!("{ns:.1}")
+            } else {
+                "-".into()
+            }
+        };
         println!(
-            "| {label} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} |",
+            "| {label} | {:.1} | {:.1} | {} | {} | {} | {} |",
             ours.ns_per_op,
             sdk.ns_per_op,
             ratio(sdk.ns_per_op, ours.ns_per_op),
-            ours.cpu_ns_per_op,
-            sdk.cpu_ns_per_op,
+            cpu(ours.cpu_ns_per_op),
+            cpu(sdk.cpu_ns_per_op),
             ratio(sdk.cpu_ns_per_op, ours.cpu_ns_per_op)
         );
     }
@@ -375,7 +388,9 @@ fn main() {
 
 /// Steps the rate up until a 3-second run loses anything; returns the last rate that lost nothing.
 fn highest_zero_loss_rate(runner: &mut Runner, lib: &str, gzip: bool) -> u64 {
-    let rates: &[u64] = &[25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_200_000];
+    let rates: &[u64] = &[
+        25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_200_000,
+    ];
     let mut best = 0;
     for &rate in rates {
         let (report, counts) = runner.run(lib, Workload::Sustain { rate, gzip });

@@ -16,7 +16,9 @@ fn start(endpoint: &str, service: &str, rate: f64, token: &str) -> Telemetry {
 }
 
 fn server_span(i: u64) {
-    let mut span = trace::span("GET /users/{id}").kind(SpanKind::Server).start();
+    let mut span = trace::span("GET /users/{id}")
+        .kind(SpanKind::Server)
+        .start();
     span.set_attribute("http.request.method", "GET");
     span.set_attribute("http.route", "/users/{id}");
     span.set_attribute("http.response.status_code", 200 + (i % 2) as i64);
@@ -36,11 +38,16 @@ pub fn run(workload: Workload, endpoint: &str, service: &str, quick: &Quick) -> 
         }
         Workload::Nested => {
             report.ns_per_op = median_ns(rounds, per_round, |i| {
-                let _parent = trace::span("GET /users/{id}").kind(SpanKind::Server).start();
+                let _parent = trace::span("GET /users/{id}")
+                    .kind(SpanKind::Server)
+                    .start();
                 let mut child = trace::span("SELECT users").kind(SpanKind::Client).start();
                 child.set_attribute("db.system.name", "postgresql");
                 child.set_attribute("db.collection.name", "users");
-                child.set_attribute("db.operation.name", if i % 2 == 0 { "SELECT" } else { "select" });
+                child.set_attribute(
+                    "db.operation.name",
+                    if i % 2 == 0 { "SELECT" } else { "select" },
+                );
             });
         }
         Workload::Histogram | Workload::HistogramBound | Workload::Log => {

@@ -13,7 +13,9 @@ use std::time::Duration;
 static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
 
 fn resource(service: &str) -> Resource {
-    Resource::builder().with_service_name(service.to_owned()).build()
+    Resource::builder()
+        .with_service_name(service.to_owned())
+        .build()
 }
 
 fn tracer_provider(endpoint: &str, service: &str, rate: f64, gzip: bool) -> SdkTracerProvider {
@@ -26,7 +28,9 @@ fn tracer_provider(endpoint: &str, service: &str, rate: f64, gzip: bool) -> SdkT
     }
     SdkTracerProvider::builder()
         .with_batch_exporter(builder.build().expect("SDK span exporter"))
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(rate))))
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            rate,
+        ))))
         .with_resource(resource(service))
         .build()
 }
@@ -39,7 +43,10 @@ fn server_span(i: u64) {
         .start(tracer);
     span.set_attribute(KeyValue::new("http.request.method", "GET"));
     span.set_attribute(KeyValue::new("http.route", "/users/{id}"));
-    span.set_attribute(KeyValue::new("http.response.status_code", 200 + (i % 2) as i64));
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        200 + (i % 2) as i64,
+    ));
     span.end();
 }
 
@@ -67,7 +74,10 @@ pub fn run(workload: Workload, endpoint: &str, service: &str, quick: &Quick) -> 
                     .start(&tracer);
                 span.set_attribute(KeyValue::new("http.request.method", "GET"));
                 span.set_attribute(KeyValue::new("http.route", "/users/{id}"));
-                span.set_attribute(KeyValue::new("http.response.status_code", 200 + (i % 2) as i64));
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    200 + (i % 2) as i64,
+                ));
                 span.end();
             });
         }
@@ -100,7 +110,8 @@ pub fn run(workload: Workload, endpoint: &str, service: &str, quick: &Quick) -> 
             });
         }
         Workload::Histogram | Workload::HistogramBound | Workload::Log => {
-            report.ns_per_op = crate::sdk_extra::run(workload, endpoint, service, rounds, per_round);
+            report.ns_per_op =
+                crate::sdk_extra::run(workload, endpoint, service, rounds, per_round);
         }
         Workload::Span2Threads => {
             report.ns_per_op = median_ns_threads(2, rounds, per_round, server_span);

@@ -4,13 +4,21 @@ use crate::{median_ns, Workload};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
 
-pub fn run(workload: Workload, endpoint: &str, service: &str, rounds: usize, per_round: u64) -> f64 {
-    let resource = Resource::builder().with_service_name(service.to_owned()).build();
+pub fn run(
+    workload: Workload,
+    endpoint: &str,
+    service: &str,
+    rounds: usize,
+    per_round: u64,
+) -> f64 {
+    let resource = Resource::builder()
+        .with_service_name(service.to_owned())
+        .build();
     match workload {
         Workload::Histogram | Workload::HistogramBound => {
             let exporter = opentelemetry_otlp::MetricExporter::builder()
