@@ -183,7 +183,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
                 Some(false) => Sampler::ratio(settings.trace_sample_rate()).ignoring_parent(),
                 _ => Sampler::ratio(settings.trace_sample_rate()),
             },
-            span_limits: Default::default(),
+            span_limits: tuning.span_limits,
             log_floor: settings.export_logs().then(|| settings.log_level()),
         },
         queue_batches: tuning.max_queue_size.div_ceil(handoff_size),

@@ -234,3 +234,63 @@ fn an_idle_threads_buffered_spans_leave_within_the_export_delay() {
     idle.join().unwrap();
     drop(telemetry);
 }
+
+#[test]
+fn hostile_attribute_values_are_bounded_and_encoded_validly() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token("t")
+        .span_limits(trace::SpanLimits {
+            max_value_chars: Some(1000),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("hostile", "1")).unwrap();
+    {
+        let mut span = trace::span(String::from_utf8_lossy(b"name \xff\xfe")).start();
+        span.set_attribute("huge", "x".repeat(5 * 1024 * 1024));
+        span.set_attribute(
+            "lossy",
+            String::from_utf8_lossy(b"\xc3\x28 ok \xed\xa0\x80").into_owned(),
+        );
+        span.set_attribute("nan", f64::NAN);
+        span.set_attribute("inf", f64::NEG_INFINITY);
+        span.set_attribute("min", i64::MIN);
+        span.set_attribute("", "empty key");
+        span.set_attribute(
+            "many",
+            vec!["é".repeat(2000); 3]
+                .into_iter()
+                .map(plain_connect::Str::from)
+                .collect::<Vec<_>>(),
+        );
+    }
+    telemetry.flush(Duration::from_secs(10)).unwrap();
+    let spans = receiver.spans();
+    let span = &spans[0];
+    assert!(span.name.starts_with("name "));
+    assert_eq!(
+        string_attr(&span.attributes, "huge").unwrap().len(),
+        1000,
+        "cut to the limit"
+    );
+    assert!(string_attr(&span.attributes, "lossy")
+        .unwrap()
+        .contains('\u{fffd}'));
+    use plain_connect::proto::common::v1::any_value::Value;
+    match common::attr(&span.attributes, "nan") {
+        Some(Value::DoubleValue(v)) => assert!(v.is_nan()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(int_attr(&span.attributes, "min"), Some(i64::MIN));
+    match common::attr(&span.attributes, "many") {
+        Some(Value::ArrayValue(a)) => assert!(a
+            .values
+            .iter()
+            .all(|v| matches!(&v.value, Some(Value::StringValue(s)) if s.chars().count() == 1000))),
+        other => panic!("{other:?}"),
+    }
+}

@@ -239,6 +239,11 @@ fn partial_success(signal: Signal, body: &[u8]) -> (u64, String) {
 fn classify_error(error: &ureq::Error) -> Attempt {
     use ureq::Error as E;
     match error {
+        // rustls reports a certificate that does not verify (and other TLS failures) as
+        // InvalidData inside an io::Error: trying again will not make it trustworthy.
+        E::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => Attempt::Failed {
+            reason: format!("TLS or protocol failure: {e}"),
+        },
         E::Io(_)
         | E::Timeout(_)
         | E::HostNotFound

@@ -122,6 +122,7 @@ pub(crate) struct Tuning {
     pub(crate) connect_timeout: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) gzip: bool,
+    pub(crate) span_limits: crate::trace::SpanLimits,
 }
 
 impl Default for Tuning {
@@ -136,6 +137,7 @@ impl Default for Tuning {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             gzip: cfg!(feature = "gzip"),
+            span_limits: crate::trace::SpanLimits::default(),
         }
     }
 }
@@ -379,6 +381,12 @@ impl SettingsBuilder {
     /// without it, requests are always sent uncompressed).
     pub fn gzip(mut self, on: bool) -> Self {
         self.settings.tuning.gzip = on && cfg!(feature = "gzip");
+        self
+    }
+    /// Per-span limits (default: the OpenTelemetry SDK's 128 attributes, events and links, no
+    /// value length limit); set `max_value_chars` to bound hostile or huge values.
+    pub fn span_limits(mut self, limits: crate::trace::SpanLimits) -> Self {
+        self.settings.tuning.span_limits = limits;
         self
     }
     /// Retry policy for failed sends.
