@@ -1,4 +1,78 @@
-//! plain-connect: a service's traces, metrics and logs to Plain Cloud or any OTLP/HTTP endpoint.
+//! Ship a service's traces, metrics and logs to Plain Cloud — or any OTLP/HTTP endpoint — from a
+//! small synchronous crate with its own OTLP client: no OpenTelemetry SDK, no async runtime.
+//!
+//! # Quick start
+//!
+//! Set `PLAIN_CONNECT_EXPORT_TOKEN` and call [`init!`] once. Without a token every call is a
+//! no-op that costs next to nothing, so the same code runs everywhere.
+//!
+//! ```
+//! use plain_connect::{instrument::{db, http}, metrics, trace, KeyValue};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let telemetry = plain_connect::init!()?; // service.name/version from your Cargo.toml
+//! plain_connect::logs::install(None).ok(); // or logs::LogBridge::wrap(your_logger)
+//!
+//! let mut request = http::server_request("GET", "/users/42").start();
+//! request.set_route("/users/{id}");
+//! db::query("postgresql", "SELECT * FROM users WHERE id = $1").parameterized().start().finish(None::<&str>);
+//! log::info!(user_id = 42; "profile served"); // carries the request's trace and span ids
+//! request.finish(200);
+//!
+//! let orders = metrics::counter::<u64>("shop.orders").build()?;
+//! orders.add(1, &[KeyValue::new("channel", "web")]);
+//!
+//! telemetry.shutdown(std::time::Duration::from_secs(5))?; // dropping it does the same
+//! # Ok(()) }
+//! ```
+//!
+//! # Settings
+//!
+//! [`Settings`] come from defaults, then code ([`Settings::builder`], or a [`SettingsFile`] in your
+//! own config file), then the standard `OTEL_*` variables, then `PLAIN_CONNECT_*` variables, which
+//! win. A bad `PLAIN_CONNECT_*` value is a [`SettingsError`] naming the variable and what it
+//! accepts; [`Settings::from_env_lossy`] keeps defaults instead, for apps that must start.
+//!
+//! ```
+//! let settings = plain_connect::Settings::builder()
+//!     .export_url("http://127.0.0.1:4318")
+//!     .trace_sample_rate(0.25)
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(settings.signal_url("traces"), "http://127.0.0.1:4318/v1/traces");
+//! ```
+//!
+//! # Work on other threads
+//!
+//! Each thread has its own current span. Capture the context and attach it on the worker so its
+//! spans nest under the request:
+//!
+//! ```
+//! let request = plain_connect::trace::span("GET /report").start();
+//! let context = plain_connect::trace::current();
+//! std::thread::spawn(move || {
+//!     let _attached = context.attach();
+//!     let _render = plain_connect::trace::span("render").start(); // a child of the request
+//! })
+//! .join()
+//! .unwrap();
+//! drop(request);
+//! ```
+//!
+//! # How it behaves under failure
+//!
+//! The app thread never waits on the network: finished records go to a per-thread buffer and
+//! from there, in batches, to one exporter thread through a bounded queue; a full queue drops and
+//! counts. The exporter retries 429/502/503/504 and network errors with jittered exponential
+//! backoff, honours `Retry-After`, never follows redirects, and gives up after a bounded budget.
+//! [`Telemetry::flush`] and [`Telemetry::shutdown`] keep their deadline whatever the endpoint
+//! does, and [`Telemetry::counters`] accounts for every item: exported, or dropped with a reason.
+//!
+//! # A second consumer
+//!
+//! A local viewer or a test can see every finished, sampled span beside the exporter with
+//! [`Telemetry::add_span_consumer`]; the embedded OTLP receiver (feature `receiver`) shows what
+//! arrived on the wire as trace waterfalls, histograms and logs.
 #![warn(missing_docs)]
 
 mod attributes;
@@ -16,6 +90,8 @@ pub mod resource;
 pub mod settings;
 mod telemetry;
 pub mod trace;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 pub use attributes::{KeyValue, Str, Value};
 pub use resource::Resource;

@@ -16,9 +16,13 @@ pub mod propagation;
 pub(crate) mod sampler;
 mod span;
 
+#[cfg(feature = "tracing")]
+pub(crate) use context::replace_current;
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
 pub(crate) use id::random_u64;
 pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
+#[cfg(feature = "tracing")]
+pub(crate) use span::{begin, push_attribute, Begun};
 pub use span::{Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status};
 
 /// Describes a new span; `.start()` starts it as a child of the current span.

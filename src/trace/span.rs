@@ -164,65 +164,82 @@ impl SpanBuilder {
     /// With no pipeline installed this returns a span that does nothing. An unsampled span
     /// still gets valid ids (so propagation and log correlation work) but records nothing.
     pub fn start(self) -> Span {
-        let Some((sampled_by_rate, limits)) =
-            export::with_signal_config(|c| (c.sampler, c.span_limits))
-        else {
-            return Span::noop();
-        };
         let parent = match self.parent {
             Some(explicit) => explicit,
             None => context::current(),
         };
-        let parent_valid = parent.is_valid();
-        let trace_id = if parent_valid {
-            parent.trace_id
-        } else {
-            new_trace_id()
+        let Some(begun) = begin(self.name, self.kind, parent) else {
+            return Span::noop();
         };
-        let sampled = sampled_by_rate.should_sample(&parent, trace_id);
-        let inherited_flags = if parent_valid { parent.flags } else { 0 };
-        let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
-        let span_context = SpanContext {
-            trace_id,
-            span_id: new_span_id(),
-            flags,
-            is_remote: false,
-            trace_state: parent.trace_state.clone(),
-        };
-        let data = sampled.then(|| {
-            Box::new(SpanData {
-                trace_id,
-                span_id: span_context.span_id,
-                parent_span_id: if parent_valid {
-                    parent.span_id
-                } else {
-                    SpanId::INVALID
-                },
-                parent_is_remote: parent.is_remote,
-                flags,
-                trace_state: parent.trace_state,
-                name: self.name,
-                kind: self.kind,
-                start_unix_nanos: export::now_unix_nanos(),
-                end_unix_nanos: 0,
-                attributes: Vec::new(),
-                dropped_attributes: 0,
-                events: Vec::new(),
-                dropped_events: 0,
-                links: Vec::new(),
-                dropped_links: 0,
-                status: Status::Unset,
-            })
-        });
-        let previous = context::replace_current(span_context.clone());
+        let previous = context::replace_current(begun.context.clone());
         Span {
-            context: span_context,
+            context: begun.context,
             previous: Some(previous),
-            data,
-            limits,
+            data: begun.data,
+            limits: begun.limits,
             _not_send: PhantomData,
         }
     }
+}
+
+/// A span's identity and, when sampled, its record: what [`SpanBuilder::start`] and the
+/// `tracing` bridge both start from.
+pub(crate) struct Begun {
+    pub(crate) context: SpanContext,
+    pub(crate) data: Option<Box<SpanData>>,
+    pub(crate) limits: SpanLimits,
+}
+
+/// Decides sampling and draws ids for a new span under `parent` (invalid = a root). `None` when
+/// no pipeline is installed. The one place span identity is made.
+pub(crate) fn begin(name: Str, kind: SpanKind, parent: SpanContext) -> Option<Begun> {
+    let (sampler, limits) = export::with_signal_config(|c| (c.sampler, c.span_limits))?;
+    let parent_valid = parent.is_valid();
+    let trace_id = if parent_valid {
+        parent.trace_id
+    } else {
+        new_trace_id()
+    };
+    let sampled = sampler.should_sample(&parent, trace_id);
+    let inherited_flags = if parent_valid { parent.flags } else { 0 };
+    let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
+    let context = SpanContext {
+        trace_id,
+        span_id: new_span_id(),
+        flags,
+        is_remote: false,
+        trace_state: parent.trace_state.clone(),
+    };
+    let data = sampled.then(|| {
+        Box::new(SpanData {
+            trace_id,
+            span_id: context.span_id,
+            parent_span_id: if parent_valid {
+                parent.span_id
+            } else {
+                SpanId::INVALID
+            },
+            parent_is_remote: parent.is_remote,
+            flags,
+            trace_state: parent.trace_state,
+            name,
+            kind,
+            start_unix_nanos: export::now_unix_nanos(),
+            end_unix_nanos: 0,
+            attributes: Vec::new(),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::Unset,
+        })
+    });
+    Some(Begun {
+        context,
+        data,
+        limits,
+    })
 }
 
 /// A started span. Current on its thread until it ends; ends on [`Span::end`] or on drop.
@@ -415,7 +432,7 @@ impl std::fmt::Debug for Span {
 }
 
 /// The one place attribute limits are applied: unique keys, count limit, value length limit.
-fn push_attribute(
+pub(crate) fn push_attribute(
     attributes: &mut Vec<KeyValue>,
     dropped: &mut u32,
     max_count: u32,
