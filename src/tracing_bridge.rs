@@ -210,7 +210,7 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let (severity_number, severity_text, level) = severity(metadata.level());
-        let Some(floor) = export::with_signal_config(|c| c.log_floor).flatten() else {
+        let Some(floor) = export::log_floor() else {
             return;
         };
         let target = metadata.target();

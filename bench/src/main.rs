@@ -37,6 +37,7 @@ pub enum Workload {
     Histogram,
     HistogramBound,
     Log,
+    LogFiltered,
     Span2Threads,
     Burst,
     Sustain { rate: u64, gzip: bool },
@@ -66,6 +67,7 @@ impl Workload {
             Workload::Histogram,
             Workload::HistogramBound,
             Workload::Log,
+            Workload::LogFiltered,
             Workload::Span2Threads,
             Workload::Burst,
             Workload::Idle,
@@ -316,6 +318,7 @@ fn main() {
             Workload::HistogramBound,
         ),
         ("5. INFO log record, 1 formatted argument", Workload::Log),
+        ("5b. DEBUG record under the INFO floor, app logger verbose (SDK column: `log`'s own level check)", Workload::LogFiltered),
         (
             "6. workload 1 on 2 threads (per-thread ns/op)",
             Workload::Span2Threads,

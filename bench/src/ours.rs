@@ -50,7 +50,7 @@ pub fn run(workload: Workload, endpoint: &str, service: &str, quick: &Quick) -> 
                 );
             });
         }
-        Workload::Histogram | Workload::HistogramBound | Workload::Log => {
+        Workload::Histogram | Workload::HistogramBound | Workload::Log | Workload::LogFiltered => {
             report.ns_per_op = crate::ours_extra::run(workload, rounds, per_round);
         }
         Workload::Span2Threads => {

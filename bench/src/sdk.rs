@@ -109,6 +109,11 @@ pub fn run(workload: Workload, endpoint: &str, service: &str, quick: &Quick) -> 
                 cx.span().end();
             });
         }
+        Workload::LogFiltered => {
+            // The baseline: a record `log` itself filters out with one level comparison.
+            log::set_max_level(log::LevelFilter::Info);
+            report.ns_per_op = median_ns(rounds, per_round, |i| log::debug!("order {i} looked up"));
+        }
         Workload::Histogram | Workload::HistogramBound | Workload::Log => {
             report.ns_per_op =
                 crate::sdk_extra::run(workload, endpoint, service, rounds, per_round);

@@ -134,6 +134,18 @@ struct Installed {
 
 /// Bumped on every install and uninstall, so threads notice with one relaxed load.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// The installed pipeline's log export floor as a `LevelFilter` number (0 = off or none), so a
+/// record under the floor costs one load.
+static LOG_FLOOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The installed pipeline's log export floor, `None` when logs are not exported.
+pub(crate) fn log_floor() -> Option<log::LevelFilter> {
+    match LOG_FLOOR.load(Ordering::Relaxed) {
+        0 => None,
+        n => log::LevelFilter::iter().nth(n),
+    }
+}
+
 /// Whether any pipeline is installed: the disabled path is this one load and nothing else.
 static INSTALLED_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static INSTALLED: Mutex<Option<Installed>> = parking_lot::const_mutex(None);
@@ -144,10 +156,12 @@ pub(crate) fn install(shared: Arc<Shared>, installed_at: String) -> Result<(), S
     if let Some(existing) = installed.as_ref() {
         return Err(existing.installed_at.clone());
     }
+    let floor = shared.signals.log_floor.map_or(0, |f| f as usize);
     *installed = Some(Installed {
         shared,
         installed_at,
     });
+    LOG_FLOOR.store(floor, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::Release);
     INSTALLED_ANY.store(true, Ordering::Release);
     Ok(())
@@ -161,6 +175,7 @@ pub(crate) fn uninstall(shared: &Arc<Shared>) {
         .is_some_and(|i| Arc::ptr_eq(&i.shared, shared))
     {
         *installed = None;
+        LOG_FLOOR.store(0, Ordering::Release);
         GENERATION.fetch_add(1, Ordering::Release);
         INSTALLED_ANY.store(false, Ordering::Release);
     }

@@ -50,9 +50,7 @@ pub fn install(inner: Option<Box<dyn Log>>) -> Result<(), log::SetLoggerError> {
         None => LogBridge::export_only(),
     };
     log::set_boxed_logger(Box::new(bridge))?;
-    let floor = export::with_signal_config(|c| c.log_floor)
-        .flatten()
-        .unwrap_or(LevelFilter::Info);
+    let floor = export::log_floor().unwrap_or(LevelFilter::Info);
     log::set_max_level(before.max(floor));
     widen_max_level(floor);
     Ok(())
@@ -89,7 +87,7 @@ pub(crate) fn severity(level: Level) -> (u8, &'static str) {
 }
 
 fn export_floor() -> Option<LevelFilter> {
-    export::with_signal_config(|c| c.log_floor).flatten()
+    export::log_floor()
 }
 
 /// Whether a record with this metadata is to be exported (floor and feedback guard).
