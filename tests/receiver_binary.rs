@@ -13,7 +13,7 @@ fn the_binary_listens_shows_and_exits_cleanly() {
         .unwrap()
         .port();
     let html = std::env::temp_dir().join(format!("plain-connect-receiver-{port}.html"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plain-connect-receiver"))
+    let child = Command::new(env!("CARGO_BIN_EXE_plain-connect-receiver"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
