@@ -1,9 +1,10 @@
 //! In-process aggregation: one instrument's attribute sets (series), each with its own small
 //! lock, found by an order-independent hash of the borrowed attributes (no allocation for a set
-//! already seen), capped in number, and drained into delta data points at each collection.
+//! already seen) or, for sets of literals, by where those literals live; capped in number, and
+//! drained into delta data points at each collection.
 
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
-use crate::attributes::{KeyValue, Value};
+use crate::attributes::{KeyValue, Str, Value};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -75,8 +76,7 @@ impl Series {
                 max,
                 buckets,
             } => {
-                // Upper-inclusive buckets: the first bound >= value.
-                let index = bounds.map_or(0, |b| b.partition_point(|bound| *bound < value));
+                let index = bounds.map_or(0, |b| bucket_index(b, value));
                 buckets[index] += 1;
                 *count += 1;
                 *sum += value;
@@ -88,6 +88,17 @@ impl Series {
                 *float += value;
             }
         }
+    }
+}
+
+/// Upper-inclusive buckets: the index of the first bound >= `value`. For the short boundary lists
+/// histograms use, counting the bounds below the value is branch-free and vectorises, where a
+/// binary search is a chain of dependent loads; long lists still get the binary search.
+fn bucket_index(bounds: &[f64], value: f64) -> usize {
+    if bounds.len() <= 32 {
+        bounds.iter().map(|bound| usize::from(*bound < value)).sum()
+    } else {
+        bounds.partition_point(|bound| *bound < value)
     }
 }
 
@@ -115,6 +126,30 @@ fn set_hash(attributes: &[KeyValue]) -> u64 {
     })
 }
 
+/// Hashes where an attribute set's strings live instead of what they say: a few multiplications
+/// instead of reading every byte. `None` unless every key and string value is a `'static`
+/// literal, so the hint never grows with strings made at run time.
+fn address_hash(attributes: &[KeyValue]) -> Option<u64> {
+    fn place(s: &'static str) -> u64 {
+        (s.as_ptr().addr() as u64) ^ (s.len() as u64).rotate_right(16)
+    }
+    let mut h = FxHasher::default();
+    for kv in attributes {
+        let Str::Static(key) = kv.key else {
+            return None;
+        };
+        h.write_u64(place(key));
+        h.write_u64(match &kv.value {
+            Value::Str(Str::Static(s)) => place(s),
+            Value::Bool(b) => u64::from(*b),
+            Value::I64(i) => *i as u64,
+            Value::F64(f) => f.to_bits(),
+            _ => return None,
+        });
+    }
+    Some(h.finish())
+}
+
 /// Same set of key/values, whatever the order (keys are unique within a set). Callers usually
 /// pass the same attributes in the same order, which the first comparison settles.
 fn same_set(stored: &[KeyValue], given: &[KeyValue]) -> bool {
@@ -129,9 +164,14 @@ struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.write_u64(u64::from_le_bytes(word.try_into().expect("8-byte chunk")));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word[..tail.len()].copy_from_slice(tail);
             self.write_u64(u64::from_le_bytes(word));
         }
     }
@@ -162,7 +202,26 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type SeriesMap = HashMap<u64, Vec<Arc<Series>>, BuildHasherDefault<IdentityHasher>>;
+type ByHash<T> = HashMap<u64, T, BuildHasherDefault<IdentityHasher>>;
+
+/// One instrument's series, found by content, with a faster hint for callers passing literals.
+#[derive(Debug, Default)]
+struct SeriesIndex {
+    /// Keyed by [`set_hash`]; a list because different sets may share a hash.
+    by_content: ByHash<Vec<Arc<Series>>>,
+    /// Keyed by [`address_hash`]: where the caller's literal keys and values live. Only a hint,
+    /// always confirmed by comparing contents, bounded by the cardinality limit, and cleared at
+    /// every collection.
+    by_address: ByHash<Arc<Series>>,
+}
+
+impl SeriesIndex {
+    fn find(&self, hash: u64, attributes: &[KeyValue]) -> Option<&Arc<Series>> {
+        self.by_content
+            .get(&hash)
+            .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
+    }
+}
 
 /// Free a series after this many collections with nothing recorded (unless a bound handle holds it).
 const IDLE_COLLECTIONS_BEFORE_FREE: u64 = 3;
@@ -171,7 +230,7 @@ const IDLE_COLLECTIONS_BEFORE_FREE: u64 = 3;
 #[derive(Debug)]
 pub(crate) struct Aggregator {
     pub(crate) aggregation: Aggregation,
-    series: RwLock<SeriesMap>,
+    series: RwLock<SeriesIndex>,
     series_count: AtomicU64,
     cardinality_limit: usize,
     overflow: Arc<Series>,
@@ -188,7 +247,7 @@ impl Aggregator {
         ));
         Aggregator {
             aggregation,
-            series: RwLock::new(SeriesMap::default()),
+            series: RwLock::new(SeriesIndex::default()),
             series_count: AtomicU64::new(0),
             cardinality_limit: cardinality_limit.max(1),
             overflow,
@@ -209,19 +268,11 @@ impl Aggregator {
     /// the cardinality limit) otherwise; the overflow series beyond it.
     pub(crate) fn series(&self, attributes: &[KeyValue]) -> Arc<Series> {
         let hash = set_hash(attributes);
-        if let Some(found) = self
-            .series
-            .read()
-            .get(&hash)
-            .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
-        {
+        if let Some(found) = self.series.read().find(hash, attributes) {
             return Arc::clone(found);
         }
-        let mut map = self.series.write();
-        if let Some(found) = map
-            .get(&hash)
-            .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
-        {
+        let mut index = self.series.write();
+        if let Some(found) = index.find(hash, attributes) {
             return Arc::clone(found);
         }
         if self.series_count.load(Ordering::Relaxed) as usize >= self.cardinality_limit {
@@ -230,26 +281,52 @@ impl Aggregator {
         // Kept in the order first seen, which is how callers usually pass them again.
         let owned = attributes.to_vec();
         let series = Arc::new(Series::new(owned, &self.aggregation));
-        map.entry(hash).or_default().push(Arc::clone(&series));
+        index
+            .by_content
+            .entry(hash)
+            .or_default()
+            .push(Arc::clone(&series));
         self.series_count.fetch_add(1, Ordering::Relaxed);
         series
     }
 
     /// Records into the series for `attributes` (hot path for unbound instruments).
     pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue]) {
-        let hash = set_hash(attributes);
+        let address = address_hash(attributes);
         {
-            let map = self.series.read();
-            if let Some(series) = map
-                .get(&hash)
-                .and_then(|list| list.iter().find(|s| same_set(&s.attributes, attributes)))
-            {
+            let index = self.series.read();
+            let remembered = address
+                .and_then(|a| index.by_address.get(&a))
+                .filter(|series| same_set(&series.attributes, attributes));
+            if let Some(series) = remembered {
                 series.record(value, int_value, self.bounds());
                 return;
             }
+            if let Some(series) = index.find(set_hash(attributes), attributes) {
+                series.record(value, int_value, self.bounds());
+                if let Some(address) = address {
+                    let series = Arc::clone(series);
+                    drop(index);
+                    self.remember_address(address, series);
+                }
+                return;
+            }
         }
-        self.series(attributes)
-            .record(value, int_value, self.bounds());
+        let series = self.series(attributes);
+        series.record(value, int_value, self.bounds());
+        if let Some(address) = address {
+            self.remember_address(address, series);
+        }
+    }
+
+    fn remember_address(&self, address: u64, series: Arc<Series>) {
+        if Arc::ptr_eq(&series, &self.overflow) {
+            return;
+        }
+        let mut index = self.series.write();
+        if index.by_address.len() < self.cardinality_limit {
+            index.by_address.insert(address, series);
+        }
     }
 
     /// Drains what was recorded since the last collection into data points.
@@ -326,9 +403,11 @@ impl Aggregator {
             recorded
         };
         {
-            let mut map = self.series.write();
+            let mut index = self.series.write();
+            // The hints hold series too; dropped here so idle ones can be freed (refilled on use).
+            index.by_address.clear();
             let mut freed = 0;
-            map.retain(|_, list| {
+            index.by_content.retain(|_, list| {
                 list.retain(|series| {
                     let recorded = emit(series);
                     let idle = if recorded {
@@ -370,6 +449,23 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_search_agrees_with_a_binary_search_on_short_and_long_lists() {
+        for len in [0usize, 1, 2, 15, 32, 33, 100] {
+            let bounds: Vec<f64> = (0..len).map(|i| i as f64 * 0.5).collect();
+            for step in -4..(len as i64 + 4) * 4 {
+                // Values on, between, below and above the bounds.
+                let value = step as f64 * 0.125;
+                let expected = bounds.partition_point(|b| *b < value);
+                assert_eq!(
+                    bucket_index(&bounds, value),
+                    expected,
+                    "len {len} value {value}"
+                );
+            }
+        }
+    }
 
     fn histogram(bounds: &[f64]) -> Aggregator {
         Aggregator::new(
@@ -474,6 +570,33 @@ mod tests {
             h.collect(t);
         }
         assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
-        assert!(h.series.read().is_empty());
+        let index = h.series.read();
+        assert!(index.by_content.is_empty() && index.by_address.is_empty());
+    }
+
+    #[test]
+    fn the_address_hint_never_merges_different_sets() {
+        let h = histogram(&[1.0]);
+        // Same key literal, values whose hint words coincide (1 and true), and the same text
+        // built at run time: three sets, one of them seen twice.
+        for _ in 0..3 {
+            h.record(0.5, 0, &[KeyValue::new("k", 1)]);
+            h.record(0.5, 0, &[KeyValue::new("k", true)]);
+            h.record(0.5, 0, &[KeyValue::new("k", "v")]);
+            h.record(0.5, 0, &[KeyValue::new("k", String::from("v"))]);
+        }
+        let mut counts: Vec<(String, u64)> = points(h.collect(2))
+            .iter()
+            .map(|p| (format!("{:?}", p.attributes[0].value), p.count))
+            .collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                ("Bool(true)".to_string(), 3),
+                ("I64(1)".to_string(), 3),
+                ("Str(Static(\"v\"))".to_string(), 6)
+            ]
+        );
     }
 }
