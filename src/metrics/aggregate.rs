@@ -133,21 +133,25 @@ fn address_hash(attributes: &[KeyValue]) -> Option<u64> {
     fn place(s: &'static str) -> u64 {
         (s.as_ptr().addr() as u64) ^ (s.len() as u64).rotate_right(16)
     }
-    let mut h = FxHasher::default();
+    // The multiplications do not depend on each other, only the cheap rotate-and-xor chain
+    // does, so the CPU overlaps them.
+    let mut h = attributes.len() as u64;
     for kv in attributes {
         let Str::Static(key) = kv.key else {
             return None;
         };
-        h.write_u64(place(key));
-        h.write_u64(match &kv.value {
+        let value = match &kv.value {
             Value::Str(Str::Static(s)) => place(s),
             Value::Bool(b) => u64::from(*b),
             Value::I64(i) => *i as u64,
             Value::F64(f) => f.to_bits(),
             _ => return None,
-        });
+        };
+        h = h.rotate_left(23)
+            ^ place(key).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ value.wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-    Some(h.finish())
+    Some(h)
 }
 
 /// Same set of key/values, whatever the order (keys are unique within a set). Callers usually
