@@ -139,7 +139,7 @@ where
             })
             .unwrap_or_else(trace::current);
         let name = Str::Static(attributes.metadata().name());
-        let Some(mut begun) = trace::begin(name, kind_of(attributes), parent) else {
+        let Some(mut begun) = trace::begin(name, kind_of(attributes), &parent) else {
             return;
         };
         if let Some(data) = &mut begun.data {

@@ -235,9 +235,14 @@ fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
         .flatten()
 }
 
+/// Whether a pipeline is installed: one relaxed load, for the disabled fast path.
+pub(crate) fn is_installed() -> bool {
+    INSTALLED_ANY.load(Ordering::Relaxed)
+}
+
 /// The installed pipeline's signal settings, or `None` when export is off.
 pub(crate) fn with_signal_config<R>(f: impl FnOnce(&SignalConfig) -> R) -> Option<R> {
-    if !INSTALLED_ANY.load(Ordering::Relaxed) {
+    if !is_installed() {
         return None;
     }
     with_local(|shared, _| f(&shared.signals))

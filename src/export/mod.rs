@@ -11,7 +11,9 @@ pub(crate) mod retry;
 pub(crate) mod transport;
 
 pub use counters::{CountersSnapshot, SignalCounts};
-pub(crate) use handoff::{log_floor, submit_log, submit_span, with_signal_config, SignalConfig};
+pub(crate) use handoff::{
+    is_installed, log_floor, submit_log, submit_span, with_signal_config, SignalConfig,
+};
 pub use pipeline::is_exporter_thread;
 pub(crate) use pipeline::{Pipeline, PipelineConfig};
 pub use retry::RetryPolicy;

@@ -108,21 +108,32 @@ thread_local! {
 
 /// The current span's context on this thread (invalid when no span is current).
 pub fn current() -> SpanContext {
-    CURRENT.try_with(|c| c.borrow().clone()).unwrap_or_default()
+    // `try_borrow`: a log record written while a span is being entered (from inside the
+    // pipeline) sees no current span rather than panicking.
+    CURRENT
+        .try_with(|c| c.try_borrow().map(|c| c.clone()).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Sets the current context, returning the previous one.
 pub(crate) fn replace_current(new: SpanContext) -> SpanContext {
-    CURRENT.try_with(|c| c.replace(new)).unwrap_or_default()
+    CURRENT
+        .try_with(|c| {
+            c.try_borrow_mut()
+                .map(|mut c| std::mem::replace(&mut *c, new))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
 }
 
 /// Restores `previous` if `expected_current` is still current; a span ended out of order
 /// leaves the newer current span in place rather than clobbering it.
 pub(crate) fn restore_current(expected_current: SpanId, previous: SpanContext) {
     let _ = CURRENT.try_with(|c| {
-        let mut current = c.borrow_mut();
-        if current.span_id == expected_current {
-            *current = previous;
+        if let Ok(mut current) = c.try_borrow_mut() {
+            if current.span_id == expected_current {
+                *current = previous;
+            }
         }
     });
 }

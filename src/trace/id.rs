@@ -1,8 +1,7 @@
 //! Trace and span ids: random, never all-zero, from a per-thread generator.
 
-use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
-use std::cell::RefCell;
+use rand::TryRngCore;
+use std::cell::Cell;
 use std::fmt;
 
 /// A 16-byte trace id. Never all-zero when generated here.
@@ -71,16 +70,59 @@ impl fmt::Debug for SpanId {
 }
 
 thread_local! {
-    // Seeded once per thread from the OS; Xoshiro256++ is fast and its output is not
-    // predictable from ids seen on the wire without many observations, which is all ids need.
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+    /// This thread's generator state; 0 until first use, then seeded from the OS.
+    static RNG_STATE: Cell<u64> = const { Cell::new(0) };
 }
 
-/// A random number from this thread's generator.
+/// A random number from this thread's generator: wyrand (a 64-bit counter with a Weyl step,
+/// mixed by one 128-bit multiplication), seeded once per thread from the OS. Its output is
+/// uniform in every bit, which the ratio sampler relies on, and it costs a few instructions;
+/// ids need uniqueness and uniformity, not secrecy.
 pub(crate) fn random_u64() -> u64 {
-    RNG.try_with(|rng| rng.borrow_mut().next_u64())
-        // During thread teardown the generator may be gone; fall back to a fresh one.
-        .unwrap_or_else(|_| SmallRng::from_os_rng().next_u64())
+    RNG_STATE
+        .try_with(|state| {
+            let mut s = state.get();
+            if s == 0 {
+                s = seed();
+            }
+            let (next, out) = wyrand(s);
+            state.set(next);
+            out
+        })
+        // During thread teardown the state may be gone; draw from the OS directly.
+        .unwrap_or_else(|_| seed())
+}
+
+/// One wyrand step: the next state and the output.
+fn wyrand(state: u64) -> (u64, u64) {
+    let next = state.wrapping_add(0xa076_1d64_78bd_642f);
+    let product = u128::from(next) * u128::from(next ^ 0xe703_7ed1_a0b4_28db);
+    (next, ((product >> 64) as u64) ^ (product as u64))
+}
+
+/// A non-zero seed from the OS generator.
+fn seed() -> u64 {
+    loop {
+        let s = rand::rngs::OsRng
+            .try_next_u64()
+            .unwrap_or_else(|_| fallback_seed());
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
+/// Without an OS generator (it does not fail on the platforms we build for): time, thread and
+/// address mixed, still distinct per thread.
+fn fallback_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// A new random trace id (never zero).
@@ -125,6 +167,22 @@ mod tests {
         let s = SpanId(0x00f067aa0ba902b7);
         assert_eq!(s.to_string(), "00f067aa0ba902b7");
         assert_eq!(SpanId::from_bytes(s.to_bytes()), s);
+    }
+
+    #[test]
+    fn every_bit_is_set_about_half_the_time() {
+        let draws = 20_000;
+        let mut ones = [0u32; 64];
+        for _ in 0..draws {
+            let x = random_u64();
+            for (bit, count) in ones.iter_mut().enumerate() {
+                *count += ((x >> bit) & 1) as u32;
+            }
+        }
+        for (bit, count) in ones.iter().enumerate() {
+            // 20 000 fair coin flips: 10 000 ± 400 is over 5.6 standard deviations.
+            assert!((9_600..=10_400).contains(count), "bit {bit}: {count}");
+        }
     }
 
     #[test]

@@ -163,20 +163,30 @@ impl SpanBuilder {
     ///
     /// With no pipeline installed this returns a span that does nothing. An unsampled span
     /// still gets valid ids (so propagation and log correlation work) but records nothing.
+    #[inline]
     pub fn start(self) -> Span {
+        if !export::is_installed() {
+            return Span::noop();
+        }
+        self.start_installed()
+    }
+
+    fn start_installed(self) -> Span {
         let parent = match self.parent {
             Some(explicit) => explicit,
             None => context::current(),
         };
-        let Some(begun) = begin(self.name, self.kind, parent) else {
+        let Some(begun) = begin(self.name, self.kind, &parent) else {
             return Span::noop();
         };
         let previous = context::replace_current(begun.context.clone());
         Span {
-            context: begun.context,
-            previous: Some(previous),
-            data: begun.data,
-            limits: begun.limits,
+            active: Some(Active {
+                context: begun.context,
+                previous: Some(previous),
+                data: begun.data,
+                limits: begun.limits,
+            }),
             _not_send: PhantomData,
         }
     }
@@ -192,7 +202,7 @@ pub(crate) struct Begun {
 
 /// Decides sampling and draws ids for a new span under `parent` (invalid = a root). `None` when
 /// no pipeline is installed. The one place span identity is made.
-pub(crate) fn begin(name: Str, kind: SpanKind, parent: SpanContext) -> Option<Begun> {
+pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Option<Begun> {
     let (sampler, limits) = export::with_signal_config(|c| (c.sampler, c.span_limits))?;
     let parent_valid = parent.is_valid();
     let trace_id = if parent_valid {
@@ -200,7 +210,7 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: SpanContext) -> Option<Be
     } else {
         new_trace_id()
     };
-    let sampled = sampler.should_sample(&parent, trace_id);
+    let sampled = sampler.should_sample(parent, trace_id);
     let inherited_flags = if parent_valid { parent.flags } else { 0 };
     let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
     let context = SpanContext {
@@ -210,35 +220,45 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: SpanContext) -> Option<Be
         is_remote: false,
         trace_state: parent.trace_state.clone(),
     };
-    let data = sampled.then(|| {
-        Box::new(SpanData {
-            trace_id,
-            span_id: context.span_id,
-            parent_span_id: if parent_valid {
-                parent.span_id
-            } else {
-                SpanId::INVALID
-            },
-            parent_is_remote: parent.is_remote,
-            flags,
-            trace_state: parent.trace_state,
-            name,
-            kind,
-            start_unix_nanos: export::now_unix_nanos(),
-            end_unix_nanos: 0,
-            attributes: Vec::new(),
-            dropped_attributes: 0,
-            events: Vec::new(),
-            dropped_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::Unset,
-        })
-    });
+    let data = sampled.then(|| new_record(name, kind, &context, parent));
     Some(Begun {
         context,
         data,
         limits,
+    })
+}
+
+/// The record of a sampled span, started now. Kept out of line: an unsampled span should not
+/// pay for the stack space and copies of a record it never makes.
+#[inline(never)]
+fn new_record(
+    name: Str,
+    kind: SpanKind,
+    context: &SpanContext,
+    parent: &SpanContext,
+) -> Box<SpanData> {
+    Box::new(SpanData {
+        trace_id: context.trace_id,
+        span_id: context.span_id,
+        parent_span_id: if parent.is_valid() {
+            parent.span_id
+        } else {
+            SpanId::INVALID
+        },
+        parent_is_remote: parent.is_remote,
+        flags: context.flags,
+        trace_state: parent.trace_state.clone(),
+        name,
+        kind,
+        start_unix_nanos: export::now_unix_nanos(),
+        end_unix_nanos: 0,
+        attributes: Vec::new(),
+        dropped_attributes: 0,
+        events: Vec::new(),
+        dropped_events: 0,
+        links: Vec::new(),
+        dropped_links: 0,
+        status: Status::Unset,
     })
 }
 
@@ -254,46 +274,59 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: SpanContext) -> Option<Be
 /// span.end();
 /// ```
 pub struct Span {
+    /// `None` when no pipeline was installed at start: then the span is nothing at all, which
+    /// is what keeps the disabled path to a load and a branch.
+    active: Option<Active>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// A span started under an installed pipeline.
+struct Active {
     context: SpanContext,
     /// The context that was current before this span started; `None` once ended.
     previous: Option<SpanContext>,
     /// Boxed so the handle the app holds and moves stays small; `None` when not recording.
     data: Option<Box<SpanData>>,
     limits: SpanLimits,
-    _not_send: PhantomData<*const ()>,
 }
 
+/// What [`Span::context`] returns for a span started with no pipeline installed.
+static NO_CONTEXT: SpanContext = SpanContext::none();
+
 impl Span {
+    #[inline]
     fn noop() -> Self {
         Span {
-            context: SpanContext::none(),
-            previous: None,
-            data: None,
-            limits: SpanLimits::default(),
+            active: None,
             _not_send: PhantomData,
         }
     }
 
+    /// The record and limits when recording.
+    fn recording(&mut self) -> Option<(&mut SpanData, SpanLimits)> {
+        let active = self.active.as_mut()?;
+        Some((active.data.as_deref_mut()?, active.limits))
+    }
+
     /// The span's context (valid even when unsampled, while a pipeline is installed).
     pub fn context(&self) -> &SpanContext {
-        &self.context
+        self.active.as_ref().map_or(&NO_CONTEXT, |a| &a.context)
     }
 
     /// Whether attributes, events and status are recorded (sampled and not yet ended).
     pub fn is_recording(&self) -> bool {
-        self.data.is_some()
+        self.active.as_ref().is_some_and(|a| a.data.is_some())
     }
 
     /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
     /// discarded and counted in `dropped_attributes_count`.
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
-        if let Some(data) = &mut self.data {
-            let (attrs, dropped) = (&mut data.attributes, &mut data.dropped_attributes);
+        if let Some((data, limits)) = self.recording() {
             push_attribute(
-                attrs,
-                dropped,
-                self.limits.max_attributes,
-                self.limits.max_value_chars,
+                &mut data.attributes,
+                &mut data.dropped_attributes,
+                limits.max_attributes,
+                limits.max_value_chars,
                 KeyValue::new(key, value),
             );
         }
@@ -301,13 +334,13 @@ impl Span {
 
     /// Sets several attributes.
     pub fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
-        if let Some(data) = &mut self.data {
+        if let Some((data, limits)) = self.recording() {
             for kv in attributes {
                 push_attribute(
                     &mut data.attributes,
                     &mut data.dropped_attributes,
-                    self.limits.max_attributes,
-                    self.limits.max_value_chars,
+                    limits.max_attributes,
+                    limits.max_value_chars,
                     kv,
                 );
             }
@@ -316,15 +349,15 @@ impl Span {
 
     /// Renames the span (e.g. once the HTTP route is known).
     pub fn update_name(&mut self, name: impl Into<Str>) {
-        if let Some(data) = &mut self.data {
+        if let Some((data, _)) = self.recording() {
             data.name = name.into();
         }
     }
 
     /// Adds an event with attributes.
     pub fn add_event(&mut self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
-        if let Some(data) = &mut self.data {
-            if data.events.len() >= self.limits.max_events as usize {
+        if let Some((data, limits)) = self.recording() {
+            if data.events.len() >= limits.max_events as usize {
                 data.dropped_events = data.dropped_events.saturating_add(1);
                 return;
             }
@@ -334,8 +367,8 @@ impl Span {
                 push_attribute(
                     &mut kept,
                     &mut dropped,
-                    self.limits.max_attributes_per_event,
-                    self.limits.max_value_chars,
+                    limits.max_attributes_per_event,
+                    limits.max_value_chars,
                     kv,
                 );
             }
@@ -358,7 +391,7 @@ impl Span {
     /// }
     /// ```
     pub fn record_exception(&mut self, exception_type: &str, message: &str) {
-        if self.data.is_some() {
+        if self.is_recording() {
             self.add_event(
                 "exception",
                 vec![
@@ -371,14 +404,14 @@ impl Span {
 
     /// Records an error value: an `exception` event whose type is the error's Rust type name.
     pub fn record_error<E: std::error::Error + ?Sized>(&mut self, error: &E) {
-        if self.data.is_some() {
+        if self.is_recording() {
             self.record_exception(std::any::type_name::<E>(), &error.to_string());
         }
     }
 
     /// Sets the status. `Ok` is final; `Error` replaces `Unset` or an earlier `Error`.
     pub fn set_status(&mut self, status: Status) {
-        if let Some(data) = &mut self.data {
+        if let Some((data, _)) = self.recording() {
             match (&data.status, &status) {
                 (Status::Ok, _) | (_, Status::Unset) => {}
                 _ => data.status = status,
@@ -388,8 +421,8 @@ impl Span {
 
     /// Links another span.
     pub fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
-        if let Some(data) = &mut self.data {
-            if data.links.len() >= self.limits.max_links as usize || !context.is_valid() {
+        if let Some((data, limits)) = self.recording() {
+            if data.links.len() >= limits.max_links as usize || !context.is_valid() {
                 data.dropped_links = data.dropped_links.saturating_add(1);
                 return;
             }
@@ -405,6 +438,15 @@ impl Span {
         self.finish();
     }
 
+    #[inline]
+    fn finish(&mut self) {
+        if let Some(active) = &mut self.active {
+            active.finish();
+        }
+    }
+}
+
+impl Active {
     fn finish(&mut self) {
         if let Some(previous) = self.previous.take() {
             context::restore_current(self.context.span_id, previous);
@@ -417,6 +459,7 @@ impl Span {
 }
 
 impl Drop for Span {
+    #[inline]
     fn drop(&mut self) {
         self.finish();
     }
@@ -425,7 +468,7 @@ impl Drop for Span {
 impl std::fmt::Debug for Span {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Span")
-            .field("context", &self.context)
+            .field("context", self.context())
             .field("recording", &self.is_recording())
             .finish()
     }
