@@ -14,7 +14,7 @@
 
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export;
-use crate::logs::LogRecordData;
+use crate::logs::{CodeLocation, LogRecordData};
 use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind};
 use std::cell::RefCell;
 use std::fmt;
@@ -239,12 +239,6 @@ where
         };
         event.record(&mut fields);
         let body = fields.message.take().unwrap_or_default();
-        if let Some(file) = metadata.file() {
-            attributes.push(KeyValue::new("code.file.path", file));
-        }
-        if let Some(line) = metadata.line() {
-            attributes.push(KeyValue::new("code.line.number", i64::from(line)));
-        }
         let now = export::now_unix_nanos();
         let correlated = context.is_valid();
         export::submit_log(LogRecordData {
@@ -252,8 +246,13 @@ where
             observed_unix_nanos: now,
             severity_number,
             severity_text,
-            body,
+            body: body.into(),
             scope: Str::Static(target),
+            code: CodeLocation {
+                file: metadata.file().map(Str::Static),
+                line: metadata.line(),
+                namespace: None,
+            },
             attributes,
             dropped_attributes: dropped,
             trace_id: if correlated {

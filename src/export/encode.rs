@@ -229,9 +229,9 @@ fn log_record(r: &LogRecordData) -> pl::LogRecord {
         severity_number: i32::from(r.severity_number),
         severity_text: r.severity_text.to_owned(),
         body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(r.body.clone())),
+            value: Some(any_value::Value::StringValue(r.body.to_string())),
         }),
-        attributes: r.attributes.iter().map(key_value).collect(),
+        attributes: r.all_attributes().map(|kv| key_value(&kv)).collect(),
         dropped_attributes_count: r.dropped_attributes,
         flags: if correlated { u32::from(r.flags) } else { 0 },
         trace_id: if correlated {

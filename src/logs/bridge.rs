@@ -5,10 +5,11 @@
 //! thread (its HTTP client's connection errors included) are never exported — a failing endpoint
 //! would otherwise feed itself. The app's own records, from any library and any target, are.
 
-use super::record::LogRecordData;
+use super::record::{CodeLocation, LogRecordData};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export;
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::borrow::Cow;
 use std::cell::Cell;
 
 /// Attributes per record beyond which the rest are dropped and counted.
@@ -159,23 +160,21 @@ pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext
     let now = export::now_unix_nanos();
     let (severity_number, severity_text) = severity(record.level());
     let body = match record.args().as_str() {
-        Some(literal) => literal.to_owned(),
-        None => record.args().to_string(),
+        Some(literal) => Cow::Borrowed(literal),
+        None => Cow::Owned(record.args().to_string()),
     };
-    let mut attributes = Vec::with_capacity(2 + record.key_values().count());
-    match (record.file_static(), record.file()) {
-        (Some(file), _) => attributes.push(KeyValue::new("code.file.path", file)),
-        (None, Some(file)) => attributes.push(KeyValue::new("code.file.path", file.to_owned())),
-        _ => {}
-    }
-    if let Some(line) = record.line() {
-        attributes.push(KeyValue::new("code.line.number", i64::from(line)));
-    }
-    if let Some(module) = record.module_path_static() {
-        if module != record.target() {
-            attributes.push(KeyValue::new("code.namespace", module));
-        }
-    }
+    let code = CodeLocation {
+        file: match (record.file_static(), record.file()) {
+            (Some(file), _) => Some(Str::Static(file)),
+            (None, Some(file)) => Some(Str::from(file.to_owned())),
+            _ => None,
+        },
+        line: record.line(),
+        namespace: record
+            .module_path_static()
+            .filter(|module| *module != record.target()),
+    };
+    let mut attributes = Vec::new();
     let mut collector = KvCollector {
         attributes: &mut attributes,
         dropped: 0,
@@ -189,7 +188,12 @@ pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext
         severity_number,
         severity_text,
         body,
-        scope: interned_target(record.target()),
+        scope: match record.module_path_static() {
+            // The usual case: the target is the module path, a literal shared without counting.
+            Some(module) if module == record.target() => Str::Static(module),
+            _ => interned_target(record.target()),
+        },
+        code,
         attributes,
         dropped_attributes,
         trace_id: if correlated {
@@ -293,10 +297,9 @@ mod tests {
             (TraceId(7), SpanId(9), 1)
         );
         let get = |k: &str| {
-            data.attributes
-                .iter()
+            data.all_attributes()
                 .find(|a| a.key.as_str() == k)
-                .map(|a| a.value.clone())
+                .map(|a| a.value)
         };
         assert_eq!(get("order.id"), Some(Value::I64(42)));
         assert_eq!(get("vip"), Some(Value::Bool(true)));

@@ -20,4 +20,4 @@ mod record;
 
 pub(crate) use bridge::widen_max_level;
 pub use bridge::{install, LogBridge};
-pub use record::LogRecordData;
+pub use record::{CodeLocation, LogRecordData};
