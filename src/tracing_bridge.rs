@@ -203,7 +203,7 @@ where
         let Some(bridged) = removed else { return };
         if let Some(mut data) = bridged.begun.data {
             data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
-            export::submit_span(*data);
+            export::submit_span(data);
         }
     }
 

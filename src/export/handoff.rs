@@ -248,11 +248,12 @@ pub(crate) fn with_signal_config<R>(f: impl FnOnce(&SignalConfig) -> R) -> Optio
     with_local(|shared, _| f(&shared.signals))
 }
 
-/// Queues a finished span (dropped silently when no pipeline is installed).
-pub(crate) fn submit_span(span: SpanData) {
+/// Queues a finished span (dropped silently when no pipeline is installed). Boxed on the way in,
+/// so the record is copied once, into the thread's buffer, not at every call on the way there.
+pub(crate) fn submit_span(span: Box<SpanData>) {
     with_local(|shared, slot| {
         let mut pending = slot.lock();
-        pending.spans.push(span);
+        pending.spans.push(*span);
         if pending.spans.len() >= shared.handoff_size {
             let batch = std::mem::replace(&mut pending.spans, shared.span_buffer());
             drop(pending);
@@ -263,9 +264,11 @@ pub(crate) fn submit_span(span: SpanData) {
 
 /// Queues a log record (dropped silently when no pipeline is installed).
 pub(crate) fn submit_log(record: LogRecordData) {
+    // Captured by reference, so the record is not copied into each closure on the way.
+    let mut record = Some(record);
     with_local(|shared, slot| {
         let mut pending = slot.lock();
-        pending.logs.push(record);
+        pending.logs.extend(record.take());
         if pending.logs.len() >= shared.handoff_size {
             let batch =
                 std::mem::replace(&mut pending.logs, Vec::with_capacity(shared.handoff_size));

@@ -453,7 +453,7 @@ impl Active {
         }
         if let Some(mut data) = self.data.take() {
             data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
-            export::submit_span(*data);
+            export::submit_span(data);
         }
     }
 }
