@@ -208,6 +208,19 @@ struct Exporter {
     stashed: Vec<Control>,
 }
 
+/// Takes the whole batches of `max` items from the front of `pending` (everything when `all`),
+/// leaving the partial rest. Only that rest is moved, so draining a deep queue (a flush after a
+/// burst) costs one pass, not one copy of the remainder per batch.
+fn take_batches<T>(pending: &mut Vec<T>, max: usize, all: bool) -> Vec<T> {
+    let ready = if all {
+        pending.len()
+    } else {
+        pending.len() - pending.len() % max
+    };
+    let rest = pending.split_off(ready);
+    std::mem::replace(pending, rest)
+}
+
 impl Exporter {
     fn run(mut self) {
         loop {
@@ -311,23 +324,21 @@ impl Exporter {
     /// Sends full batches, and the remainder too when `all`.
     fn export_spans(&mut self, all: bool) {
         let max = self.config.max_export_batch.max(1);
-        while self.spans.len() >= max || (all && !self.spans.is_empty()) {
-            let rest = self.spans.split_off(self.spans.len().min(max));
-            let batch = std::mem::replace(&mut self.spans, rest);
+        let ready = take_batches(&mut self.spans, max, all);
+        for batch in ready.chunks(max) {
             for consumer in self.consumers.lock().iter_mut() {
-                consumer.consume(&batch);
+                consumer.consume(batch);
             }
-            let body = self.encoder.traces(&batch);
+            let body = self.encoder.traces(batch);
             self.deliver(Signal::Traces, body, batch.len());
         }
     }
 
     fn export_logs(&mut self, all: bool) {
         let max = self.config.max_export_batch.max(1);
-        while self.logs.len() >= max || (all && !self.logs.is_empty()) {
-            let rest = self.logs.split_off(self.logs.len().min(max));
-            let batch = std::mem::replace(&mut self.logs, rest);
-            let body = self.encoder.logs(&batch);
+        let ready = take_batches(&mut self.logs, max, all);
+        for batch in ready.chunks(max) {
+            let body = self.encoder.logs(batch);
             self.deliver(Signal::Logs, body, batch.len());
         }
     }
@@ -439,5 +450,24 @@ impl Exporter {
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_batches;
+
+    #[test]
+    fn whole_batches_leave_in_order_and_the_rest_waits() {
+        let mut pending: Vec<u32> = (0..10).collect();
+        assert_eq!(
+            take_batches(&mut pending, 4, false),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert_eq!(pending, [8, 9]);
+        assert!(take_batches(&mut pending, 4, false).is_empty());
+        assert_eq!(pending, [8, 9]);
+        assert_eq!(take_batches(&mut pending, 4, true), [8, 9]);
+        assert!(pending.is_empty());
     }
 }
