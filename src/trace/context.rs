@@ -108,8 +108,8 @@ thread_local! {
 
 /// The current span's context on this thread (invalid when no span is current).
 pub fn current() -> SpanContext {
-    // `try_borrow`: a log record written while a span is being entered (from inside the
-    // pipeline) sees no current span rather than panicking.
+    // Borrows are tried, never assumed: no code runs while the context is borrowed, and if that
+    // ever changed, the outcome would be "no current span", not a panic in the app.
     CURRENT
         .try_with(|c| c.try_borrow().map(|c| c.clone()).unwrap_or_default())
         .unwrap_or_default()

@@ -182,10 +182,8 @@ impl SpanBuilder {
         let previous = context::replace_current(begun.context.clone());
         Span {
             active: Some(Active {
-                context: begun.context,
+                begun,
                 previous: Some(previous),
-                data: begun.data,
-                limits: begun.limits,
             }),
             _not_send: PhantomData,
         }
@@ -196,6 +194,7 @@ impl SpanBuilder {
 /// `tracing` bridge both start from.
 pub(crate) struct Begun {
     pub(crate) context: SpanContext,
+    /// Boxed so the handle the app holds and moves stays small; `None` when not recording.
     pub(crate) data: Option<Box<SpanData>>,
     pub(crate) limits: SpanLimits,
 }
@@ -282,12 +281,9 @@ pub struct Span {
 
 /// A span started under an installed pipeline.
 struct Active {
-    context: SpanContext,
+    begun: Begun,
     /// The context that was current before this span started; `None` once ended.
     previous: Option<SpanContext>,
-    /// Boxed so the handle the app holds and moves stays small; `None` when not recording.
-    data: Option<Box<SpanData>>,
-    limits: SpanLimits,
 }
 
 /// What [`Span::context`] returns for a span started with no pipeline installed.
@@ -305,17 +301,19 @@ impl Span {
     /// The record and limits when recording.
     fn recording(&mut self) -> Option<(&mut SpanData, SpanLimits)> {
         let active = self.active.as_mut()?;
-        Some((active.data.as_deref_mut()?, active.limits))
+        Some((active.begun.data.as_deref_mut()?, active.begun.limits))
     }
 
     /// The span's context (valid even when unsampled, while a pipeline is installed).
     pub fn context(&self) -> &SpanContext {
-        self.active.as_ref().map_or(&NO_CONTEXT, |a| &a.context)
+        self.active
+            .as_ref()
+            .map_or(&NO_CONTEXT, |a| &a.begun.context)
     }
 
     /// Whether attributes, events and status are recorded (sampled and not yet ended).
     pub fn is_recording(&self) -> bool {
-        self.active.as_ref().is_some_and(|a| a.data.is_some())
+        self.active.as_ref().is_some_and(|a| a.begun.data.is_some())
     }
 
     /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
@@ -449,9 +447,9 @@ impl Span {
 impl Active {
     fn finish(&mut self) {
         if let Some(previous) = self.previous.take() {
-            context::restore_current(self.context.span_id, previous);
+            context::restore_current(self.begun.context.span_id, previous);
         }
-        if let Some(mut data) = self.data.take() {
+        if let Some(mut data) = self.begun.data.take() {
             data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
             export::submit_span(data);
         }
