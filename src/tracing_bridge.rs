@@ -15,7 +15,7 @@
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export;
 use crate::logs::{CodeLocation, LogRecordData};
-use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind};
+use crate::trace::{self, push_attribute, Begun, SpanKind};
 use std::cell::RefCell;
 use std::fmt;
 use tracing_core::field::{Field, Visit};
@@ -42,7 +42,7 @@ struct Bridged {
 
 thread_local! {
     /// Contexts replaced by entered tracing spans, restored on exit (entries can nest).
-    static ENTERED: RefCell<Vec<SpanContext>> = const { RefCell::new(Vec::new()) };
+    static ENTERED: RefCell<Vec<trace::Saved>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Collects fields as typed attributes; `message` becomes the body for events.
@@ -129,6 +129,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !crate::export::is_installed() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let parent = span
             .parent()
@@ -139,9 +142,7 @@ where
             })
             .unwrap_or_else(trace::current);
         let name = Str::Static(attributes.metadata().name());
-        let Some(mut begun) = trace::begin(name, kind_of(attributes), &parent) else {
-            return;
-        };
+        let mut begun = trace::begin(name, kind_of(attributes), &parent);
         if let Some(data) = &mut begun.data {
             let mut fields = Fields {
                 attributes: &mut data.attributes,
@@ -182,7 +183,7 @@ where
             .get::<Bridged>()
             .map(|b| b.begun.context.clone());
         if let Some(context) = context {
-            let previous = trace::replace_current(context);
+            let previous = trace::enter(&context);
             let _ = ENTERED.try_with(|stack| stack.borrow_mut().push(previous));
         }
     }
@@ -191,8 +192,8 @@ where
         let Some(span) = ctx.span(id) else { return };
         let bridged = span.extensions().get::<Bridged>().is_some();
         if bridged {
-            if let Ok(Some(previous)) = ENTERED.try_with(|stack| stack.borrow_mut().pop()) {
-                trace::replace_current(previous);
+            if let Ok(Some(mut previous)) = ENTERED.try_with(|stack| stack.borrow_mut().pop()) {
+                trace::restore(&mut previous);
             }
         }
     }

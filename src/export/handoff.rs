@@ -146,6 +146,20 @@ pub(crate) fn log_floor() -> Option<log::LevelFilter> {
     }
 }
 
+/// The installed pipeline's sampler, so deciding a span's fate reads two words and no
+/// thread-local state (an unsampled span never needs more).
+static SAMPLER_UPPER_BOUND: AtomicU64 = AtomicU64::new(0);
+static SAMPLER_PARENT_BASED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
+/// The installed pipeline's sampler; samples nothing when none is installed.
+pub(crate) fn sampler() -> Sampler {
+    Sampler::from_parts(
+        SAMPLER_UPPER_BOUND.load(Ordering::Relaxed),
+        SAMPLER_PARENT_BASED.load(Ordering::Relaxed),
+    )
+}
+
 /// Whether any pipeline is installed: the disabled path is this one load and nothing else.
 static INSTALLED_ANY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static INSTALLED: Mutex<Option<Installed>> = parking_lot::const_mutex(None);
@@ -157,11 +171,14 @@ pub(crate) fn install(shared: Arc<Shared>, installed_at: String) -> Result<(), S
         return Err(existing.installed_at.clone());
     }
     let floor = shared.signals.log_floor.map_or(0, |f| f as usize);
+    let (upper_bound, parent_based) = shared.signals.sampler.to_parts();
     *installed = Some(Installed {
         shared,
         installed_at,
     });
     LOG_FLOOR.store(floor, Ordering::Release);
+    SAMPLER_UPPER_BOUND.store(upper_bound, Ordering::Release);
+    SAMPLER_PARENT_BASED.store(parent_based, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::Release);
     INSTALLED_ANY.store(true, Ordering::Release);
     Ok(())
@@ -176,6 +193,8 @@ pub(crate) fn uninstall(shared: &Arc<Shared>) {
     {
         *installed = None;
         LOG_FLOOR.store(0, Ordering::Release);
+        SAMPLER_UPPER_BOUND.store(0, Ordering::Release);
+        SAMPLER_PARENT_BASED.store(false, Ordering::Release);
         GENERATION.fetch_add(1, Ordering::Release);
         INSTALLED_ANY.store(false, Ordering::Release);
     }

@@ -12,7 +12,7 @@ pub(crate) mod transport;
 
 pub use counters::{CountersSnapshot, SignalCounts};
 pub(crate) use handoff::{
-    is_installed, log_floor, submit_log, submit_span, with_signal_config, SignalConfig,
+    is_installed, log_floor, sampler, submit_log, submit_span, with_signal_config, SignalConfig,
 };
 pub use pipeline::is_exporter_thread;
 pub(crate) use pipeline::{Pipeline, PipelineConfig};

@@ -16,9 +16,9 @@ pub mod propagation;
 pub(crate) mod sampler;
 mod span;
 
-#[cfg(feature = "tracing")]
-pub(crate) use context::replace_current;
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
+#[cfg(feature = "tracing")]
+pub(crate) use context::{enter, restore, Saved};
 pub(crate) use id::random_u64;
 pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
 #[cfg(feature = "tracing")]

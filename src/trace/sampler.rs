@@ -37,6 +37,19 @@ impl Sampler {
         self
     }
 
+    /// The rule as two plain words, so the installed one can live in atomics.
+    pub(crate) fn to_parts(self) -> (u64, bool) {
+        (self.upper_bound, self.parent_based)
+    }
+
+    /// The rule from [`Sampler::to_parts`].
+    pub(crate) fn from_parts(upper_bound: u64, parent_based: bool) -> Self {
+        Sampler {
+            upper_bound,
+            parent_based,
+        }
+    }
+
     /// The decision for a root span with this trace id.
     pub(crate) fn samples_trace(&self, trace_id: TraceId) -> bool {
         let low = trace_id.0 as u64;

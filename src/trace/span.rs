@@ -164,29 +164,33 @@ impl SpanBuilder {
     /// With no pipeline installed this returns a span that does nothing. An unsampled span
     /// still gets valid ids (so propagation and log correlation work) but records nothing.
     #[inline]
-    pub fn start(self) -> Span {
+    pub fn start(mut self) -> Span {
         if !export::is_installed() {
             return Span::noop();
         }
         self.start_installed()
     }
 
-    fn start_installed(self) -> Span {
-        let parent = match self.parent {
+    /// Takes the builder by reference: moving it by value would copy it through memory.
+    fn start_installed(&mut self) -> Span {
+        let parent = match self.parent.take() {
             Some(explicit) => explicit,
             None => context::current(),
         };
-        let Some(begun) = begin(self.name, self.kind, &parent) else {
-            return Span::noop();
-        };
-        let previous = context::replace_current(begun.context.clone());
-        Span {
+        let name = std::mem::replace(&mut self.name, Str::Static(""));
+        // Built where it is returned, then entered in place: a span built aside and moved
+        // would be copied through memory right after being written, which stalls the CPU.
+        let mut span = Span {
             active: Some(Active {
-                begun,
-                previous: Some(previous),
+                begun: begin(name, self.kind, &parent),
+                previous: None,
             }),
             _not_send: PhantomData,
+        };
+        if let Some(active) = &mut span.active {
+            active.previous = Some(context::enter(&active.begun.context));
         }
+        span
     }
 }
 
@@ -199,10 +203,12 @@ pub(crate) struct Begun {
     pub(crate) limits: SpanLimits,
 }
 
-/// Decides sampling and draws ids for a new span under `parent` (invalid = a root). `None` when
-/// no pipeline is installed. The one place span identity is made.
-pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Option<Begun> {
-    let (sampler, limits) = export::with_signal_config(|c| (c.sampler, c.span_limits))?;
+/// Decides sampling and draws ids for a new span under `parent` (invalid = a root). The one
+/// place span identity is made. Callers check [`export::is_installed`] first; a pipeline
+/// uninstalled in between makes an unsampled span.
+#[inline(always)]
+pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
+    let sampler = export::sampler();
     let parent_valid = parent.is_valid();
     let trace_id = if parent_valid {
         parent.trace_id
@@ -219,12 +225,17 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Option<B
         is_remote: false,
         trace_state: parent.trace_state.clone(),
     };
-    let data = sampled.then(|| new_record(name, kind, &context, parent));
-    Some(Begun {
+    let (data, limits) = if sampled {
+        let limits = export::with_signal_config(|c| c.span_limits).unwrap_or_default();
+        (Some(new_record(name, kind, &context, parent)), limits)
+    } else {
+        (None, SpanLimits::default())
+    };
+    Begun {
         context,
         data,
         limits,
-    })
+    }
 }
 
 /// The record of a sampled span, started now. Kept out of line: an unsampled span should not
@@ -282,8 +293,8 @@ pub struct Span {
 /// A span started under an installed pipeline.
 struct Active {
     begun: Begun,
-    /// The context that was current before this span started; `None` once ended.
-    previous: Option<SpanContext>,
+    /// What was current before this span started; `None` once ended.
+    previous: Option<context::Saved>,
 }
 
 /// What [`Span::context`] returns for a span started with no pipeline installed.
@@ -446,8 +457,9 @@ impl Span {
 
 impl Active {
     fn finish(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            context::restore_current(self.begun.context.span_id, previous);
+        if let Some(previous) = &mut self.previous {
+            context::leave(self.begun.context.span_id, previous);
+            self.previous = None;
         }
         if let Some(mut data) = self.begun.data.take() {
             data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
