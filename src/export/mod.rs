@@ -9,6 +9,7 @@ mod handoff;
 mod pipeline;
 pub(crate) mod retry;
 pub(crate) mod transport;
+mod wire;
 
 pub use counters::{CountersSnapshot, SignalCounts};
 pub(crate) use handoff::{

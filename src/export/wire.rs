@@ -1,0 +1,216 @@
+//! Protobuf wire format, written straight into one reusable buffer.
+//!
+//! Spans and log records are encoded from our own values without building prost messages
+//! first: no per-field `String`, no per-attribute `Vec`, one buffer per batch. Fields at their
+//! proto3 default (0, empty) are left out, as prost leaves them out.
+
+/// Wire type of varint fields (`uint32`, `int64`, `bool`, enums).
+const VARINT: u32 = 0;
+/// Wire type of `fixed64` and `double` fields.
+const FIXED64: u32 = 1;
+/// Wire type of strings, bytes and nested messages.
+const LEN: u32 = 2;
+/// Wire type of `fixed32` fields.
+const FIXED32: u32 = 5;
+
+/// The scalar members of a `oneof` we write (`AnyValue.value`).
+#[derive(Clone, Copy)]
+pub(crate) enum OneOf<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+}
+
+/// A protobuf message under construction.
+pub(crate) struct Writer<'a> {
+    buf: &'a mut Vec<u8>,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(buf: &'a mut Vec<u8>) -> Self {
+        Writer { buf }
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.buf.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.buf.push(value as u8);
+    }
+
+    fn tag(&mut self, field: u32, wire_type: u32) {
+        self.varint(u64::from(field << 3 | wire_type));
+    }
+
+    /// A `uint32`/`uint64`/enum field.
+    pub(crate) fn uint(&mut self, field: u32, value: u64) {
+        if value != 0 {
+            self.tag(field, VARINT);
+            self.varint(value);
+        }
+    }
+
+    pub(crate) fn fixed64(&mut self, field: u32, value: u64) {
+        if value != 0 {
+            self.tag(field, FIXED64);
+            self.buf.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn fixed32(&mut self, field: u32, value: u32) {
+        if value != 0 {
+            self.tag(field, FIXED32);
+            self.buf.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn bytes(&mut self, field: u32, value: &[u8]) {
+        if !value.is_empty() {
+            self.tag(field, LEN);
+            self.varint(value.len() as u64);
+            self.buf.extend_from_slice(value);
+        }
+    }
+
+    pub(crate) fn str(&mut self, field: u32, value: &str) {
+        self.bytes(field, value.as_bytes());
+    }
+
+    /// A nested message, written by `body`. Written even when empty: presence is meaningful
+    /// for message fields (an `AnyValue` inside an array, say).
+    pub(crate) fn message(&mut self, field: u32, body: impl FnOnce(&mut Writer<'_>)) {
+        self.tag(field, LEN);
+        // The length comes first on the wire but is known only afterwards: one byte is kept
+        // for it (enough under 128 bytes, the common case) and the body is shifted when more
+        // are needed.
+        let length_at = self.buf.len();
+        self.buf.push(0);
+        let body_at = self.buf.len();
+        body(&mut Writer { buf: self.buf });
+        let length = self.buf.len() - body_at;
+        if length < 0x80 {
+            self.buf[length_at] = length as u8;
+            return;
+        }
+        let mut prefix = Vec::with_capacity(10);
+        Writer { buf: &mut prefix }.varint(length as u64);
+        self.buf[length_at] = prefix[0];
+        let extra = prefix.len() - 1;
+        self.buf.extend_from_slice(&prefix[1..]);
+        self.buf[body_at..].rotate_right(extra);
+        self.buf[body_at..body_at + extra].copy_from_slice(&prefix[1..]);
+    }
+
+    /// A member of a `oneof`: written whatever its value, since which member is set is itself
+    /// information (an empty string, a zero, `false`).
+    pub(crate) fn oneof(&mut self, field: u32, value: OneOf<'_>) {
+        match value {
+            OneOf::Str(s) => {
+                self.tag(field, LEN);
+                self.varint(s.len() as u64);
+                self.buf.extend_from_slice(s.as_bytes());
+            }
+            OneOf::Bool(b) => {
+                self.tag(field, VARINT);
+                self.varint(u64::from(b));
+            }
+            // int64: negative numbers take ten bytes, as protobuf specifies.
+            OneOf::Int(i) => {
+                self.tag(field, VARINT);
+                self.varint(i as u64);
+            }
+            OneOf::Double(f) => {
+                self.tag(field, FIXED64);
+                self.buf.extend_from_slice(&f.to_le_bytes());
+            }
+        }
+    }
+
+    /// Bytes that already are an encoded message, as field `field`.
+    pub(crate) fn encoded_message(&mut self, field: u32, encoded: &[u8]) {
+        self.tag(field, LEN);
+        self.varint(encoded.len() as u64);
+        self.buf.extend_from_slice(encoded);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::common::v1::{any_value, AnyValue, KeyValue};
+    use prost::Message;
+
+    fn encode(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
+        let mut buf = Vec::new();
+        body(&mut Writer::new(&mut buf));
+        buf
+    }
+
+    #[test]
+    fn varints_match_prost_at_every_width() {
+        for value in [
+            0i64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            1 << 35,
+            -1,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let ours = encode(|w| w.oneof(3, OneOf::Int(value)));
+            let theirs = AnyValue {
+                value: Some(any_value::Value::IntValue(value)),
+            }
+            .encode_to_vec();
+            assert_eq!(ours, theirs, "{value}");
+        }
+    }
+
+    #[test]
+    fn nested_lengths_are_right_on_both_sides_of_each_varint_width() {
+        for text_len in [
+            0, 1, 120, 124, 125, 126, 127, 128, 200, 16_380, 16_384, 70_000,
+        ] {
+            let text = "x".repeat(text_len);
+            let ours = encode(|w| {
+                w.message(1, |kv| {
+                    kv.str(1, "k");
+                    kv.message(2, |v| v.str(1, &text));
+                });
+                w.uint(2, 7);
+            });
+            let decoded = KeyValueLike::decode(&ours[..]).expect("decodes");
+            let expected = KeyValueLike {
+                inner: Some(KeyValue {
+                    key: "k".into(),
+                    value: Some(AnyValue {
+                        value: (text_len > 0).then(|| any_value::Value::StringValue(text.clone())),
+                    }),
+                    ..Default::default()
+                }),
+                after: 7,
+            };
+            assert_eq!(decoded, expected, "{text_len}");
+            assert_eq!(
+                ours,
+                expected.encode_to_vec(),
+                "{text_len}: same bytes as prost"
+            );
+        }
+    }
+
+    /// A message whose field 1 is a `KeyValue`, to decode what the test above writes.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct KeyValueLike {
+        #[prost(message, optional, tag = "1")]
+        inner: Option<KeyValue>,
+        #[prost(uint64, tag = "2")]
+        after: u64,
+    }
+}
