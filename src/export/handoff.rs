@@ -255,6 +255,7 @@ fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
 }
 
 /// Whether a pipeline is installed: one relaxed load, for the disabled fast path.
+#[inline]
 pub(crate) fn is_installed() -> bool {
     INSTALLED_ANY.load(Ordering::Relaxed)
 }
