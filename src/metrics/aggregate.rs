@@ -1,11 +1,12 @@
 //! In-process aggregation: one instrument's attribute sets (series), each with its own small
-//! lock, found by an order-independent hash of the borrowed attributes (no allocation for a set
+//! spin lock, found by an order-independent hash of the borrowed attributes (no allocation for a set
 //! already seen) or, for sets of literals, by where those literals live; capped in number, and
 //! drained into delta data points at each collection.
 
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
+use super::spin::{Guarded, SpinLock};
 use crate::attributes::{KeyValue, Str, Value};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,26 +21,29 @@ pub(crate) enum Aggregation {
     Sum { monotonic: bool, integer: bool },
 }
 
-/// The state of one series between collections.
+/// The state of one series between collections; its numbers change only under the series lock.
 #[derive(Debug)]
 enum State {
     Histogram {
-        count: u64,
-        sum: f64,
-        min: f64,
-        max: f64,
-        buckets: Box<[u64]>,
+        count: Guarded,
+        sum: Guarded,
+        min: Guarded,
+        max: Guarded,
+        buckets: Box<[Guarded]>,
     },
     Sum {
-        int: i64,
-        float: f64,
+        int: Guarded,
+        float: Guarded,
     },
 }
 
 #[derive(Debug)]
 pub(crate) struct Series {
     attributes: Vec<KeyValue>,
-    state: Mutex<(State, bool)>,
+    lock: SpinLock,
+    state: State,
+    /// Whether anything was recorded since the last collection (1) or not (0).
+    dirty: Guarded,
     /// Collections in a row with nothing recorded; idle series are freed.
     idle_collections: AtomicU64,
 }
@@ -48,27 +52,31 @@ impl Series {
     fn new(attributes: Vec<KeyValue>, aggregation: &Aggregation) -> Self {
         let state = match aggregation {
             Aggregation::Histogram { bounds } => State::Histogram {
-                count: 0,
-                sum: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-                buckets: vec![0; bounds.len() + 1].into_boxed_slice(),
+                count: Guarded::new(0),
+                sum: Guarded::from_f64(0.0),
+                min: Guarded::from_f64(f64::INFINITY),
+                max: Guarded::from_f64(f64::NEG_INFINITY),
+                buckets: (0..=bounds.len()).map(|_| Guarded::new(0)).collect(),
             },
-            Aggregation::Sum { .. } => State::Sum { int: 0, float: 0.0 },
+            Aggregation::Sum { .. } => State::Sum {
+                int: Guarded::new(0),
+                float: Guarded::from_f64(0.0),
+            },
         };
         Series {
             attributes,
-            state: Mutex::new((state, false)),
+            lock: SpinLock::default(),
+            state,
+            dirty: Guarded::new(0),
             idle_collections: AtomicU64::new(0),
         }
     }
 
     /// Records a finite value (the caller has checked).
     pub(crate) fn record(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
-        let mut guard = self.state.lock();
-        let (state, dirty) = &mut *guard;
-        *dirty = true;
-        match state {
+        let _locked = self.lock.lock();
+        self.dirty.set(1);
+        match &self.state {
             State::Histogram {
                 count,
                 sum,
@@ -76,16 +84,16 @@ impl Series {
                 max,
                 buckets,
             } => {
-                let index = bounds.map_or(0, |b| bucket_index(b, value));
-                buckets[index] += 1;
-                *count += 1;
-                *sum += value;
-                *min = min.min(value);
-                *max = max.max(value);
+                let bucket = &buckets[bounds.map_or(0, |b| bucket_index(b, value))];
+                bucket.set(bucket.get().wrapping_add(1));
+                count.set(count.get().wrapping_add(1));
+                sum.set_f64(sum.get_f64() + value);
+                min.set_f64(min.get_f64().min(value));
+                max.set_f64(max.get_f64().max(value));
             }
             State::Sum { int, float } => {
-                *int = int.wrapping_add(int_value);
-                *float += value;
+                int.set((int.get() as i64).wrapping_add(int_value) as u64);
+                float.set_f64(float.get_f64() + value);
             }
         }
     }
@@ -351,13 +359,13 @@ impl Aggregator {
         let mut histogram_points = Vec::new();
         let mut number_points = Vec::new();
         let mut emit = |series: &Series| {
-            let mut guard = series.state.lock();
-            let (state, dirty) = &mut *guard;
-            if !*dirty && !cumulative {
+            let _locked = series.lock.lock();
+            let recorded = series.dirty.get() != 0;
+            if !recorded && !cumulative {
                 return false;
             }
-            let recorded = std::mem::replace(dirty, false);
-            match state {
+            series.dirty.set(0);
+            match &series.state {
                 State::Histogram {
                     count,
                     sum,
@@ -369,21 +377,21 @@ impl Aggregator {
                         attributes: series.attributes.clone(),
                         start_unix_nanos: start,
                         time_unix_nanos: now,
-                        count: *count,
-                        sum: *sum,
-                        min: *min,
-                        max: *max,
+                        count: count.get(),
+                        sum: sum.get_f64(),
+                        min: min.get_f64(),
+                        max: max.get_f64(),
                         bounds: self
                             .bounds()
                             .map(Arc::from)
                             .unwrap_or_else(|| Arc::from([])),
-                        bucket_counts: buckets.to_vec(),
+                        bucket_counts: buckets.iter().map(Guarded::get).collect(),
                     });
-                    *count = 0;
-                    *sum = 0.0;
-                    *min = f64::INFINITY;
-                    *max = f64::NEG_INFINITY;
-                    buckets.iter_mut().for_each(|b| *b = 0);
+                    count.set(0);
+                    sum.set_f64(0.0);
+                    min.set_f64(f64::INFINITY);
+                    max.set_f64(f64::NEG_INFINITY);
+                    buckets.iter().for_each(|b| b.set(0));
                 }
                 State::Sum { int, float } => {
                     let integer =
@@ -393,14 +401,14 @@ impl Aggregator {
                         start_unix_nanos: start,
                         time_unix_nanos: now,
                         value: if integer {
-                            Number::I64(*int)
+                            Number::I64(int.get() as i64)
                         } else {
-                            Number::F64(*float)
+                            Number::F64(float.get_f64())
                         },
                     });
                     if !cumulative {
-                        *int = 0;
-                        *float = 0.0;
+                        int.set(0);
+                        float.set_f64(0.0);
                     }
                 }
             }

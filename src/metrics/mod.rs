@@ -16,6 +16,7 @@ mod aggregate;
 mod data;
 mod instrument;
 mod name;
+mod spin;
 
 pub use data::{HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality};
 pub(crate) use instrument::{collect, set_enabled};
