@@ -7,6 +7,7 @@ use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality
 use super::spin::{Guarded, SpinLock};
 use crate::attributes::{KeyValue, Str, Value};
 use parking_lot::RwLock;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +45,13 @@ pub(crate) struct Series {
     state: State,
     /// Whether anything was recorded since the last collection (1) or not (0).
     dirty: Guarded,
+    /// 1 once the series is freed from its instrument: a thread still remembering it must look
+    /// the set up again, so nothing lands where no collection will read it.
+    retired: Guarded,
     /// Collections in a row with nothing recorded; idle series are freed.
     idle_collections: AtomicU64,
+    /// Live bound handles on this series; a bound series is never freed.
+    bound_handles: AtomicU64,
 }
 
 impl Series {
@@ -68,13 +74,38 @@ impl Series {
             lock: SpinLock::default(),
             state,
             dirty: Guarded::new(0),
+            retired: Guarded::new(0),
             idle_collections: AtomicU64::new(0),
+            bound_handles: AtomicU64::new(0),
         }
     }
 
-    /// Records a finite value (the caller has checked).
-    pub(crate) fn record(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
+    /// A bound handle stops holding this series.
+    pub(crate) fn unbind(&self) {
+        self.bound_handles.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Records a finite value (the caller has checked). `false`, recording nothing, when the
+    /// series was freed meanwhile.
+    #[must_use]
+    pub(crate) fn record(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) -> bool {
         let _locked = self.lock.lock();
+        if self.retired.get() != 0 {
+            return false;
+        }
+        self.add(value, int_value, bounds);
+        true
+    }
+
+    /// Records through a bound handle, whose series is never freed (no check needed).
+    pub(crate) fn record_bound(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
+        let _locked = self.lock.lock();
+        self.add(value, int_value, bounds);
+    }
+
+    /// The measurement itself; the caller holds the lock.
+    #[inline]
+    fn add(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
         self.dirty.set(1);
         match &self.state {
             State::Histogram {
@@ -216,16 +247,39 @@ impl Hasher for IdentityHasher {
 
 type ByHash<T> = HashMap<u64, T, BuildHasherDefault<IdentityHasher>>;
 
-/// One instrument's series, found by content, with a faster hint for callers passing literals.
+/// One instrument's series, found by content.
 #[derive(Debug, Default)]
 struct SeriesIndex {
     /// Keyed by [`set_hash`]; a list because different sets may share a hash.
     by_content: ByHash<Vec<Arc<Series>>>,
-    /// Keyed by [`address_hash`]: where the caller's literal keys and values live. Only a hint,
-    /// always confirmed by comparing contents, bounded by the cardinality limit, and cleared at
-    /// every collection.
-    by_address: ByHash<Arc<Series>>,
 }
+
+/// Entries in each thread's memory of recently used series.
+const RECENT_SLOTS: usize = 16;
+
+/// Where a thread last found a set of literals, by [`address_hash`].
+struct Recent {
+    aggregator: u64,
+    address: u64,
+    series: Arc<Series>,
+}
+
+thread_local! {
+    /// Each thread remembers where it last found the literal attribute sets it records, so an
+    /// unbound record of such a set takes no shared lock: the series' own lock is its one
+    /// locked instruction. Direct-mapped and small (a few series per thread at most stay
+    /// alive because of it); a hint, always confirmed by comparing contents.
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
+fn recent_slot(aggregator: u64, address: u64) -> usize {
+    let mixed = (address ^ aggregator.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 60) as usize % RECENT_SLOTS
+}
+
+/// Ids for aggregators, so a thread's memory never confuses two instruments.
+static NEXT_AGGREGATOR_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SeriesIndex {
     fn find(&self, hash: u64, attributes: &[KeyValue]) -> Option<&Arc<Series>> {
@@ -241,6 +295,7 @@ const IDLE_COLLECTIONS_BEFORE_FREE: u64 = 3;
 /// One instrument's series.
 #[derive(Debug)]
 pub(crate) struct Aggregator {
+    id: u64,
     pub(crate) aggregation: Aggregation,
     series: RwLock<SeriesIndex>,
     series_count: AtomicU64,
@@ -258,6 +313,7 @@ impl Aggregator {
             &aggregation,
         ));
         Aggregator {
+            id: NEXT_AGGREGATOR_ID.fetch_add(1, Ordering::Relaxed),
             aggregation,
             series: RwLock::new(SeriesIndex::default()),
             series_count: AtomicU64::new(0),
@@ -302,43 +358,65 @@ impl Aggregator {
         series
     }
 
-    /// Records into the series for `attributes` (hot path for unbound instruments).
-    pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue]) {
-        let address = address_hash(attributes);
-        {
-            let index = self.series.read();
-            let remembered = address
-                .and_then(|a| index.by_address.get(&a))
-                .filter(|series| same_set(&series.attributes, attributes));
-            if let Some(series) = remembered {
-                series.record(value, int_value, self.bounds());
-                return;
+    /// The series for a bound handle: held until [`Series::unbind`], never freed meanwhile.
+    pub(crate) fn bind(&self, attributes: &[KeyValue]) -> Arc<Series> {
+        loop {
+            let series = self.series(attributes);
+            // Counted under the series lock, which is where freeing decides, so a series
+            // being freed this very moment is never handed out.
+            let _locked = series.lock.lock();
+            if series.retired.get() == 0 {
+                series.bound_handles.fetch_add(1, Ordering::Relaxed);
+                drop(_locked);
+                return series;
             }
-            if let Some(series) = index.find(set_hash(attributes), attributes) {
-                series.record(value, int_value, self.bounds());
-                if let Some(address) = address {
-                    let series = Arc::clone(series);
-                    drop(index);
-                    self.remember_address(address, series);
-                }
-                return;
-            }
-        }
-        let series = self.series(attributes);
-        series.record(value, int_value, self.bounds());
-        if let Some(address) = address {
-            self.remember_address(address, series);
         }
     }
 
-    fn remember_address(&self, address: u64, series: Arc<Series>) {
+    /// Records into the series for `attributes` (hot path for unbound instruments).
+    pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue]) {
+        let address = address_hash(attributes);
+        if let Some(address) = address {
+            let slot = recent_slot(self.id, address);
+            let recorded = RECENT.try_with(|recent| {
+                let recent = recent.try_borrow().ok()?;
+                let entry = recent[slot].as_ref()?;
+                let hit = entry.aggregator == self.id
+                    && entry.address == address
+                    && same_set(&entry.series.attributes, attributes);
+                (hit && entry.series.record(value, int_value, self.bounds())).then_some(())
+            });
+            if let Ok(Some(())) = recorded {
+                return;
+            }
+        }
+        loop {
+            let series = self.series(attributes);
+            if series.record(value, int_value, self.bounds()) {
+                if let Some(address) = address {
+                    self.remember(address, series);
+                }
+                return;
+            }
+            // Freed between the look-up and the record: look it up again (it is re-created).
+        }
+    }
+
+    /// Remembers on this thread where the set at `address` was found.
+    fn remember(&self, address: u64, series: Arc<Series>) {
         if Arc::ptr_eq(&series, &self.overflow) {
             return;
         }
-        let mut index = self.series.write();
-        if index.by_address.len() < self.cardinality_limit {
-            index.by_address.insert(address, series);
-        }
+        let slot = recent_slot(self.id, address);
+        let _ = RECENT.try_with(|recent| {
+            if let Ok(mut recent) = recent.try_borrow_mut() {
+                recent[slot] = Some(Recent {
+                    aggregator: self.id,
+                    address,
+                    series,
+                });
+            }
+        });
     }
 
     /// Drains what was recorded since the last collection into data points.
@@ -358,9 +436,25 @@ impl Aggregator {
         };
         let mut histogram_points = Vec::new();
         let mut number_points = Vec::new();
-        let mut emit = |series: &Series| {
+        // Emits the series' point and says whether anything was recorded; with `may_free`, an
+        // idle series (nothing recorded for a while, no bound handle) is retired under the same
+        // lock hold, so no measurement can land in it afterwards. Returns (recorded, retired).
+        let mut emit = |series: &Series, may_free: bool| {
             let _locked = series.lock.lock();
             let recorded = series.dirty.get() != 0;
+            let idle = if recorded {
+                series.idle_collections.store(0, Ordering::Relaxed);
+                0
+            } else {
+                series.idle_collections.fetch_add(1, Ordering::Relaxed) + 1
+            };
+            if may_free
+                && idle >= IDLE_COLLECTIONS_BEFORE_FREE
+                && series.bound_handles.load(Ordering::Relaxed) == 0
+            {
+                series.retired.set(1);
+                return true;
+            }
             if !recorded && !cumulative {
                 return false;
             }
@@ -412,34 +506,23 @@ impl Aggregator {
                     }
                 }
             }
-            recorded
+            false
         };
         {
             let mut index = self.series.write();
-            // The hints hold series too; dropped here so idle ones can be freed (refilled on use).
-            index.by_address.clear();
             let mut freed = 0;
             index.by_content.retain(|_, list| {
                 list.retain(|series| {
-                    let recorded = emit(series);
-                    let idle = if recorded {
-                        series.idle_collections.store(0, Ordering::Relaxed);
-                        0
-                    } else {
-                        series.idle_collections.fetch_add(1, Ordering::Relaxed) + 1
-                    };
                     // Only delta series are freed: a cumulative sum must keep its total.
-                    let free = !cumulative
-                        && idle >= IDLE_COLLECTIONS_BEFORE_FREE
-                        && Arc::strong_count(series) == 1;
-                    freed += usize::from(free);
-                    !free
+                    let retired = emit(series, !cumulative);
+                    freed += usize::from(retired);
+                    !retired
                 });
                 !list.is_empty()
             });
             self.series_count.fetch_sub(freed as u64, Ordering::Relaxed);
         }
-        emit(&self.overflow);
+        emit(&self.overflow, false);
         match &self.aggregation {
             Aggregation::Histogram { .. } => MetricPoints::Histogram {
                 temporality: Temporality::Delta,
@@ -583,7 +666,7 @@ mod tests {
         }
         assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
         let index = h.series.read();
-        assert!(index.by_content.is_empty() && index.by_address.is_empty());
+        assert!(index.by_content.is_empty());
     }
 
     #[test]
@@ -610,5 +693,87 @@ mod tests {
                 ("Str(Static(\"v\"))".to_string(), 6)
             ]
         );
+    }
+
+    fn total_count(m: MetricPoints) -> u64 {
+        points(m).iter().map(|p| p.count).sum()
+    }
+
+    #[test]
+    fn a_thread_remembering_a_freed_series_records_into_a_new_one() {
+        let h = histogram(&[1.0]);
+        let set = [KeyValue::new("route", "/a")];
+        h.record(0.5, 0, &set); // remembered by this thread
+        assert_eq!(total_count(h.collect(2)), 1);
+        for t in 3..=6 {
+            h.collect(t); // idle: freed
+        }
+        assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
+        h.record(0.5, 0, &set);
+        h.record(0.5, 0, &set);
+        assert_eq!(
+            total_count(h.collect(7)),
+            2,
+            "nothing lands in the freed series"
+        );
+        assert_eq!(h.series_count.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_bound_series_outlives_idle_collections_and_is_freed_after_unbinding() {
+        let h = histogram(&[1.0]);
+        let set = [KeyValue::new("route", "/b")];
+        let bound = h.bind(&set);
+        for t in 2..=6 {
+            h.collect(t);
+        }
+        bound.record_bound(0.5, 0, h.bounds());
+        assert_eq!(total_count(h.collect(7)), 1);
+        bound.unbind();
+        drop(bound);
+        for t in 8..=11 {
+            h.collect(t);
+        }
+        assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
+    }
+
+    /// Threads recording in bursts while collections free idle series between the bursts:
+    /// every measurement is collected exactly once.
+    #[test]
+    fn no_measurement_is_lost_while_series_are_freed_under_load() {
+        let h = Arc::new(histogram(&[1.0]));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let recorders: Vec<_> = (0..2)
+            .map(|thread| {
+                let (h, stop) = (Arc::clone(&h), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let sets = [
+                        [KeyValue::new("route", "/a")],
+                        [KeyValue::new("route", "/b")],
+                        [KeyValue::new("route", "/c")],
+                    ];
+                    let mut recorded = 0u64;
+                    let mut round = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        // A burst on one set, then a pause long enough for it to go idle.
+                        for _ in 0..200 {
+                            h.record(0.5, 0, &sets[(round + thread) % 3]);
+                            recorded += 1;
+                        }
+                        round += 1;
+                        std::thread::yield_now();
+                    }
+                    recorded
+                })
+            })
+            .collect();
+        let mut collected = 0;
+        for t in 2..3000 {
+            collected += total_count(h.collect(t));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let recorded: u64 = recorders.into_iter().map(|r| r.join().unwrap()).sum();
+        collected += total_count(h.collect(3000));
+        assert_eq!(collected, recorded);
     }
 }

@@ -389,7 +389,7 @@ impl<T: Measure> Histogram<T> {
     /// Resolves the attribute set once, for hot paths.
     pub fn bind(&self, attributes: &[KeyValue]) -> BoundHistogram<T> {
         BoundHistogram {
-            series: self.instrument.aggregator().series(attributes),
+            series: self.instrument.aggregator().bind(attributes),
             instrument: Arc::clone(&self.instrument),
             _value: PhantomData,
         }
@@ -423,7 +423,14 @@ impl<T: Measure> BoundHistogram<T> {
             INVALID.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.series.record(v, value.as_i64(), aggregator.bounds());
+        self.series
+            .record_bound(v, value.as_i64(), aggregator.bounds());
+    }
+}
+
+impl<T> Drop for BoundHistogram<T> {
+    fn drop(&mut self) {
+        self.series.unbind();
     }
 }
 

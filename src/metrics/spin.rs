@@ -23,6 +23,7 @@ pub(crate) struct SpinLock(AtomicBool);
 pub(crate) struct SpinGuard<'a>(&'a AtomicBool);
 
 impl SpinLock {
+    #[inline]
     pub(crate) fn lock(&self) -> SpinGuard<'_> {
         if self
             .0
@@ -59,6 +60,7 @@ impl SpinLock {
 }
 
 impl Drop for SpinGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
@@ -77,18 +79,22 @@ impl Guarded {
         Guarded::new(value.to_bits())
     }
 
+    #[inline]
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn set(&self, value: u64) {
         self.0.store(value, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn get_f64(&self) -> f64 {
         f64::from_bits(self.get())
     }
 
+    #[inline]
     pub(crate) fn set_f64(&self, value: f64) {
         self.set(value.to_bits());
     }
