@@ -3,6 +3,7 @@
 //! Data flows one way: app thread → per-thread buffer → bounded queue → exporter thread →
 //! encode (prost) → gzip → HTTP POST. Only this module knows about HTTP and protobuf.
 
+mod clock;
 mod counters;
 pub(crate) mod encode;
 mod handoff;
@@ -11,6 +12,7 @@ pub(crate) mod retry;
 pub(crate) mod transport;
 mod wire;
 
+pub(crate) use clock::now_unix_nanos;
 pub use counters::{CountersSnapshot, SignalCounts};
 pub(crate) use handoff::{
     is_installed, log_floor, sampler, submit_log, submit_span, with_signal_config, SignalConfig,
@@ -20,7 +22,7 @@ pub(crate) use pipeline::{Pipeline, PipelineConfig};
 pub use retry::RetryPolicy;
 pub(crate) use transport::Endpoint;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long dropping the handle waits for the final flush.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,11 +81,3 @@ impl std::fmt::Display for ExportError {
 }
 
 impl std::error::Error for ExportError {}
-
-/// Wall-clock time in Unix nanoseconds (0 if the clock is before 1970).
-pub(crate) fn now_unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}

@@ -295,6 +295,7 @@ impl Exporter {
             self.shared.sweep(&mut self.spans, &mut self.logs);
         }
         if now >= self.next_span_export {
+            super::clock::resync();
             self.export_spans(true);
             self.next_span_export = Instant::now() + self.config.span_delay;
         }
