@@ -150,7 +150,7 @@ pub(crate) fn log_floor() -> Option<log::LevelFilter> {
 /// thread-local state (an unsampled span never needs more).
 static SAMPLER_UPPER_BOUND: AtomicU64 = AtomicU64::new(0);
 static SAMPLER_PARENT_BASED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(true);
+    std::sync::atomic::AtomicBool::new(false);
 
 /// The installed pipeline's sampler; samples nothing when none is installed.
 pub(crate) fn sampler() -> Sampler {

@@ -1,7 +1,7 @@
 //! The export pipeline: hand-off from app threads, batching, encoding, transport, retries.
 //!
 //! Data flows one way: app thread → per-thread buffer → bounded queue → exporter thread →
-//! encode (prost) → gzip → HTTP POST. Only this module knows about HTTP and protobuf.
+//! encode (protobuf) → gzip → HTTP POST. Only this module knows about HTTP and protobuf.
 
 mod clock;
 mod counters;

@@ -8,6 +8,7 @@
 use super::record::{CodeLocation, LogRecordData};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export;
+use crate::trace::Ids;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -155,8 +156,9 @@ fn interned_target(target: &str) -> Str {
         .unwrap_or_else(|_| Str::from(target.to_owned()))
 }
 
-/// Turns a `log` record into an OTLP log record, correlated with `context` when it is valid.
-pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext) -> LogRecordData {
+/// Turns a `log` record into an OTLP log record, correlated with the span `context` names when
+/// it is valid.
+pub(crate) fn to_record(record: &Record<'_>, context: Ids) -> LogRecordData {
     let now = export::now_unix_nanos();
     let (severity_number, severity_text) = severity(record.level());
     let body = match record.args().as_str() {
@@ -197,16 +199,16 @@ pub(crate) fn to_record(record: &Record<'_>, context: &crate::trace::SpanContext
         attributes,
         dropped_attributes,
         trace_id: if correlated {
-            context.trace_id()
+            context.trace_id
         } else {
             Default::default()
         },
         span_id: if correlated {
-            context.span_id()
+            context.span_id
         } else {
             Default::default()
         },
-        flags: if correlated { context.flags() } else { 0 },
+        flags: if correlated { context.flags } else { 0 },
     }
 }
 
@@ -233,7 +235,7 @@ impl Log for LogBridge {
         if !entered {
             return;
         }
-        let data = to_record(record, &crate::trace::current());
+        let data = to_record(record, crate::trace::current_ids());
         export::submit_log(data);
         let _ = IN_BRIDGE.try_with(|flag| flag.set(false));
     }
@@ -285,7 +287,7 @@ mod tests {
                     .line(Some(12))
                     .key_values(&kvs)
                     .build(),
-                context,
+                context.ids(),
             )
         };
         let data = record(&context);

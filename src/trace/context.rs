@@ -114,6 +114,11 @@ pub(crate) struct Ids {
 }
 
 impl Ids {
+    /// Both ids non-zero.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.trace_id.is_valid() && self.span_id.is_valid()
+    }
+
     const NONE: Ids = Ids {
         trace_id: TraceId(0),
         span_id: SpanId(0),

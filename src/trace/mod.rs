@@ -17,6 +17,7 @@ pub(crate) mod sampler;
 mod span;
 
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
+pub(crate) use context::{current_ids, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
 pub(crate) use id::random_u64;
