@@ -94,13 +94,14 @@ impl<'a> Writer<'a> {
             self.buf[length_at] = length as u8;
             return;
         }
-        let mut prefix = Vec::with_capacity(10);
-        Writer { buf: &mut prefix }.varint(length as u64);
-        self.buf[length_at] = prefix[0];
-        let extra = prefix.len() - 1;
-        self.buf.extend_from_slice(&prefix[1..]);
+        // The varint is written after the body, its first byte moved to the placeholder and
+        // the rest rotated in front of the body: no scratch buffer.
+        let varint_at = self.buf.len();
+        self.varint(length as u64);
+        self.buf[length_at] = self.buf[varint_at];
+        self.buf.remove(varint_at);
+        let extra = self.buf.len() - varint_at;
         self.buf[body_at..].rotate_right(extra);
-        self.buf[body_at..body_at + extra].copy_from_slice(&prefix[1..]);
     }
 
     /// A member of a `oneof`: written whatever its value, since which member is set is itself

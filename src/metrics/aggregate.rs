@@ -1,7 +1,7 @@
 //! In-process aggregation: one instrument's attribute sets (series), each with its own small
-//! spin lock, found by an order-independent hash of the borrowed attributes (no allocation for a set
-//! already seen) or, for sets of literals, by where those literals live; capped in number, and
-//! drained into delta data points at each collection.
+//! spin lock, found by an order-independent hash of the borrowed attributes (no allocation for a
+//! set already seen) or, for sets of literals, by where those literals live; capped in number,
+//! and drained into delta data points at each collection.
 
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
 use super::spin::{Guarded, SpinLock};
@@ -364,10 +364,10 @@ impl Aggregator {
             let series = self.series(attributes);
             // Counted under the series lock, which is where freeing decides, so a series
             // being freed this very moment is never handed out.
-            let _locked = series.lock.lock();
+            let locked = series.lock.lock();
             if series.retired.get() == 0 {
                 series.bound_handles.fetch_add(1, Ordering::Relaxed);
-                drop(_locked);
+                drop(locked);
                 return series;
             }
         }
@@ -436,9 +436,9 @@ impl Aggregator {
         };
         let mut histogram_points = Vec::new();
         let mut number_points = Vec::new();
-        // Emits the series' point and says whether anything was recorded; with `may_free`, an
-        // idle series (nothing recorded for a while, no bound handle) is retired under the same
-        // lock hold, so no measurement can land in it afterwards. Returns (recorded, retired).
+        // Emits the series' point when it has one. With `may_free`, an idle series (nothing
+        // recorded for a while, no bound handle) is retired instead, under the same lock hold,
+        // so no measurement can land in it afterwards. Returns whether it was retired.
         let mut emit = |series: &Series, may_free: bool| {
             let _locked = series.lock.lock();
             let recorded = series.dirty.get() != 0;

@@ -118,14 +118,6 @@ impl Ids {
     pub(crate) fn is_valid(&self) -> bool {
         self.trace_id.is_valid() && self.span_id.is_valid()
     }
-
-    const NONE: Ids = Ids {
-        trace_id: TraceId(0),
-        span_id: SpanId(0),
-        flags: 0,
-        is_remote: false,
-        has_trace_state: false,
-    };
 }
 
 impl SpanContext {
@@ -216,7 +208,7 @@ pub fn current() -> SpanContext {
 
 /// The current span's ids, without the tracestate (what log correlation needs).
 pub(crate) fn current_ids() -> Ids {
-    CURRENT_IDS.try_with(CurrentIds::get).unwrap_or(Ids::NONE)
+    CURRENT_IDS.try_with(CurrentIds::get).unwrap_or_default()
 }
 
 /// What was current before a span or guard took over; put back when it ends.
@@ -229,9 +221,7 @@ pub(crate) struct Saved {
 /// Makes `context` current on this thread, returning what was current.
 pub(crate) fn enter(context: &SpanContext) -> Saved {
     let ids = context.ids();
-    let previous = CURRENT_IDS
-        .try_with(|c| c.replace(ids))
-        .unwrap_or(Ids::NONE);
+    let previous = CURRENT_IDS.try_with(|c| c.replace(ids)).unwrap_or_default();
     let trace_state = if previous.has_trace_state || ids.has_trace_state {
         swap_trace_state(context.trace_state.clone())
     } else {
@@ -256,7 +246,7 @@ pub(crate) fn leave(expected_current: SpanId, saved: &mut Saved) {
 pub(crate) fn restore(saved: &mut Saved) {
     let replaced = CURRENT_IDS
         .try_with(|c| c.replace(saved.ids))
-        .unwrap_or(Ids::NONE);
+        .unwrap_or_default();
     if replaced.has_trace_state || saved.ids.has_trace_state {
         swap_trace_state(saved.trace_state.take());
     }
