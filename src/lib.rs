@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 mod attributes;
+mod core;
 pub mod export;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

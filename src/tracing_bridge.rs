@@ -13,7 +13,6 @@
 //! `log` records and spans started with [`crate::trace::span`] inside it nest under it.
 
 use crate::attributes::{KeyValue, Str, Value};
-use crate::export;
 use crate::logs::{CodeLocation, LogRecordData};
 use crate::trace::{self, push_attribute, Begun, SpanKind};
 use std::cell::RefCell;
@@ -129,7 +128,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !crate::export::is_installed() {
+        if !crate::core::is_installed() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -203,22 +202,22 @@ where
         let removed = span.extensions_mut().remove::<Bridged>();
         let Some(bridged) = removed else { return };
         if let Some(mut data) = bridged.begun.data {
-            data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
-            export::submit_span(data);
+            data.end_unix_nanos = crate::core::now_unix_nanos().max(data.start_unix_nanos);
+            trace::submit(&data);
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let (severity_number, severity_text, level) = severity(metadata.level());
-        let Some(floor) = export::log_floor() else {
+        let Some(floor) = crate::core::log_floor() else {
             return;
         };
         let target = metadata.target();
         let own = target
             .strip_prefix("plain_connect")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"));
-        if level > floor || own || export::is_exporter_thread() {
+        if level > floor || own || crate::core::is_exporter_thread() {
             return;
         }
         let context = ctx
@@ -240,9 +239,9 @@ where
         };
         event.record(&mut fields);
         let body = fields.message.take().unwrap_or_default();
-        let now = export::now_unix_nanos();
+        let now = crate::core::now_unix_nanos();
         let correlated = context.is_valid();
-        export::submit_log(LogRecordData {
+        crate::logs::submit(&LogRecordData {
             time_unix_nanos: now,
             observed_unix_nanos: now,
             severity_number,

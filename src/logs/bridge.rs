@@ -7,7 +7,6 @@
 
 use super::record::{CodeLocation, LogRecordData};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::export;
 use crate::trace::Ids;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::borrow::Cow;
@@ -52,7 +51,7 @@ pub fn install(inner: Option<Box<dyn Log>>) -> Result<(), log::SetLoggerError> {
         None => LogBridge::export_only(),
     };
     log::set_boxed_logger(Box::new(bridge))?;
-    let floor = export::log_floor().unwrap_or(LevelFilter::Info);
+    let floor = crate::core::log_floor().unwrap_or(LevelFilter::Info);
     log::set_max_level(before.max(floor));
     widen_max_level(floor);
     Ok(())
@@ -89,14 +88,14 @@ pub(crate) fn severity(level: Level) -> (u8, &'static str) {
 }
 
 fn export_floor() -> Option<LevelFilter> {
-    export::log_floor()
+    crate::core::log_floor()
 }
 
 /// Whether a record with this metadata is to be exported (floor and feedback guard).
 fn wants_export(metadata: &Metadata<'_>, floor: Option<LevelFilter>) -> bool {
     floor.is_some_and(|floor| metadata.level() <= floor)
         && !is_own_target(metadata.target())
-        && !export::is_exporter_thread()
+        && !crate::core::is_exporter_thread()
 }
 
 struct KvCollector<'a> {
@@ -159,7 +158,7 @@ fn interned_target(target: &str) -> Str {
 /// Turns a `log` record into an OTLP log record, correlated with the span `context` names when
 /// it is valid.
 pub(crate) fn to_record(record: &Record<'_>, context: Ids) -> LogRecordData {
-    let now = export::now_unix_nanos();
+    let now = crate::core::now_unix_nanos();
     let (severity_number, severity_text) = severity(record.level());
     let body = match record.args().as_str() {
         Some(literal) => Cow::Borrowed(literal),
@@ -236,7 +235,7 @@ impl Log for LogBridge {
             return;
         }
         let data = to_record(record, crate::trace::current_ids());
-        export::submit_log(data);
+        crate::logs::submit(&data);
         let _ = IN_BRIDGE.try_with(|flag| flag.set(false));
     }
 

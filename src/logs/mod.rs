@@ -20,4 +20,7 @@ mod record;
 
 pub(crate) use bridge::widen_max_level;
 pub use bridge::{install, LogBridge};
+#[cfg(test)]
+pub(crate) use record::log_frame;
+pub(crate) use record::submit;
 pub use record::{CodeLocation, LogRecordData};

@@ -7,7 +7,7 @@ use super::name::{validate_boundaries, validate_name, validate_unit, MetricsErro
 use crate::attributes::{KeyValue, Str};
 use parking_lot::{Mutex, RwLock};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// OpenTelemetry's default explicit bucket bounds.
@@ -25,17 +25,13 @@ pub const DB_CLIENT_DURATION_BOUNDS: [f64; 9] =
 /// Attribute sets per instrument before measurements go to the overflow series.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
-/// Recording is skipped entirely while no pipeline is installed.
-static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Measurements rejected (NaN, infinities, negative counter increments), all instruments.
 static INVALID: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
+/// Recording is skipped entirely while no pipeline is installed (so nothing accumulates after
+/// shutdown).
 fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    crate::core::metrics_enabled()
 }
 
 /// Measurements rejected so far across all instruments: NaN, ±infinity, or a negative
@@ -294,7 +290,7 @@ impl<I> InstrumentBuilder<I> {
                 source: Source::Aggregated(Aggregator::new(
                     aggregation,
                     self.cardinality_limit,
-                    crate::export::now_unix_nanos(),
+                    crate::core::now_unix_nanos(),
                 )),
             })
         })
@@ -309,7 +305,7 @@ impl<I> InstrumentBuilder<I> {
         let name = self.name.clone();
         register(&name, kind, || {
             validate_unit(&self.name, &self.unit)?;
-            let now = crate::export::now_unix_nanos();
+            let now = crate::core::now_unix_nanos();
             Ok(Instrument {
                 name: self.name,
                 description: self.description,

@@ -19,7 +19,7 @@ mod name;
 mod spin;
 
 pub use data::{HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality};
-pub(crate) use instrument::{collect, set_enabled};
+pub(crate) use instrument::collect;
 pub use instrument::{
     counter, histogram, invalid_measurements, observable_counter, observable_gauge,
     observable_up_down_counter, u64_histogram, up_down_counter, BoundHistogram, Counter, Histogram,

@@ -11,19 +11,22 @@
 //! ```
 
 mod context;
+mod encode;
 mod id;
 pub mod propagation;
-pub(crate) mod sampler;
 mod span;
 
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
 pub(crate) use context::{current_ids, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
+pub(crate) use encode::decode_spans;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use encode::span_entry;
 pub(crate) use id::random_u64;
 pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
 #[cfg(feature = "tracing")]
-pub(crate) use span::{begin, push_attribute, Begun};
+pub(crate) use span::{begin, push_attribute, submit, Begun};
 pub use span::{Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status};
 
 /// Describes a new span; `.start()` starts it as a child of the current span.
