@@ -99,6 +99,12 @@ pub use resource::Resource;
 pub use settings::{Settings, SettingsBuilder, SettingsError, SettingsFile, Token};
 pub use telemetry::{InitError, Telemetry};
 
+/// The README's examples, compiled and run as doc tests so that the page users copy from
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 /// Starts telemetry for this service: `service.name` and `service.version` come from the
 /// calling crate's `Cargo.toml`; settings are the defaults (or the ones given) with
 /// `PLAIN_CONNECT_*` environment variables on top.
