@@ -19,7 +19,7 @@
 //! log::info!(user_id = 42; "profile served"); // carries the request's trace and span ids
 //! request.end(200);
 //!
-//! let orders = metrics::counter::<u64>("shop.orders").build()?;
+//! let orders = metrics::counter("shop.orders").build()?;
 //! orders.add(1, &[KeyValue::new("channel", "web")]);
 //!
 //! telemetry.shutdown(std::time::Duration::from_secs(5))?; // dropping it does the same
