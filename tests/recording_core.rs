@@ -173,7 +173,7 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
                 max_elapsed: Duration::from_millis(10),
             })
     });
-    let old = metrics::counter::<u64>("core.handoff.old").build().unwrap();
+    let old = metrics::counter("core.handoff.old").build().unwrap();
     old.add(1, &[]);
     trace::span("before").start().end();
     assert!(
@@ -184,7 +184,7 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     // The old exporter thread is still waiting on its request; a new pipeline starts.
     let receiver = TestReceiver::start();
     let second = start(&receiver, |b| b.metrics_interval(Duration::from_millis(50)));
-    let counter = metrics::counter::<u64>("core.handoff.new").build().unwrap();
+    let counter = metrics::counter("core.handoff.new").build().unwrap();
     for i in 0..594 {
         counter.add(1, &[KeyValue::new("parity", (i % 2) as i64)]);
         let _span = trace::span("after").start();
@@ -214,9 +214,7 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
 fn recording_after_shutdown_keeps_nothing() {
     let _serial = common::serial();
     let receiver = TestReceiver::start();
-    let counter = metrics::counter::<u64>("core.after_shutdown")
-        .build()
-        .unwrap();
+    let counter = metrics::counter("core.after_shutdown").build().unwrap();
     let telemetry = start(&receiver, |b| b);
     counter.add(5, &[]);
     telemetry.shutdown(Duration::from_secs(5)).unwrap();

@@ -21,7 +21,7 @@ pub(crate) use handoff::{Chunk, Encoded, Shared};
 use parking_lot::RwLock;
 use sampler::Sampler;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Per-span limits (OpenTelemetry SDK defaults: 128 of each, no value length limit).
@@ -58,6 +58,8 @@ pub(crate) struct SignalConfig {
     pub(crate) span_limits: SpanLimits,
     /// The export floor for log records; `None` when log export is off.
     pub(crate) log_floor: Option<log::LevelFilter>,
+    /// How metrics record while this pipeline is installed (non-zero).
+    pub(crate) metrics_mode: u8,
 }
 
 struct Installed {
@@ -79,6 +81,8 @@ static LOG_FLOOR: AtomicUsize = AtomicUsize::new(0);
 /// thread-local state (an unsampled span never needs more).
 static SAMPLER_UPPER_BOUND: AtomicU64 = AtomicU64::new(0);
 static SAMPLER_PARENT_BASED: AtomicBool = AtomicBool::new(false);
+/// See [`metrics_mode`].
+static METRICS_MODE: AtomicU8 = AtomicU8::new(0);
 
 /// Whether a pipeline is installed: one relaxed load, for the disabled fast path.
 #[inline]
@@ -86,11 +90,11 @@ pub(crate) fn is_installed() -> bool {
     INSTALLED_ANY.load(Ordering::Relaxed)
 }
 
-/// Whether metric measurements are aggregated: only while a pipeline is installed, so nothing
-/// accumulates after shutdown.
+/// How metric measurements are recorded (the metrics module's mode byte): 0 while no pipeline
+/// is installed, so nothing accumulates after shutdown.
 #[inline]
-pub(crate) fn metrics_enabled() -> bool {
-    is_installed()
+pub(crate) fn metrics_mode() -> u8 {
+    METRICS_MODE.load(Ordering::Relaxed)
 }
 
 /// The installed pipeline's log export floor, `None` when logs are not exported.
@@ -119,6 +123,7 @@ pub(crate) fn install(shared: Arc<Shared>, installed_at: String) -> Result<u64, 
     }
     let floor = shared.signals.log_floor.map_or(0, |f| f as usize);
     let (upper_bound, parent_based) = shared.signals.sampler.to_parts();
+    let metrics_mode = shared.signals.metrics_mode;
     let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     *installed = Some(Installed {
         shared,
@@ -127,6 +132,7 @@ pub(crate) fn install(shared: Arc<Shared>, installed_at: String) -> Result<u64, 
     LOG_FLOOR.store(floor, Ordering::Release);
     SAMPLER_UPPER_BOUND.store(upper_bound, Ordering::Release);
     SAMPLER_PARENT_BASED.store(parent_based, Ordering::Release);
+    METRICS_MODE.store(metrics_mode, Ordering::Release);
     INSTALLED_ANY.store(true, Ordering::Release);
     Ok(generation)
 }
@@ -147,6 +153,7 @@ pub(crate) fn uninstall(shared: &Arc<Shared>) -> Option<u64> {
     LOG_FLOOR.store(0, Ordering::Release);
     SAMPLER_UPPER_BOUND.store(0, Ordering::Release);
     SAMPLER_PARENT_BASED.store(false, Ordering::Release);
+    METRICS_MODE.store(0, Ordering::Release);
     Some(GENERATION.fetch_add(1, Ordering::AcqRel) + 1)
 }
 
