@@ -176,6 +176,8 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     let old = metrics::counter("core.handoff.old").build().unwrap();
     old.add(1, &[]);
     trace::span("before").start().end();
+    // The metrics export at 50 ms is now hanging for its 800 ms request timeout.
+    std::thread::sleep(Duration::from_millis(150));
     assert!(
         first.shutdown(Duration::from_millis(200)).is_err(),
         "the endpoint hangs"

@@ -6,6 +6,7 @@
 
 pub(crate) mod encode;
 mod pipeline;
+mod report;
 pub(crate) mod retry;
 pub(crate) mod transport;
 

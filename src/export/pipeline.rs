@@ -3,6 +3,7 @@
 //! does: retry waits are interruptible and request timeouts are cut to the time left.
 
 use super::encode::Encoder;
+use super::report::Reporter;
 use super::retry::RetryPolicy;
 use super::transport::{Attempt, Endpoint, Transport};
 use super::{ExportError, Signal, SpanConsumer};
@@ -56,6 +57,8 @@ pub(crate) struct PipelineConfig {
     pub(crate) log_delay: Duration,
     pub(crate) metrics_interval: Duration,
     pub(crate) retry: RetryPolicy,
+    /// At most one line about an ongoing failure per this interval.
+    pub(crate) report_interval: Duration,
 }
 
 type Consumers = Arc<Mutex<Vec<Box<dyn SpanConsumer>>>>;
@@ -90,6 +93,7 @@ impl Pipeline {
         let now = Instant::now();
         let exporter = Exporter {
             transport: Transport::new(config.endpoint.clone()),
+            reporter: Reporter::new(&config.endpoint, config.report_interval),
             encoder: Encoder::new(&config.resource),
             shared: Arc::clone(&shared),
             counters,
@@ -273,6 +277,7 @@ impl Waiting {
 struct Exporter {
     config: PipelineConfig,
     transport: Transport,
+    reporter: Reporter,
     encoder: Encoder,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
@@ -543,9 +548,7 @@ impl Exporter {
                     let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(items);
                     SignalCounters::add(&counters.exported, items - rejected);
                     SignalCounters::add(&counters.dropped_rejected, rejected);
-                    if let Some(warning) = warning {
-                        log::warn!(target: "plain_connect::export", "{signal:?}: endpoint accepted the batch with a warning: {warning}");
-                    }
+                    self.reporter.accepted(signal, rejected, warning.as_deref());
                     return;
                 }
                 Attempt::Rejected { reason } => {
@@ -553,7 +556,7 @@ impl Exporter {
                         .requests_failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     SignalCounters::add(&counters.dropped_rejected, items);
-                    log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped, endpoint refused them: {reason}");
+                    self.reporter.dropped(signal, items, attempt, &reason);
                     return;
                 }
                 Attempt::Failed { reason } => {
@@ -561,7 +564,7 @@ impl Exporter {
                         .requests_failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     SignalCounters::add(&counters.dropped_send_failed, items);
-                    log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped: {reason}");
+                    self.reporter.dropped(signal, items, attempt, &reason);
                     return;
                 }
                 Attempt::Retryable {
@@ -575,7 +578,7 @@ impl Exporter {
                     if attempt >= self.config.retry.max_attempts || Instant::now() + wait > hard_end
                     {
                         SignalCounters::add(&counters.dropped_send_failed, items);
-                        log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped after {attempt} attempts: {reason}");
+                        self.reporter.dropped(signal, items, attempt, &reason);
                         return;
                     }
                     log::debug!(target: "plain_connect::export", "{signal:?}: attempt {attempt} failed ({reason}); retrying in {wait:?}");
