@@ -26,8 +26,8 @@ fn duration_histogram() -> Option<&'static Histogram<f64>> {
         .as_ref()
 }
 
-/// The normalised method: the known method itself, or `_OTHER`.
-fn normalise_method(method: &str) -> Option<&'static str> {
+/// The normalised method: the known method itself, or `None` for `_OTHER`.
+pub(crate) fn normalise_method(method: &str) -> Option<&'static str> {
     KNOWN_METHODS.iter().find(|m| **m == method).copied()
 }
 
@@ -193,31 +193,53 @@ impl ServerRequest {
     /// `error.type`; the duration is recorded whether or not the trace is sampled.
     pub fn finish(mut self, status_code: u16) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let server_error = status_code >= 500;
         self.span
             .set_attribute("http.response.status_code", i64::from(status_code));
-        if server_error {
-            self.span
-                .set_attribute("error.type", status_code.to_string());
-            self.span
-                .set_status(Status::error(format!("HTTP {status_code}")));
-        }
-        if let Some(histogram) = duration_histogram() {
-            let mut attributes = vec![
-                KeyValue::new("http.request.method", self.method.clone()),
-                KeyValue::new("url.scheme", self.scheme.clone()),
-                KeyValue::new("http.response.status_code", i64::from(status_code)),
-            ];
-            if let Some(route) = self.route.take() {
-                attributes.push(KeyValue::new("http.route", route));
-            }
-            if server_error {
-                attributes.push(KeyValue::new("error.type", status_code.to_string()));
-            }
-            histogram.record(elapsed, &attributes);
+        let failed = record_finished(
+            elapsed,
+            self.method.clone(),
+            self.scheme.clone(),
+            self.route.take(),
+            status_code,
+        );
+        if let Some((error_type, status)) = failed {
+            self.span.set_attribute("error.type", error_type);
+            self.span.set_status(status);
         }
         self.span.end();
     }
+}
+
+/// Records a finished request in `http.server.request.duration`, and returns the `error.type`
+/// and span status a server error (5xx) calls for. Shared with the `tracing` bridge.
+pub(crate) fn record_finished(
+    elapsed_secs: f64,
+    method: Str,
+    scheme: Str,
+    route: Option<String>,
+    status_code: u16,
+) -> Option<(String, Status)> {
+    let failed = (status_code >= 500).then(|| {
+        (
+            status_code.to_string(),
+            Status::error(format!("HTTP {status_code}")),
+        )
+    });
+    if let Some(histogram) = duration_histogram() {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("url.scheme", scheme),
+            KeyValue::new("http.response.status_code", i64::from(status_code)),
+        ];
+        if let Some(route) = route {
+            attributes.push(KeyValue::new("http.route", route));
+        }
+        if let Some((error_type, _)) = &failed {
+            attributes.push(KeyValue::new("error.type", error_type.clone()));
+        }
+        histogram.record(elapsed_secs, &attributes);
+    }
+    failed
 }
 
 #[cfg(test)]
