@@ -328,7 +328,8 @@ impl BridgedSpan {
             let error_type = conventions
                 .error_type
                 .clone()
-                .or_else(|| self.failed.then(|| "_OTHER".to_owned()));
+                .map(Str::from)
+                .or_else(|| self.failed.then_some(Str::Static("_OTHER")));
             db::record_duration(
                 elapsed_secs,
                 system.into(),

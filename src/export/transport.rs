@@ -8,6 +8,7 @@ use super::Signal;
 use crate::proto::collector::logs::v1::ExportLogsServiceResponse;
 use crate::proto::collector::metrics::v1::ExportMetricsServiceResponse;
 use crate::proto::collector::trace::v1::ExportTraceServiceResponse;
+use crate::settings::Token;
 use prost::Message;
 use std::time::{Duration, SystemTime};
 
@@ -23,9 +24,9 @@ pub(crate) struct Endpoint {
     pub(crate) metrics_url: String,
     pub(crate) logs_url: String,
     /// Extra headers, `Authorization` included; values are secrets and never logged.
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, Token)>,
     /// Headers for one signal only (traces, metrics, logs), sent after `headers`.
-    pub(crate) signal_headers: [Vec<(String, String)>; 3],
+    pub(crate) signal_headers: [Vec<(String, Token)>; 3],
     pub(crate) gzip: bool,
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -132,7 +133,7 @@ impl Transport {
             .iter()
             .chain(&self.endpoint.signal_headers[signal_index])
         {
-            request = request.header(name.as_str(), value.as_str());
+            request = request.header(name.as_str(), value.expose_secret());
         }
         let result = request
             .config()
