@@ -26,7 +26,7 @@ pub struct DemoConfig {
 
 /// What happened: the embedded receiver's snapshot (None when exporting elsewhere).
 pub struct DemoOutcome {
-    pub received: Option<plain_connect::receiver::Telemetry>,
+    pub received: Option<plain_connect::receiver::Received>,
     pub queries: u64,
     pub counters: plain_connect::export::CountersSnapshot,
 }

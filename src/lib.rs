@@ -19,7 +19,7 @@
 //! log::info!(user_id = 42; "profile served"); // carries the request's trace and span ids
 //! request.end(200);
 //!
-//! let orders = metrics::counter::<u64>("shop.orders").build()?;
+//! let orders = metrics::counter("shop.orders").build()?;
 //! orders.add(1, &[KeyValue::new("channel", "web")]);
 //!
 //! telemetry.shutdown(std::time::Duration::from_secs(5))?; // dropping it does the same
@@ -98,6 +98,12 @@ pub use attributes::{KeyValue, Str, Value};
 pub use resource::Resource;
 pub use settings::{Settings, SettingsBuilder, SettingsError, SettingsFile, Token};
 pub use telemetry::{InitError, Telemetry};
+
+/// The README's examples, compiled and run as doc tests so that the page users copy from
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
 
 /// Starts telemetry for this service: `service.name` and `service.version` come from the
 /// calling crate's `Cargo.toml`; settings are the defaults (or the ones given) with

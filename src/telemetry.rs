@@ -87,7 +87,7 @@ impl Telemetry {
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
             crate::logs::widen_max_level(floor);
         }
-        crate::metrics::set_enabled(true);
+        crate::metrics::set_recording(true, settings.exemplar_filter());
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })

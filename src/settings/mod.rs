@@ -138,6 +138,34 @@ pub(crate) struct Tuning {
     pub(crate) retry: RetryPolicy,
     pub(crate) gzip: bool,
     pub(crate) span_limits: crate::trace::SpanLimits,
+    pub(crate) exemplar_filter: ExemplarFilter,
+    pub(crate) process_metrics: bool,
+    pub(crate) health_metrics: bool,
+}
+
+/// Which measurements may carry an exemplar (`OTEL_METRICS_EXEMPLAR_FILTER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExemplarFilter {
+    /// Only measurements made while a sampled span is current (the default).
+    #[default]
+    TraceBased,
+    /// Every measurement is eligible, with the current span's ids when there is one.
+    AlwaysOn,
+    /// No exemplars.
+    AlwaysOff,
+}
+
+impl ExemplarFilter {
+    /// `trace_based`, `always_on` or `always_off`, any case.
+    pub fn parse(raw: &str) -> Option<ExemplarFilter> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "trace_based" => Some(ExemplarFilter::TraceBased),
+            "always_on" => Some(ExemplarFilter::AlwaysOn),
+            "always_off" => Some(ExemplarFilter::AlwaysOff),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -153,6 +181,9 @@ impl Default for Tuning {
             retry: RetryPolicy::default(),
             gzip: cfg!(feature = "gzip"),
             span_limits: crate::trace::SpanLimits::default(),
+            exemplar_filter: ExemplarFilter::TraceBased,
+            process_metrics: true,
+            health_metrics: true,
         }
     }
 }
@@ -250,6 +281,8 @@ impl Settings {
             EnvVar::ExportLogs => self.export_logs = parse_bool(raw, name)?,
             EnvVar::LogLevel => self.log_level = parse_level(raw, name)?,
             EnvVar::ExportEnabled => self.export_enabled = parse_bool(raw, name)?,
+            EnvVar::ProcessMetrics => self.tuning.process_metrics = parse_bool(raw, name)?,
+            EnvVar::HealthMetrics => self.tuning.health_metrics = parse_bool(raw, name)?,
         }
         Ok(())
     }
@@ -364,6 +397,18 @@ impl Settings {
             })
             .collect()
     }
+    /// Which measurements carry exemplars.
+    pub fn exemplar_filter(&self) -> ExemplarFilter {
+        self.tuning.exemplar_filter
+    }
+    /// Whether the `process.*` metrics (CPU, memory, threads, file descriptors) are exported.
+    pub fn process_metrics(&self) -> bool {
+        self.tuning.process_metrics
+    }
+    /// Whether the pipeline's own `otel.sdk.*` health metrics are exported.
+    pub fn health_metrics(&self) -> bool {
+        self.tuning.health_metrics
+    }
     pub(crate) fn tuning(&self) -> &Tuning {
         &self.tuning
     }
@@ -472,6 +517,21 @@ impl SettingsBuilder {
         self.settings.tuning.span_limits = limits;
         self
     }
+    /// Which measurements carry exemplars (default [`ExemplarFilter::TraceBased`]).
+    pub fn exemplar_filter(mut self, filter: ExemplarFilter) -> Self {
+        self.settings.tuning.exemplar_filter = filter;
+        self
+    }
+    /// Export the `process.*` metrics (default on).
+    pub fn process_metrics(mut self, on: bool) -> Self {
+        self.settings.tuning.process_metrics = on;
+        self
+    }
+    /// Export the pipeline's own `otel.sdk.*` health metrics (default on).
+    pub fn health_metrics(mut self, on: bool) -> Self {
+        self.settings.tuning.health_metrics = on;
+        self
+    }
     /// Retry policy for failed sends.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.settings.tuning.retry = policy;
@@ -515,6 +575,12 @@ pub struct SettingsFile {
     pub export_enabled: Option<bool>,
     /// See [`SettingsBuilder::metrics_interval`], in milliseconds.
     pub metrics_interval_ms: Option<u64>,
+    /// `trace_based`, `always_on` or `always_off`; see [`Settings::exemplar_filter`].
+    pub exemplar_filter: Option<String>,
+    /// See [`Settings::process_metrics`].
+    pub process_metrics: Option<bool>,
+    /// See [`Settings::health_metrics`].
+    pub health_metrics: Option<bool>,
 }
 
 /// `log_level` in a config file: `"warn"` or `13`.
@@ -555,6 +621,18 @@ impl TryFrom<SettingsFile> for Settings {
         if let Some(ms) = file.metrics_interval_ms {
             b = b.metrics_interval(Duration::from_millis(ms));
         }
+        if let Some(raw) = file.exemplar_filter {
+            match ExemplarFilter::parse(&raw) {
+                Some(filter) => b = b.exemplar_filter(filter),
+                None => return Err(error("exemplar_filter", &raw, EXEMPLAR_FILTER_EXPECTED)),
+            }
+        }
+        if let Some(on) = file.process_metrics {
+            b = b.process_metrics(on);
+        }
+        if let Some(on) = file.health_metrics {
+            b = b.health_metrics(on);
+        }
         b.build()
     }
 }
@@ -567,16 +645,20 @@ enum EnvVar {
     ExportLogs,
     LogLevel,
     ExportEnabled,
+    ProcessMetrics,
+    HealthMetrics,
 }
 
 impl EnvVar {
-    const ALL: [EnvVar; 6] = [
+    const ALL: [EnvVar; 8] = [
         EnvVar::ExportUrl,
         EnvVar::ExportToken,
         EnvVar::TraceSampleRate,
         EnvVar::ExportLogs,
         EnvVar::LogLevel,
         EnvVar::ExportEnabled,
+        EnvVar::ProcessMetrics,
+        EnvVar::HealthMetrics,
     ];
 
     fn name(self) -> String {
@@ -587,6 +669,8 @@ impl EnvVar {
             EnvVar::ExportLogs => "EXPORT_LOGS",
             EnvVar::LogLevel => "LOG_LEVEL",
             EnvVar::ExportEnabled => "EXPORT_ENABLED",
+            EnvVar::ProcessMetrics => "PROCESS_METRICS",
+            EnvVar::HealthMetrics => "HEALTH_METRICS",
         };
         format!("{ENV_PREFIX}{suffix}")
     }
@@ -612,6 +696,8 @@ fn error(variable: &str, value: &str, expected: &'static str) -> SettingsError {
         expected,
     }
 }
+
+pub(crate) const EXEMPLAR_FILTER_EXPECTED: &str = "trace_based, always_on or always_off";
 
 const RATE_EXPECTED: &str = "a number from 0.0 to 1.0";
 

@@ -291,6 +291,17 @@ pub(crate) fn apply(
             }
         }
     }
+    if let Some(v) = get("OTEL_METRICS_EXEMPLAR_FILTER", &mut otel) {
+        match super::ExemplarFilter::parse(&v) {
+            Some(filter) => settings.tuning.exemplar_filter = filter,
+            None => warn(
+                &mut otel,
+                "OTEL_METRICS_EXEMPLAR_FILTER",
+                &v,
+                super::EXEMPLAR_FILTER_EXPECTED,
+            ),
+        }
+    }
     settings.otel = otel;
     errors
 }
