@@ -219,7 +219,7 @@ fn call(
 
 /// What the embedded receiver shows, checked against what the service did. Returns the
 /// problems found (none when the export is exactly what it should be).
-pub fn check_export(record: &Record, received: &plain_connect::receiver::Telemetry) -> Vec<String> {
+pub fn check_export(record: &Record, received: &plain_connect::receiver::Received) -> Vec<String> {
     use plain_connect::proto::trace::v1::span::SpanKind;
     let spans: Vec<_> = received.spans().collect();
     let of_kind = |kind: SpanKind| {
