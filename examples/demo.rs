@@ -26,7 +26,7 @@ pub struct DemoConfig {
 
 /// What happened: the embedded receiver's snapshot (None when exporting elsewhere).
 pub struct DemoOutcome {
-    pub received: Option<plain_connect::receiver::Telemetry>,
+    pub received: Option<plain_connect::receiver::Received>,
     pub queries: u64,
     pub counters: plain_connect::export::CountersSnapshot,
 }
@@ -88,7 +88,7 @@ fn handle(request_number: usize, total: usize, order_value: &metrics::Histogram<
         )
         .start();
         std::thread::sleep(Duration::from_millis(4));
-        failed.finish(Some("serialization_failure"));
+        failed.end_error_type("serialization_failure");
         request.record_exception("InventoryError", "stock went negative for sku A-1");
         log::error!("order rejected: inventory update failed");
         500
@@ -110,7 +110,7 @@ fn handle(request_number: usize, total: usize, order_value: &metrics::Histogram<
         log::info!(order_id = 5000 + request_number as i64; "order placed");
         201
     };
-    request.finish(status);
+    request.end(status);
 }
 
 /// The last POST fails with a 500 and an exception.
@@ -137,7 +137,7 @@ fn query(sql: &str, parameterized: bool, millis: u64) {
     }
     let q = builder.start();
     std::thread::sleep(Duration::from_millis(millis));
-    q.finish(None::<&str>);
+    q.end_ok();
 }
 
 /// Counts DB queries a run makes, to check the histogram against.

@@ -15,11 +15,11 @@
 //!
 //! let mut request = http::server_request("GET", "/users/42").start();
 //! request.set_route("/users/{id}");
-//! db::query("postgresql", "SELECT * FROM users WHERE id = $1").parameterized().start().finish(None::<&str>);
+//! db::query("postgresql", "SELECT * FROM users WHERE id = $1").parameterized().start().end_ok();
 //! log::info!(user_id = 42; "profile served"); // carries the request's trace and span ids
-//! request.finish(200);
+//! request.end(200);
 //!
-//! let orders = metrics::counter::<u64>("shop.orders").build()?;
+//! let orders = metrics::counter("shop.orders").build()?;
 //! orders.add(1, &[KeyValue::new("channel", "web")]);
 //!
 //! telemetry.shutdown(std::time::Duration::from_secs(5))?; // dropping it does the same
@@ -92,11 +92,18 @@ mod telemetry;
 pub mod trace;
 #[cfg(feature = "tracing")]
 pub mod tracing_bridge;
+mod url;
 
 pub use attributes::{KeyValue, Str, Value};
 pub use resource::Resource;
 pub use settings::{Settings, SettingsBuilder, SettingsError, SettingsFile, Token};
 pub use telemetry::{InitError, Telemetry};
+
+/// The README's examples, compiled and run as doc tests so that the page users copy from
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
 
 /// Starts telemetry for this service: `service.name` and `service.version` come from the
 /// calling crate's `Cargo.toml`; settings are the defaults (or the ones given) with

@@ -4,7 +4,7 @@ use crate::export::{
     CountersSnapshot, Endpoint, ExportError, Pipeline, PipelineConfig, SignalConfig, SpanConsumer,
 };
 use crate::resource::Resource;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{Settings, SettingsError, Token};
 use crate::trace::sampler::Sampler;
 use std::time::Duration;
 
@@ -77,12 +77,9 @@ impl Telemetry {
     #[track_caller]
     pub fn start(settings: Settings, resource: Resource) -> Result<Telemetry, InitError> {
         let caller = std::panic::Location::caller();
+        report_setting_warnings(&settings.warnings());
         if !settings.is_export_active() {
             return Ok(Telemetry::disabled());
-        }
-        report_setting_warnings(settings.warnings());
-        if !settings.export_token().is_empty() {
-            warn_if_token_travels_in_clear(settings.export_url());
         }
         let resource = with_otel_resource(resource, &settings.otel);
         let config = pipeline_config(&settings, &resource);
@@ -90,7 +87,7 @@ impl Telemetry {
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
             crate::logs::widen_max_level(floor);
         }
-        crate::metrics::set_enabled(true);
+        crate::metrics::set_recording(true, settings.exemplar_filter());
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })
@@ -168,7 +165,10 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
                 .chain((!settings.export_token().is_empty()).then(|| {
                     (
                         "Authorization".to_owned(),
-                        format!("Bearer {}", settings.export_token().expose_secret()),
+                        Token::new(format!(
+                            "Bearer {}",
+                            settings.export_token().expose_secret()
+                        )),
                     )
                 }))
                 .collect(),
@@ -193,38 +193,8 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
+        report_interval: tuning.failure_report_interval,
     }
-}
-
-/// Once per process, on stderr (never exported): a token sent over plain `http://` to a host that
-/// is not this machine can be read by anyone on the path.
-fn warn_if_token_travels_in_clear(url: &str) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    if !sends_token_in_clear(url) {
-        return;
-    }
-    WARNED.call_once(|| {
-        eprintln!(
-            "plain-connect: warning: the export token is sent over plain http:// to {url}; \
-             use https:// for anything but a local collector"
-        );
-    });
-}
-
-fn sends_token_in_clear(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    !loopback
 }
 
 /// `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME` (which wins), over the code's resource.
@@ -241,31 +211,15 @@ fn with_otel_resource(mut resource: Resource, otel: &crate::settings::OtelOverri
     resource
 }
 
-/// Once per process, on stderr (never exported).
+/// On stderr (never exported; the app's logger may not be installed yet), each warning once per
+/// process however often telemetry is started.
 fn report_setting_warnings(warnings: &[String]) {
-    static REPORTED: std::sync::Once = std::sync::Once::new();
-    if warnings.is_empty() {
-        return;
-    }
-    REPORTED.call_once(|| {
-        for warning in warnings {
+    static REPORTED: parking_lot::Mutex<Vec<String>> = parking_lot::const_mutex(Vec::new());
+    let mut reported = REPORTED.lock();
+    for warning in warnings {
+        if !reported.contains(warning) {
             eprintln!("plain-connect: warning: {warning}");
+            reported.push(warning.clone());
         }
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sends_token_in_clear;
-
-    #[test]
-    fn only_plain_http_to_other_hosts_is_flagged() {
-        assert!(sends_token_in_clear("http://collector.internal:4318"));
-        assert!(sends_token_in_clear("http://10.0.0.5"));
-        assert!(!sends_token_in_clear("https://ingest.plainframework.com"));
-        assert!(!sends_token_in_clear("http://127.0.0.1:4318"));
-        assert!(!sends_token_in_clear("http://127.9.9.9"));
-        assert!(!sends_token_in_clear("http://localhost:4318/base"));
-        assert!(!sends_token_in_clear("http://[::1]:4318"));
     }
 }

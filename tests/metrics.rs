@@ -118,7 +118,7 @@ fn counters_from_eight_threads_add_up_exactly() {
     let _serial = common::serial();
     let receiver = TestReceiver::start();
     let telemetry = start(&receiver, |b| b);
-    let counter = metrics::counter::<u64>("test.threads").build().unwrap();
+    let counter = metrics::counter("test.threads").build().unwrap();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let counter = counter.clone();
@@ -169,7 +169,7 @@ fn nan_and_infinities_are_rejected_and_counted() {
     h.record(f64::INFINITY, &[]);
     h.record(2.0, &[]);
     h.bind(&[]).record(f64::NEG_INFINITY);
-    let c = metrics::counter::<f64>("test.negative").build().unwrap();
+    let c = metrics::f64_counter("test.negative").build().unwrap();
     c.add(-1.0, &[]);
     telemetry.flush(Duration::from_secs(5)).unwrap();
     let p = &histogram_points(&named(&receiver, "test.nan")[0])[0];
@@ -248,7 +248,312 @@ fn observable_instruments_and_the_periodic_push() {
 fn bad_instrument_names_are_clear_errors() {
     let e = metrics::histogram("9 lives").build().err().unwrap();
     assert!(e.to_string().contains("\"9 lives\""), "{e}");
-    metrics::counter::<u64>("test.kind").build().unwrap();
+    metrics::counter("test.kind").build().unwrap();
     let e = metrics::histogram("TEST.KIND").build().err().unwrap();
     assert!(e.to_string().contains("already exists as a counter"), "{e}");
+}
+
+fn exemplars_of(metric: &Metric) -> Vec<plain_connect::proto::metrics::v1::Exemplar> {
+    match metric.data.clone().unwrap() {
+        Data::Histogram(h) => h
+            .data_points
+            .into_iter()
+            .flat_map(|p| p.exemplars)
+            .collect(),
+        Data::Sum(s) => s
+            .data_points
+            .into_iter()
+            .flat_map(|p| p.exemplars)
+            .collect(),
+        Data::Gauge(g) => g
+            .data_points
+            .into_iter()
+            .flat_map(|p| p.exemplars)
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn exemplar_double(e: &plain_connect::proto::metrics::v1::Exemplar) -> f64 {
+    use plain_connect::proto::metrics::v1::exemplar::Value;
+    match e.value.unwrap() {
+        Value::AsDouble(v) => v,
+        Value::AsInt(i) => i as f64,
+    }
+}
+
+#[test]
+fn measurements_under_a_sampled_span_carry_its_ids_as_exemplars() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, |b| b);
+    let h = metrics::histogram("test.exemplar.latency")
+        .unit("s")
+        .build()
+        .unwrap();
+    let bound = metrics::histogram("test.exemplar.bound")
+        .build()
+        .unwrap()
+        .bind(&[KeyValue::new("route", "/b")]);
+    let c = metrics::counter("test.exemplar.orders").build().unwrap();
+    let (fast, slow) = {
+        let span = plain_connect::trace::span("fast request").start();
+        let ids = plain_connect::trace::current();
+        h.record(0.003, &[]);
+        bound.record(7.0);
+        c.add(2, &[]);
+        drop(span);
+        let fast = ids;
+        let _span = plain_connect::trace::span("slow request").start();
+        h.record(4.2, &[]);
+        (fast, plain_connect::trace::current())
+    };
+    h.record(4.0, &[]); // no span current: counted, no exemplar
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+
+    let metric = &named(&receiver, "test.exemplar.latency")[0];
+    let point = &histogram_points(metric)[0];
+    assert_eq!(point.count, 3);
+    let exemplars = &point.exemplars;
+    assert_eq!(
+        exemplars.len(),
+        2,
+        "one per bucket that saw a sampled measurement"
+    );
+    let by_value = |v: f64| exemplars.iter().find(|e| exemplar_double(e) == v).unwrap();
+    assert_eq!(by_value(0.003).trace_id, fast.trace_id().to_bytes());
+    assert_eq!(by_value(0.003).span_id, fast.span_id().to_bytes());
+    assert_eq!(by_value(4.2).span_id, slow.span_id().to_bytes());
+    assert!(by_value(4.2).time_unix_nano >= by_value(0.003).time_unix_nano);
+    assert!(by_value(4.2).time_unix_nano <= point.time_unix_nano);
+    assert!(by_value(0.003).filtered_attributes.is_empty());
+
+    let bound_exemplars = exemplars_of(&named(&receiver, "test.exemplar.bound")[0]);
+    assert_eq!(bound_exemplars.len(), 1);
+    assert_eq!(bound_exemplars[0].span_id, fast.span_id().to_bytes());
+    let counter_exemplars = exemplars_of(&named(&receiver, "test.exemplar.orders")[0]);
+    assert_eq!(counter_exemplars.len(), 1);
+    assert_eq!(
+        counter_exemplars[0].value,
+        Some(plain_connect::proto::metrics::v1::exemplar::Value::AsInt(2))
+    );
+    assert_eq!(counter_exemplars[0].trace_id, fast.trace_id().to_bytes());
+
+    // The exported spans are the ones the exemplars point at.
+    let spans = receiver.spans();
+    assert!(spans
+        .iter()
+        .any(|s| s.span_id == slow.span_id().to_bytes() && s.name == "slow request"));
+    drop(telemetry);
+}
+
+#[test]
+fn unsampled_spans_give_no_exemplars_and_the_filter_decides() {
+    let _serial = common::serial();
+    let h = metrics::histogram("test.exemplar.filter").build().unwrap();
+    let record_in_span_and_outside = || {
+        let _span = plain_connect::trace::span("work").start();
+        h.record(1.0, &[]);
+        drop(_span);
+        h.record(7.0, &[]); // another bucket
+    };
+    let exported = |tune: fn(plain_connect::SettingsBuilder) -> plain_connect::SettingsBuilder| {
+        let receiver = TestReceiver::start();
+        let telemetry = start(&receiver, tune);
+        record_in_span_and_outside();
+        telemetry.flush(Duration::from_secs(5)).unwrap();
+        drop(telemetry);
+        let metric = &named(&receiver, "test.exemplar.filter")[0];
+        assert_eq!(histogram_points(metric)[0].count, 2);
+        exemplars_of(metric)
+    };
+    assert!(
+        exported(|b| b.trace_sample_rate(0.0)).is_empty(),
+        "an unsampled span gives no exemplar"
+    );
+    assert!(
+        exported(|b| b.exemplar_filter(metrics::ExemplarFilter::AlwaysOff)).is_empty(),
+        "always_off"
+    );
+    let trace_based = exported(|b| b);
+    assert_eq!(trace_based.len(), 1, "only the measurement under the span");
+    assert_eq!(exemplar_double(&trace_based[0]), 1.0);
+    let always_on = exported(|b| {
+        b.trace_sample_rate(0.0)
+            .exemplar_filter(metrics::ExemplarFilter::AlwaysOn)
+    });
+    assert_eq!(always_on.len(), 2, "every measurement is eligible");
+    assert!(
+        always_on
+            .iter()
+            .all(|e| e.trace_id.is_empty() && e.span_id.is_empty()),
+        "no sampled span: no ids"
+    );
+}
+
+#[test]
+fn the_exemplar_filter_comes_from_otel_metrics_exemplar_filter() {
+    let from = |value: &'static str| {
+        plain_connect::Settings::default()
+            .with_env_from(move |name| {
+                Ok((name == "OTEL_METRICS_EXEMPLAR_FILTER").then(|| value.to_owned()))
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        from("always_off").exemplar_filter(),
+        metrics::ExemplarFilter::AlwaysOff
+    );
+    assert_eq!(
+        from("ALWAYS_ON").exemplar_filter(),
+        metrics::ExemplarFilter::AlwaysOn
+    );
+    let bad = from("sometimes");
+    assert_eq!(bad.exemplar_filter(), metrics::ExemplarFilter::TraceBased);
+    assert!(bad.warnings()[0].contains("OTEL_METRICS_EXEMPLAR_FILTER"));
+}
+
+/// Seven export windows as a collector saw them: counter and histogram recorded in windows 1–3
+/// and 7, idle in 4–6; up-down counter and observable instruments throughout, each with one
+/// attribute set. No overflow series may appear: the cap is never reached.
+#[test]
+fn no_overflow_series_unless_the_cap_is_reached_over_windows_with_idle_ones_between() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, |b| b);
+    let attrs = [KeyValue::new("route", "/checkout")];
+    let counter = metrics::counter("test.windows.counter").build().unwrap();
+    let histogram = metrics::histogram("test.windows.histogram")
+        .build()
+        .unwrap();
+    let up_down = metrics::up_down_counter("test.windows.updown")
+        .build()
+        .unwrap();
+    let _gauge = metrics::observable_gauge("test.windows.gauge", |o| {
+        o.observe(1.0, &[KeyValue::new("route", "/checkout")])
+    })
+    .build()
+    .unwrap();
+    let _observed_total = metrics::observable_counter("test.windows.total", |o| {
+        o.observe(5.0, &[KeyValue::new("route", "/checkout")])
+    })
+    .build()
+    .unwrap();
+    let _observed_level = metrics::observable_up_down_counter("test.windows.level", |o| {
+        o.observe(3.0, &[KeyValue::new("route", "/checkout")])
+    })
+    .build()
+    .unwrap();
+    for window in 1..=7 {
+        if !(4..=6).contains(&window) {
+            counter.add(1, &attrs);
+            histogram.record(0.5, &attrs);
+        }
+        up_down.add(1, &attrs);
+        telemetry.flush(Duration::from_secs(5)).unwrap();
+    }
+    let overflowing: Vec<String> = receiver
+        .metrics()
+        .iter()
+        .filter(|m| m.name.starts_with("test.windows."))
+        .filter(|m| {
+            let attrs: Vec<Vec<plain_connect::proto::common::v1::KeyValue>> =
+                match m.data.clone().unwrap() {
+                    Data::Histogram(h) => h.data_points.into_iter().map(|p| p.attributes).collect(),
+                    Data::Sum(s) => s.data_points.into_iter().map(|p| p.attributes).collect(),
+                    Data::Gauge(g) => g.data_points.into_iter().map(|p| p.attributes).collect(),
+                    _ => Vec::new(),
+                };
+            attrs
+                .iter()
+                .any(|a| common::attr(a, "otel.metric.overflow").is_some())
+        })
+        .map(|m| m.name.clone())
+        .collect();
+    assert!(overflowing.is_empty(), "overflow series in {overflowing:?}");
+    let windows = |name: &str| named(&receiver, name).len();
+    assert_eq!(
+        windows("test.windows.counter"),
+        4,
+        "idle windows export nothing"
+    );
+    assert_eq!(windows("test.windows.histogram"), 4);
+    assert_eq!(windows("test.windows.updown"), 7);
+    let totals: Vec<f64> = named(&receiver, "test.windows.updown")
+        .iter()
+        .flat_map(sum_values)
+        .collect();
+    assert_eq!(
+        totals,
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        "one cumulative series"
+    );
+    assert_eq!(windows("test.windows.gauge"), 7);
+    assert_eq!(windows("test.windows.level"), 7);
+
+    // Reaching the cap makes the overflow series appear, and only then.
+    let capped = metrics::up_down_counter("test.windows.capped")
+        .cardinality_limit(2)
+        .build()
+        .unwrap();
+    capped.add(1, &[KeyValue::new("k", 1)]);
+    capped.add(1, &[KeyValue::new("k", 2)]);
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let points = |r: &TestReceiver| named(r, "test.windows.capped").last().map(sum_values);
+    assert_eq!(
+        points(&receiver).unwrap().len(),
+        2,
+        "at the cap, no overflow yet"
+    );
+    capped.add(5, &[KeyValue::new("k", 3)]);
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let last = points(&receiver).unwrap();
+    assert_eq!(
+        last.len(),
+        3,
+        "past the cap: the overflow series, kept cumulative"
+    );
+    assert_eq!(last.iter().sum::<f64>(), 7.0);
+}
+
+#[test]
+fn a_histogram_in_seconds_or_milliseconds_gets_duration_boundaries() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, |b| b);
+    let seconds = metrics::histogram("test.unit.seconds")
+        .unit("s")
+        .build()
+        .unwrap();
+    let millis = metrics::u64_histogram("test.unit.millis")
+        .unit("ms")
+        .build()
+        .unwrap();
+    let bytes = metrics::u64_histogram("test.unit.bytes")
+        .unit("By")
+        .build()
+        .unwrap();
+    seconds.record(0.0004, &[]);
+    seconds.record(0.02, &[]);
+    millis.record(20, &[]);
+    bytes.record(20, &[]);
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let s = &histogram_points(&named(&receiver, "test.unit.seconds")[0])[0];
+    assert_eq!(s.explicit_bounds, metrics::SECONDS_BOUNDS);
+    assert_eq!(
+        &s.bucket_counts[..4],
+        [1, 0, 1, 0],
+        "sub-millisecond values have a bucket"
+    );
+    let ms = &histogram_points(&named(&receiver, "test.unit.millis")[0])[0];
+    assert_eq!(
+        ms.explicit_bounds,
+        [
+            5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
+            7500.0, 10000.0
+        ]
+    );
+    let by = &histogram_points(&named(&receiver, "test.unit.bytes")[0])[0];
+    assert_eq!(by.explicit_bounds, metrics::DEFAULT_BOUNDS);
 }

@@ -6,7 +6,7 @@
 use super::wire::{OneOf, Writer};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::logs::LogRecordData;
-use crate::metrics::{MetricData, MetricPoints, Number, NumberPoint, Temporality};
+use crate::metrics::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};
 use crate::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::common::v1::{self as pc, any_value, AnyValue, ArrayValue, InstrumentationScope};
 use crate::proto::metrics::v1 as pm;
@@ -275,12 +275,30 @@ fn temporality(t: Temporality) -> i32 {
     }
 }
 
+fn exemplars(kept: &[Exemplar]) -> Vec<pm::Exemplar> {
+    kept.iter()
+        .map(|e| pm::Exemplar {
+            filtered_attributes: e.filtered_attributes.iter().map(key_value).collect(),
+            time_unix_nano: e.time_unix_nanos,
+            span_id: e.span_id.map(|s| s.to_bytes().to_vec()).unwrap_or_default(),
+            trace_id: e
+                .trace_id
+                .map(|t| t.to_bytes().to_vec())
+                .unwrap_or_default(),
+            value: Some(match e.value {
+                Number::I64(i) => pm::exemplar::Value::AsInt(i),
+                Number::F64(f) => pm::exemplar::Value::AsDouble(f),
+            }),
+        })
+        .collect()
+}
+
 fn number_point(p: &NumberPoint) -> pm::NumberDataPoint {
     pm::NumberDataPoint {
         attributes: p.attributes.iter().map(key_value).collect(),
         start_time_unix_nano: p.start_unix_nanos,
         time_unix_nano: p.time_unix_nanos,
-        exemplars: Vec::new(),
+        exemplars: exemplars(&p.exemplars),
         flags: 0,
         value: Some(match p.value {
             Number::I64(i) => pm::number_data_point::Value::AsInt(i),
@@ -306,7 +324,7 @@ fn metric(m: &MetricData) -> pm::Metric {
                     sum: Some(p.sum),
                     bucket_counts: p.bucket_counts.clone(),
                     explicit_bounds: p.bounds.to_vec(),
-                    exemplars: Vec::new(),
+                    exemplars: exemplars(&p.exemplars),
                     flags: 0,
                     min: (p.count > 0).then_some(p.min),
                     max: (p.count > 0).then_some(p.max),

@@ -1,25 +1,22 @@
 //! Database client spans and the `db.client.operation.duration` histogram
 //! (semantic conventions v1.44).
 
-use super::sql;
+use super::{error_type, sql};
 use crate::attributes::{KeyValue, Str};
-use crate::metrics::{self, Histogram, DB_CLIENT_DURATION_BOUNDS};
-use crate::trace::{self, Span, SpanKind, Status};
+use crate::metrics::{Histogram, DB_CLIENT_DURATION_BOUNDS};
+use crate::trace::{self, Span, SpanContext, SpanKind, Status};
+use std::fmt::Display;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 fn duration_histogram() -> Option<&'static Histogram<f64>> {
     static HISTOGRAM: OnceLock<Option<Histogram<f64>>> = OnceLock::new();
-    HISTOGRAM
-        .get_or_init(|| {
-            metrics::histogram("db.client.operation.duration")
-                .unit("s")
-                .description("Duration of database client operations.")
-                .boundaries(DB_CLIENT_DURATION_BOUNDS.to_vec())
-                .build()
-                .ok()
-        })
-        .as_ref()
+    super::duration_histogram(
+        &HISTOGRAM,
+        "db.client.operation.duration",
+        "Duration of database client operations.",
+        &DB_CLIENT_DURATION_BOUNDS,
+    )
 }
 
 /// Describes a query; `.start()` opens its client span.
@@ -30,8 +27,8 @@ fn duration_histogram() -> Option<&'static Histogram<f64>> {
 ///     .namespace("shop")
 ///     .server("db.internal", 5432)
 ///     .start();
-/// // ... run the query ...
-/// query.finish(None::<&str>);
+/// let result: Result<usize, std::io::Error> = Ok(1); // ... run the query ...
+/// query.end_result(&result);
 /// ```
 #[must_use = "call .start() to start the query span"]
 pub struct QueryBuilder {
@@ -71,7 +68,8 @@ impl QueryBuilder {
         self
     }
 
-    /// Starts the client span (a child of the current span).
+    /// Starts the client span (a child of the current span, and current until the query ends).
+    #[must_use = "the query span ends when this is dropped; keep it until the query returned"]
     pub fn start(self) -> Query {
         let summary = sql::summarize(&self.text);
         let name: Str = match (&summary.summary, &summary.operation, &summary.collection) {
@@ -117,7 +115,8 @@ impl QueryBuilder {
     }
 }
 
-/// A query in flight: its span is current until [`Query::finish`].
+/// A query in flight: its span is current until it ends with [`Query::end_ok`],
+/// [`Query::end_result`], [`Query::end_error`] or [`Query::end_error_type`].
 pub struct Query {
     span: Span,
     started: Instant,
@@ -133,14 +132,60 @@ impl Query {
         &mut self.span
     }
 
-    /// Ends the query: `error` is the error's type (e.g. `timeout`, a SQLSTATE or an error
-    /// type name), `None` on success. Records the duration whether or not the trace is sampled.
-    pub fn finish<E: AsRef<str>>(mut self, error: Option<E>) {
+    /// The query span's context.
+    pub fn context(&self) -> &SpanContext {
+        self.span.context()
+    }
+
+    /// Ends the query as a success. Records the duration whether or not the trace is sampled.
+    pub fn end_ok(self) {
+        self.end_with(None);
+    }
+
+    /// Ends the query with the outcome of running it: an `Err` is [`Query::end_error`].
+    ///
+    /// ```
+    /// # use plain_connect::instrument::db;
+    /// let query = db::query("sqlite", "DELETE FROM sessions").start();
+    /// let deleted: Result<u64, Box<dyn std::error::Error>> = Ok(3);
+    /// query.end_result(&deleted);
+    /// ```
+    pub fn end_result<T, E: Display>(self, result: &Result<T, E>) {
+        match result {
+            Ok(_) => self.end_ok(),
+            Err(error) => self.end_error(error),
+        }
+    }
+
+    /// Ends the query as failed: `error.type` is the error's type name (`_OTHER` for a
+    /// `dyn Error`), the span's status an error with the error's message.
+    pub fn end_error<E: Display + ?Sized>(self, error: &E) {
+        self.end_with(Some((Str::Static(error_type::<E>()), error.to_string())));
+    }
+
+    /// Ends the query as failed with an `error.type` the caller knows, e.g. the database's
+    /// status code (a SQLSTATE such as `23505`) or `timeout`; it is the status message too.
+    pub fn end_error_type(self, error_type: &str) {
+        self.end_with(Some((
+            Str::from(error_type.to_owned()),
+            error_type.to_owned(),
+        )));
+    }
+
+    /// The name before `end_ok`/`end_error_type`; kept while callers move over.
+    #[doc(hidden)]
+    pub fn finish<E: AsRef<str>>(self, error: Option<E>) {
+        match error {
+            None => self.end_ok(),
+            Some(e) => self.end_error_type(e.as_ref()),
+        }
+    }
+
+    fn end_with(mut self, error: Option<(Str, String)>) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let error = error.map(|e| e.as_ref().to_owned());
-        if let Some(error_type) = &error {
+        if let Some((error_type, message)) = &error {
             self.span.set_attribute("error.type", error_type.clone());
-            self.span.set_status(Status::error(error_type.clone()));
+            self.span.set_status(Status::error(message.clone()));
         }
         if let Some(histogram) = duration_histogram() {
             let mut attributes = vec![KeyValue::new("db.system.name", self.system.clone())];
@@ -153,7 +198,7 @@ impl Query {
             if let Some(ns) = self.namespace.take() {
                 attributes.push(KeyValue::new("db.namespace", ns));
             }
-            if let Some(error_type) = error {
+            if let Some((error_type, _)) = error {
                 attributes.push(KeyValue::new("error.type", error_type));
             }
             histogram.record(elapsed, &attributes);

@@ -1,9 +1,11 @@
-//! HTTP server request spans and the `http.server.request.duration` histogram
-//! (semantic conventions v1.44).
+//! HTTP server and client request spans with the `http.server.request.duration` and
+//! `http.client.request.duration` histograms (semantic conventions v1.44).
 
+use super::error_type;
 use crate::attributes::{KeyValue, Str};
-use crate::metrics::{self, Histogram, HTTP_SERVER_DURATION_BOUNDS};
-use crate::trace::{self, propagation, Span, SpanKind, Status};
+use crate::metrics::{Histogram, HTTP_SERVER_DURATION_BOUNDS};
+use crate::trace::{self, propagation, Span, SpanContext, SpanKind, Status};
+use std::fmt::Display;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -12,23 +14,41 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-fn duration_histogram() -> Option<&'static Histogram<f64>> {
+/// Query parameters whose values the conventions redact from `url.full` by default.
+const REDACTED_QUERY_KEYS: [&str; 4] = ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+
+fn server_duration() -> Option<&'static Histogram<f64>> {
     static HISTOGRAM: OnceLock<Option<Histogram<f64>>> = OnceLock::new();
-    HISTOGRAM
-        .get_or_init(|| {
-            metrics::histogram("http.server.request.duration")
-                .unit("s")
-                .description("Duration of HTTP server requests.")
-                .boundaries(HTTP_SERVER_DURATION_BOUNDS.to_vec())
-                .build()
-                .ok()
-        })
-        .as_ref()
+    super::duration_histogram(
+        &HISTOGRAM,
+        "http.server.request.duration",
+        "Duration of HTTP server requests.",
+        &HTTP_SERVER_DURATION_BOUNDS,
+    )
 }
 
-/// The normalised method: the known method itself, or `_OTHER`.
+/// The conventions advise the same boundaries for client and server durations.
+fn client_duration() -> Option<&'static Histogram<f64>> {
+    static HISTOGRAM: OnceLock<Option<Histogram<f64>>> = OnceLock::new();
+    super::duration_histogram(
+        &HISTOGRAM,
+        "http.client.request.duration",
+        "Duration of HTTP client requests.",
+        &HTTP_SERVER_DURATION_BOUNDS,
+    )
+}
+
+/// The normalised method: the known method itself, or `None` for `_OTHER`.
 fn normalise_method(method: &str) -> Option<&'static str> {
     KNOWN_METHODS.iter().find(|m| **m == method).copied()
+}
+
+/// `http.request.method`, plus `http.request.method_original` when the method is not known.
+fn method_attributes(method: &str) -> (Str, Option<String>) {
+    match normalise_method(method) {
+        Some(known) => (Str::Static(known), None),
+        None => (Str::Static("_OTHER"), Some(method.to_owned())),
+    }
 }
 
 /// Describes an incoming request; `.start()` opens its server span.
@@ -40,7 +60,7 @@ fn normalise_method(method: &str) -> Option<&'static str> {
 ///     .traceparent(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), None)
 ///     .start();
 /// request.set_route("/users/{id}");
-/// request.finish(200);
+/// request.end(200);
 /// ```
 #[must_use = "call .start() to start the request span"]
 pub struct ServerRequestBuilder {
@@ -108,14 +128,11 @@ impl ServerRequestBuilder {
         self
     }
 
-    /// Starts the server span (current on this thread until the request finishes).
+    /// Starts the server span (current on this thread until the request ends).
+    #[must_use = "the request span ends when this is dropped; keep it until the response is sent"]
     pub fn start(self) -> ServerRequest {
-        let known = normalise_method(&self.method);
-        let method_attr: Str = match known {
-            Some(m) => Str::Static(m),
-            None => Str::Static("_OTHER"),
-        };
-        let name_method = known.unwrap_or("HTTP");
+        let (method_attr, method_original) = method_attributes(&self.method);
+        let name_method = normalise_method(&self.method).unwrap_or("HTTP");
         let name: Str = match &self.route {
             Some(route) => format!("{name_method} {route}").into(),
             None => Str::Static(name_method),
@@ -127,8 +144,8 @@ impl ServerRequestBuilder {
         let mut span = builder.start();
         if span.is_recording() {
             span.set_attribute("http.request.method", method_attr.clone());
-            if known.is_none() {
-                span.set_attribute("http.request.method_original", self.method.clone());
+            if let Some(original) = method_original {
+                span.set_attribute("http.request.method_original", original);
             }
             span.set_attribute("url.path", self.path);
             span.set_attribute("url.scheme", self.scheme.clone());
@@ -160,7 +177,7 @@ impl ServerRequestBuilder {
     }
 }
 
-/// An HTTP request being served: its span is current until [`ServerRequest::finish`].
+/// An HTTP request being served: its span is current until [`ServerRequest::end`].
 pub struct ServerRequest {
     span: Span,
     started: Instant,
@@ -184,16 +201,22 @@ impl ServerRequest {
         &mut self.span
     }
 
+    /// The request span's context, e.g. to hand to a worker thread.
+    pub fn context(&self) -> &SpanContext {
+        self.span.context()
+    }
+
     /// Records an exception event on the span (the status follows the response code).
     pub fn record_exception(&mut self, exception_type: &str, message: &str) {
         self.span.record_exception(exception_type, message);
     }
 
-    /// Ends the request with its response status: 5xx marks the span as an error with
-    /// `error.type`; the duration is recorded whether or not the trace is sampled.
-    pub fn finish(mut self, status_code: u16) {
+    /// Ends the request with its response status: 5xx (or a code outside 100–599) marks the
+    /// span as an error with `error.type`; 4xx is the client's error, not the server's. The
+    /// duration is recorded whether or not the trace is sampled.
+    pub fn end(mut self, status_code: u16) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let server_error = status_code >= 500;
+        let server_error = !(100..500).contains(&status_code);
         self.span
             .set_attribute("http.response.status_code", i64::from(status_code));
         if server_error {
@@ -202,7 +225,7 @@ impl ServerRequest {
             self.span
                 .set_status(Status::error(format!("HTTP {status_code}")));
         }
-        if let Some(histogram) = duration_histogram() {
+        if let Some(histogram) = server_duration() {
             let mut attributes = vec![
                 KeyValue::new("http.request.method", self.method.clone()),
                 KeyValue::new("url.scheme", self.scheme.clone()),
@@ -213,6 +236,240 @@ impl ServerRequest {
             }
             if server_error {
                 attributes.push(KeyValue::new("error.type", status_code.to_string()));
+            }
+            histogram.record(elapsed, &attributes);
+        }
+        self.span.end();
+    }
+
+    /// The name before `end`; kept while callers move over.
+    #[doc(hidden)]
+    pub fn finish(self, status_code: u16) {
+        self.end(status_code);
+    }
+}
+
+/// Describes an outgoing request; `.start()` opens its client span.
+///
+/// The request's headers must carry [`ClientRequest::headers`] (`traceparent`, `tracestate`) so
+/// the server's span joins this trace. With [ureq](https://docs.rs/ureq) 3, whose builder is
+/// taken and returned by value:
+///
+/// ```
+/// use plain_connect::instrument::http;
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// # let url = format!("http://{}/users/42", listener.local_addr().unwrap());
+/// # std::thread::spawn(move || {
+/// #     use std::io::{Read, Write};
+/// #     let (mut socket, _) = listener.accept().unwrap();
+/// #     let mut buffer = [0; 4096];
+/// #     let _ = socket.read(&mut buffer).unwrap();
+/// #     socket.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").unwrap();
+/// # });
+///
+/// let mut request = http::client_request("GET", &url).url_template("/users/{id}").start();
+/// let mut builder = ureq::get(&url);
+/// for (name, value) in request.headers() {
+///     builder = builder.header(name, value);
+/// }
+/// request.set_protocol_version("1.1"); // ureq speaks HTTP/1.1
+/// match builder.call() {
+///     Ok(response) => request.end(response.status().as_u16()),
+///     // ureq turns 4xx/5xx into this error by default: still a response
+///     Err(ureq::Error::StatusCode(code)) => request.end(code),
+///     Err(error) => request.end_error(&error), // no response: connection, timeout...
+/// }
+/// ```
+#[must_use = "call .start() to start the request span"]
+pub struct ClientRequestBuilder {
+    method: String,
+    url: String,
+    url_template: Option<String>,
+}
+
+/// Starts describing an outgoing request with its method and absolute URL.
+///
+/// `url.full` is recorded with credentials and signature query values (`AWSAccessKeyId`,
+/// `Signature`, `sig`, `X-Goog-Signature`) replaced by `REDACTED`, as the conventions ask;
+/// `server.address` and `server.port` (the scheme's default when the URL has none) come from it.
+pub fn client_request(method: &str, url: &str) -> ClientRequestBuilder {
+    ClientRequestBuilder {
+        method: method.to_owned(),
+        url: url.to_owned(),
+        url_template: None,
+    }
+}
+
+impl ClientRequestBuilder {
+    /// The URL's template (e.g. `/users/{id}`): names the span `{method} {template}` instead of
+    /// `{method}`, and is recorded as `url.template`.
+    pub fn url_template(mut self, template: &str) -> Self {
+        self.url_template = Some(template.to_owned());
+        self
+    }
+
+    /// Starts the client span: a child of the current span, and current until the request ends.
+    #[must_use = "the request span ends when this is dropped; keep it until the response arrived"]
+    pub fn start(self) -> ClientRequest {
+        let (method_attr, method_original) = method_attributes(&self.method);
+        let name_method = normalise_method(&self.method).unwrap_or("HTTP");
+        let name: Str = match &self.url_template {
+            Some(template) => format!("{name_method} {template}").into(),
+            None => Str::Static(name_method),
+        };
+        let mut span = trace::span(name).kind(SpanKind::Client).start();
+        let parts = crate::url::split(&self.url);
+        let server = parts
+            .as_ref()
+            .map(|p| (p.host.to_owned(), p.port_or_default()));
+        if span.is_recording() {
+            span.set_attribute("http.request.method", method_attr.clone());
+            if let Some(original) = method_original {
+                span.set_attribute("http.request.method_original", original);
+            }
+            span.set_attribute("url.full", redacted_url(&self.url));
+            if let Some((address, port)) = &server {
+                span.set_attribute("server.address", address.clone());
+                if let Some(port) = port {
+                    span.set_attribute("server.port", *port);
+                }
+            }
+            if let Some(template) = self.url_template {
+                span.set_attribute("url.template", template);
+            }
+        }
+        ClientRequest {
+            span,
+            started: Instant::now(),
+            method: method_attr,
+            server,
+            protocol_version: None,
+        }
+    }
+}
+
+/// `url` with userinfo and the signature query values the conventions name replaced by
+/// `REDACTED`; a URL that does not split is kept as given.
+fn redacted_url(url: &str) -> String {
+    let Some(parts) = crate::url::split(url) else {
+        return url.to_owned();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(parts.scheme);
+    out.push_str("://");
+    if parts.userinfo.is_some() {
+        out.push_str("REDACTED:REDACTED@");
+    }
+    out.push_str(parts.host_port);
+    let (before_fragment, fragment) = match parts.rest.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (parts.rest, None),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match pair.split_once('=') {
+                    Some((key, _)) if REDACTED_QUERY_KEYS.contains(&key) => {
+                        out.push_str(key);
+                        out.push_str("=REDACTED");
+                    }
+                    _ => out.push_str(pair),
+                }
+            }
+        }
+        None => out.push_str(before_fragment),
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// An HTTP request being sent: its span is current until [`ClientRequest::end`] or
+/// [`ClientRequest::end_error`].
+pub struct ClientRequest {
+    span: Span,
+    started: Instant,
+    method: Str,
+    server: Option<(String, Option<u16>)>,
+    protocol_version: Option<&'static str>,
+}
+
+impl ClientRequest {
+    /// The headers that carry this request's span to the server, as `(name, value)` pairs:
+    /// `traceparent`, and `tracestate` when there is one; none when no pipeline is installed.
+    /// Owned values, so a builder taken by value (`builder = builder.header(name, value)`) can
+    /// take them in a loop.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
+        propagation::headers_for(self.span.context())
+    }
+
+    /// The span, to add attributes or events.
+    pub fn span(&mut self) -> &mut Span {
+        &mut self.span
+    }
+
+    /// The request span's context.
+    pub fn context(&self) -> &SpanContext {
+        self.span.context()
+    }
+
+    /// `network.protocol.version` (`1.1`, `2`, `3`) once known, on the span and the duration.
+    pub fn set_protocol_version(&mut self, version: &'static str) {
+        self.span.set_attribute("network.protocol.version", version);
+        self.protocol_version = Some(version);
+    }
+
+    /// Ends the request with the response's status: 4xx and 5xx (or a code outside 100–599)
+    /// mark the span as an error with `error.type` = the code, as the conventions ask of
+    /// clients. The duration is recorded whether or not the trace is sampled.
+    pub fn end(self, status_code: u16) {
+        let failed = !(100..400).contains(&status_code);
+        self.end_with(Some(status_code), failed.then(|| status_code.to_string()));
+    }
+
+    /// Ends a request that got no response (connection refused, timeout, TLS failure...):
+    /// `error.type` is the error's type name (`_OTHER` for a `dyn Error`), the status an error
+    /// with its message.
+    pub fn end_error<E: Display + ?Sized>(mut self, error: &E) {
+        self.span.set_status(Status::error(error.to_string()));
+        self.end_with(None, Some(error_type::<E>().to_owned()));
+    }
+
+    fn end_with(mut self, status_code: Option<u16>, error: Option<String>) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if let Some(code) = status_code {
+            self.span
+                .set_attribute("http.response.status_code", i64::from(code));
+            if error.is_some() {
+                self.span.set_status(Status::error(format!("HTTP {code}")));
+            }
+        }
+        if let Some(error) = &error {
+            self.span.set_attribute("error.type", error.clone());
+        }
+        if let Some(histogram) = client_duration() {
+            let mut attributes = vec![KeyValue::new("http.request.method", self.method.clone())];
+            if let Some((address, port)) = self.server.take() {
+                attributes.push(KeyValue::new("server.address", address));
+                if let Some(port) = port {
+                    attributes.push(KeyValue::new("server.port", port));
+                }
+            }
+            if let Some(code) = status_code {
+                attributes.push(KeyValue::new("http.response.status_code", i64::from(code)));
+            }
+            if let Some(version) = self.protocol_version {
+                attributes.push(KeyValue::new("network.protocol.version", version));
+            }
+            if let Some(error) = error {
+                attributes.push(KeyValue::new("error.type", error));
             }
             histogram.record(elapsed, &attributes);
         }
@@ -230,5 +487,27 @@ mod tests {
         assert_eq!(normalise_method("PATCH"), Some("PATCH"));
         assert_eq!(normalise_method("get"), None);
         assert_eq!(normalise_method("PURGE"), None);
+    }
+
+    #[test]
+    fn client_urls_lose_credentials_and_signatures() {
+        let cases = [
+            (
+                "https://api.example.com/a?b=1",
+                "https://api.example.com/a?b=1",
+            ),
+            (
+                "https://user:secret@h:8443/p?x=1&sig=abc&Signature=s&y#top",
+                "https://REDACTED:REDACTED@h:8443/p?x=1&sig=REDACTED&Signature=REDACTED&y#top",
+            ),
+            (
+                "http://h?AWSAccessKeyId=AK&X-Goog-Signature=g&sigx=keep",
+                "http://h?AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED&sigx=keep",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redacted_url(url), expected, "{url}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! and drained into delta data points at each collection.
 
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
+use super::exemplar::{Offer, Reservoir, SUM_RESERVOIR_SIZE};
 use super::spin::{Guarded, SpinLock};
 use crate::attributes::{KeyValue, Str, Value};
 use parking_lot::RwLock;
@@ -16,8 +17,8 @@ use std::sync::Arc;
 /// What an instrument aggregates.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Aggregation {
-    /// Explicit-bucket histogram, delta.
-    Histogram { bounds: Arc<[f64]> },
+    /// Explicit-bucket histogram, delta; `integer` for exemplar values.
+    Histogram { bounds: Arc<[f64]>, integer: bool },
     /// Sum: monotonic counters are delta, up-down counters cumulative.
     Sum { monotonic: bool, integer: bool },
 }
@@ -52,12 +53,13 @@ pub(crate) struct Series {
     idle_collections: AtomicU64,
     /// Live bound handles on this series; a bound series is never freed.
     bound_handles: AtomicU64,
+    exemplars: Reservoir,
 }
 
 impl Series {
     fn new(attributes: Vec<KeyValue>, aggregation: &Aggregation) -> Self {
         let state = match aggregation {
-            Aggregation::Histogram { bounds } => State::Histogram {
+            Aggregation::Histogram { bounds, .. } => State::Histogram {
                 count: Guarded::new(0),
                 sum: Guarded::from_f64(0.0),
                 min: Guarded::from_f64(f64::INFINITY),
@@ -77,6 +79,7 @@ impl Series {
             retired: Guarded::new(0),
             idle_collections: AtomicU64::new(0),
             bound_handles: AtomicU64::new(0),
+            exemplars: Reservoir::default(),
         }
     }
 
@@ -88,24 +91,36 @@ impl Series {
     /// Records a finite value (the caller has checked). `false`, recording nothing, when the
     /// series was freed meanwhile.
     #[must_use]
-    pub(crate) fn record(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) -> bool {
+    pub(crate) fn record(
+        &self,
+        value: f64,
+        int_value: i64,
+        bounds: Option<&[f64]>,
+        offer: Option<&Offer>,
+    ) -> bool {
         let _locked = self.lock.lock();
         if self.retired.get() != 0 {
             return false;
         }
-        self.add(value, int_value, bounds);
+        self.add(value, int_value, bounds, offer);
         true
     }
 
     /// Records through a bound handle, whose series is never freed (no check needed).
-    pub(crate) fn record_bound(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
+    pub(crate) fn record_bound(
+        &self,
+        value: f64,
+        int_value: i64,
+        bounds: Option<&[f64]>,
+        offer: Option<&Offer>,
+    ) {
         let _locked = self.lock.lock();
-        self.add(value, int_value, bounds);
+        self.add(value, int_value, bounds, offer);
     }
 
-    /// The measurement itself; the caller holds the lock.
+    /// The measurement itself, and its exemplar if it is offered one; the caller holds the lock.
     #[inline]
-    fn add(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
+    fn add(&self, value: f64, int_value: i64, bounds: Option<&[f64]>, offer: Option<&Offer>) {
         self.dirty.set(1);
         match &self.state {
             State::Histogram {
@@ -115,8 +130,13 @@ impl Series {
                 max,
                 buckets,
             } => {
-                let bucket = &buckets[bounds.map_or(0, |b| bucket_index(b, value))];
+                let index = bounds.map_or(0, |b| bucket_index(b, value));
+                let bucket = &buckets[index];
                 bucket.set(bucket.get().wrapping_add(1));
+                if let Some(offer) = offer {
+                    self.exemplars
+                        .offer(buckets.len(), Some(index), value, int_value, offer);
+                }
                 count.set(count.get().wrapping_add(1));
                 sum.set_f64(sum.get_f64() + value);
                 min.set_f64(min.get_f64().min(value));
@@ -125,6 +145,10 @@ impl Series {
             State::Sum { int, float } => {
                 int.set((int.get() as i64).wrapping_add(int_value) as u64);
                 float.set_f64(float.get_f64() + value);
+                if let Some(offer) = offer {
+                    self.exemplars
+                        .offer(SUM_RESERVOIR_SIZE, None, value, int_value, offer);
+                }
             }
         }
     }
@@ -327,7 +351,7 @@ impl Aggregator {
 
     pub(crate) fn bounds(&self) -> Option<&[f64]> {
         match &self.aggregation {
-            Aggregation::Histogram { bounds } => Some(bounds),
+            Aggregation::Histogram { bounds, .. } => Some(bounds),
             Aggregation::Sum { .. } => None,
         }
     }
@@ -374,7 +398,13 @@ impl Aggregator {
     }
 
     /// Records into the series for `attributes` (hot path for unbound instruments).
-    pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue]) {
+    pub(crate) fn record(
+        &self,
+        value: f64,
+        int_value: i64,
+        attributes: &[KeyValue],
+        offer: Option<&Offer>,
+    ) {
         let address = address_hash(attributes);
         if let Some(address) = address {
             let slot = recent_slot(self.id, address);
@@ -384,7 +414,7 @@ impl Aggregator {
                 let hit = entry.aggregator == self.id
                     && entry.address == address
                     && same_set(&entry.series.attributes, attributes);
-                (hit && entry.series.record(value, int_value, self.bounds())).then_some(())
+                (hit && entry.series.record(value, int_value, self.bounds(), offer)).then_some(())
             });
             if let Ok(Some(())) = recorded {
                 return;
@@ -392,7 +422,7 @@ impl Aggregator {
         }
         loop {
             let series = self.series(attributes);
-            if series.record(value, int_value, self.bounds()) {
+            if series.record(value, int_value, self.bounds(), offer) {
                 if let Some(address) = address {
                     self.remember(address, series);
                 }
@@ -434,6 +464,10 @@ impl Aggregator {
         } else {
             previous
         };
+        let integer = matches!(
+            self.aggregation,
+            Aggregation::Sum { integer: true, .. } | Aggregation::Histogram { integer: true, .. }
+        );
         let mut histogram_points = Vec::new();
         let mut number_points = Vec::new();
         // Emits the series' point when it has one. With `may_free`, an idle series (nothing
@@ -455,10 +489,15 @@ impl Aggregator {
                 series.retired.set(1);
                 return true;
             }
-            if !recorded && !cumulative {
+            // A cumulative series keeps `dirty` once recorded: it is exported from then on, and
+            // not before (the overflow series exists from the start but is exported only once
+            // the cardinality cap has really sent a measurement there).
+            if !recorded {
                 return false;
             }
-            series.dirty.set(0);
+            if !cumulative {
+                series.dirty.set(0);
+            }
             match &series.state {
                 State::Histogram {
                     count,
@@ -480,6 +519,7 @@ impl Aggregator {
                             .map(Arc::from)
                             .unwrap_or_else(|| Arc::from([])),
                         bucket_counts: buckets.iter().map(Guarded::get).collect(),
+                        exemplars: series.exemplars.drain(integer),
                     });
                     count.set(0);
                     sum.set_f64(0.0);
@@ -488,8 +528,6 @@ impl Aggregator {
                     buckets.iter().for_each(|b| b.set(0));
                 }
                 State::Sum { int, float } => {
-                    let integer =
-                        matches!(self.aggregation, Aggregation::Sum { integer: true, .. });
                     number_points.push(NumberPoint {
                         attributes: series.attributes.clone(),
                         start_unix_nanos: start,
@@ -499,6 +537,7 @@ impl Aggregator {
                         } else {
                             Number::F64(float.get_f64())
                         },
+                        exemplars: series.exemplars.drain(integer),
                     });
                     if !cumulative {
                         int.set(0);
@@ -566,6 +605,7 @@ mod tests {
         Aggregator::new(
             Aggregation::Histogram {
                 bounds: Arc::from(bounds),
+                integer: false,
             },
             2000,
             1,
@@ -583,7 +623,7 @@ mod tests {
     fn buckets_are_upper_inclusive() {
         let h = histogram(&[0.0, 5.0, 10.0]);
         for v in [-1.0, 0.0, 0.000_001, 5.0, 5.000_001, 10.0, 10.5, 1e9] {
-            h.record(v, 0, &[]);
+            h.record(v, 0, &[], None);
         }
         let p = &points(h.collect(10))[0];
         assert_eq!(p.bucket_counts, [2, 2, 2, 2]);
@@ -598,7 +638,7 @@ mod tests {
     #[test]
     fn delta_windows_hold_only_new_data() {
         let h = histogram(&[1.0]);
-        h.record(0.5, 0, &[KeyValue::new("k", "v")]);
+        h.record(0.5, 0, &[KeyValue::new("k", "v")], None);
         let first = points(h.collect(100));
         assert_eq!(
             (
@@ -612,7 +652,7 @@ mod tests {
             points(h.collect(200)).is_empty(),
             "nothing new, nothing exported"
         );
-        h.record(2.0, 0, &[KeyValue::new("k", "v")]);
+        h.record(2.0, 0, &[KeyValue::new("k", "v")], None);
         let third = points(h.collect(300));
         assert_eq!(
             (third[0].start_unix_nanos, third[0].count, third[0].sum),
@@ -623,9 +663,24 @@ mod tests {
     #[test]
     fn attribute_order_does_not_matter() {
         let h = histogram(&[1.0]);
-        h.record(1.0, 0, &[KeyValue::new("a", 1), KeyValue::new("b", "x")]);
-        h.record(1.0, 0, &[KeyValue::new("b", "x"), KeyValue::new("a", 1)]);
-        h.record(1.0, 0, &[KeyValue::new("b", "y"), KeyValue::new("a", 1)]);
+        h.record(
+            1.0,
+            0,
+            &[KeyValue::new("a", 1), KeyValue::new("b", "x")],
+            None,
+        );
+        h.record(
+            1.0,
+            0,
+            &[KeyValue::new("b", "x"), KeyValue::new("a", 1)],
+            None,
+        );
+        h.record(
+            1.0,
+            0,
+            &[KeyValue::new("b", "y"), KeyValue::new("a", 1)],
+            None,
+        );
         let mut counts: Vec<u64> = points(h.collect(5)).iter().map(|p| p.count).collect();
         counts.sort();
         assert_eq!(counts, [1, 2]);
@@ -636,12 +691,13 @@ mod tests {
         let h = Aggregator::new(
             Aggregation::Histogram {
                 bounds: Arc::from([1.0].as_slice()),
+                integer: false,
             },
             3,
             0,
         );
         for i in 0..10 {
-            h.record(1.0, 0, &[KeyValue::new("user", i)]);
+            h.record(1.0, 0, &[KeyValue::new("user", i)], None);
         }
         let p = points(h.collect(5));
         assert_eq!(p.len(), 4);
@@ -660,7 +716,7 @@ mod tests {
     #[test]
     fn idle_series_are_freed_and_memory_stays_bounded() {
         let h = histogram(&[1.0]);
-        h.record(1.0, 0, &[KeyValue::new("k", 1)]);
+        h.record(1.0, 0, &[KeyValue::new("k", 1)], None);
         for t in 1..=5 {
             h.collect(t);
         }
@@ -675,10 +731,10 @@ mod tests {
         // Same key literal, values whose hint words coincide (1 and true), and the same text
         // built at run time: three sets, one of them seen twice.
         for _ in 0..3 {
-            h.record(0.5, 0, &[KeyValue::new("k", 1)]);
-            h.record(0.5, 0, &[KeyValue::new("k", true)]);
-            h.record(0.5, 0, &[KeyValue::new("k", "v")]);
-            h.record(0.5, 0, &[KeyValue::new("k", String::from("v"))]);
+            h.record(0.5, 0, &[KeyValue::new("k", 1)], None);
+            h.record(0.5, 0, &[KeyValue::new("k", true)], None);
+            h.record(0.5, 0, &[KeyValue::new("k", "v")], None);
+            h.record(0.5, 0, &[KeyValue::new("k", String::from("v"))], None);
         }
         let mut counts: Vec<(String, u64)> = points(h.collect(2))
             .iter()
@@ -703,14 +759,14 @@ mod tests {
     fn a_thread_remembering_a_freed_series_records_into_a_new_one() {
         let h = histogram(&[1.0]);
         let set = [KeyValue::new("route", "/a")];
-        h.record(0.5, 0, &set); // remembered by this thread
+        h.record(0.5, 0, &set, None); // remembered by this thread
         assert_eq!(total_count(h.collect(2)), 1);
         for t in 3..=6 {
             h.collect(t); // idle: freed
         }
         assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
-        h.record(0.5, 0, &set);
-        h.record(0.5, 0, &set);
+        h.record(0.5, 0, &set, None);
+        h.record(0.5, 0, &set, None);
         assert_eq!(
             total_count(h.collect(7)),
             2,
@@ -727,7 +783,7 @@ mod tests {
         for t in 2..=6 {
             h.collect(t);
         }
-        bound.record_bound(0.5, 0, h.bounds());
+        bound.record_bound(0.5, 0, h.bounds(), None);
         assert_eq!(total_count(h.collect(7)), 1);
         bound.unbind();
         drop(bound);
@@ -757,7 +813,7 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) {
                         // A burst on one set, then a pause long enough for it to go idle.
                         for _ in 0..200 {
-                            h.record(0.5, 0, &sets[(round + thread) % 3]);
+                            h.record(0.5, 0, &sets[(round + thread) % 3], None);
                             recorded += 1;
                         }
                         round += 1;

@@ -1,7 +1,25 @@
 //! Aggregated metric data as handed to the export pipeline at each collection.
 
 use crate::attributes::{KeyValue, Str};
+use crate::trace::{SpanId, TraceId};
 use std::sync::Arc;
+
+/// A measurement kept beside a data point, with the span that was current when it was made.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Exemplar {
+    /// When it was measured, Unix nanoseconds.
+    pub time_unix_nanos: u64,
+    /// The measured value.
+    pub value: Number,
+    /// The current span's trace (`None` when no span was current, with the `always_on` filter).
+    pub trace_id: Option<TraceId>,
+    /// The current span.
+    pub span_id: Option<SpanId>,
+    /// The measurement's attributes that the point does not carry; this crate has no views that
+    /// drop attributes, so it is empty.
+    pub filtered_attributes: Vec<KeyValue>,
+}
 
 /// How points relate to earlier exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +60,8 @@ pub struct HistogramPoint {
     pub bounds: Arc<[f64]>,
     /// `bounds.len() + 1` counts.
     pub bucket_counts: Vec<u64>,
+    /// At most one measurement per bucket, made while a sampled span was current.
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// A counter or gauge data point for one attribute set.
@@ -55,6 +75,8 @@ pub struct NumberPoint {
     pub time_unix_nanos: u64,
     /// The value.
     pub value: Number,
+    /// A few measurements of the window, made while a sampled span was current.
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// The points of one instrument.

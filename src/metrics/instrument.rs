@@ -3,11 +3,12 @@
 
 use super::aggregate::{Aggregation, Aggregator, Series};
 use super::data::{MetricData, MetricPoints, Number, NumberPoint, Temporality};
+use super::exemplar::Mode;
 use super::name::{validate_boundaries, validate_name, validate_unit, MetricsError};
 use crate::attributes::{KeyValue, Str};
 use parking_lot::{Mutex, RwLock};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// OpenTelemetry's default explicit bucket bounds.
@@ -15,27 +16,36 @@ pub const DEFAULT_BOUNDS: [f64; 15] = [
     0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
     10000.0,
 ];
-/// Semantic-conventions bounds (seconds) for `http.server.request.duration`.
-pub const HTTP_SERVER_DURATION_BOUNDS: [f64; 14] = [
+/// The semantic conventions' advice for durations in seconds (`http.server.request.duration`
+/// among others): the default boundaries of a histogram whose unit is `s`.
+pub const SECONDS_BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
+/// Semantic-conventions bounds (seconds) for `http.server.request.duration`.
+pub const HTTP_SERVER_DURATION_BOUNDS: [f64; 14] = SECONDS_BOUNDS;
 /// Semantic-conventions bounds (seconds) for `db.client.operation.duration`.
 pub const DB_CLIENT_DURATION_BOUNDS: [f64; 9] =
     [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 /// Attribute sets per instrument before measurements go to the overflow series.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
-/// Recording is skipped entirely while no pipeline is installed.
-static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Measurements rejected (NaN, infinities, negative counter increments), all instruments.
 static INVALID: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+/// The default boundaries for a histogram of `unit`: the semantic conventions' duration advice
+/// scaled to the time unit (`s`, `ms`, `us`, `ns`), else OpenTelemetry's defaults.
+pub fn default_boundaries(unit: &str) -> Vec<f64> {
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e3,
+        "us" => 1e6,
+        "ns" => 1e9,
+        _ => return DEFAULT_BOUNDS.to_vec(),
+    };
+    SECONDS_BOUNDS
+        .iter()
+        .map(|b| (b * scale * 1e6).round() / 1e6)
+        .collect()
 }
 
 /// Measurements rejected so far across all instruments: NaN, ±infinity, or a negative
@@ -82,7 +92,8 @@ impl Instrument {
     }
 
     fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue], monotonic: bool) {
-        if !enabled() {
+        let mode = Mode::current();
+        if !mode.is_on() {
             return;
         }
         let aggregator = self.aggregator();
@@ -91,7 +102,7 @@ impl Instrument {
             INVALID.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        aggregator.record(value, int_value, attributes);
+        aggregator.record(value, int_value, attributes, mode.offer().as_ref());
     }
 
     fn collect(&self, now: u64) -> Option<MetricData> {
@@ -112,6 +123,7 @@ impl Instrument {
                     start_unix_nanos: start,
                     time_unix_nanos: now,
                     value: Number::F64(value),
+                    exemplars: Vec::new(),
                 };
                 match kind {
                     ObservedKind::Gauge => MetricPoints::Gauge(
@@ -355,7 +367,10 @@ impl<T> Clone for Histogram<T> {
 }
 
 impl<T: Measure> InstrumentBuilder<Histogram<T>> {
-    /// Explicit bucket upper bounds (finite, strictly increasing); default the OTel defaults.
+    /// Explicit bucket upper bounds (finite, strictly increasing). Without them the unit
+    /// decides ([`default_boundaries`]): `s` gets the semantic conventions' duration bounds
+    /// 0.005 … 10, `ms` the same in milliseconds (5 … 10 000), `us` and `ns` likewise; any
+    /// other unit OpenTelemetry's defaults 0, 5, 10 … 10 000.
     pub fn boundaries(mut self, bounds: Vec<f64>) -> Self {
         self.boundaries = Some(bounds);
         self
@@ -365,12 +380,13 @@ impl<T: Measure> InstrumentBuilder<Histogram<T>> {
         let bounds = self
             .boundaries
             .take()
-            .unwrap_or_else(|| DEFAULT_BOUNDS.to_vec());
+            .unwrap_or_else(|| default_boundaries(&self.unit));
         validate_boundaries(&self.name, &bounds)?;
         let instrument = self.aggregated(
             "histogram",
             Aggregation::Histogram {
                 bounds: Arc::from(bounds),
+                integer: T::INTEGER,
             },
         )?;
         Ok(Histogram {
@@ -413,7 +429,8 @@ pub struct BoundHistogram<T> {
 impl<T: Measure> BoundHistogram<T> {
     /// Records a value. NaN and infinities are rejected and counted.
     pub fn record(&self, value: T) {
-        if !enabled() {
+        let mode = Mode::current();
+        if !mode.is_on() {
             return;
         }
         let v = value.as_f64();
@@ -423,8 +440,12 @@ impl<T: Measure> BoundHistogram<T> {
             INVALID.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.series
-            .record_bound(v, value.as_i64(), aggregator.bounds());
+        self.series.record_bound(
+            v,
+            value.as_i64(),
+            aggregator.bounds(),
+            mode.offer().as_ref(),
+        );
     }
 }
 
@@ -465,26 +486,41 @@ macro_rules! sum_instrument {
             pub fn add(&self, value: T, attributes: &[KeyValue]) {
                 self.instrument.record(value.as_f64(), value.as_i64(), attributes, $monotonic);
             }
+            /// Measurements this instrument rejected (NaN, infinities, negative increments of a
+            /// monotonic counter).
+            pub fn dropped_invalid(&self) -> u64 {
+                self.instrument.aggregator().dropped_invalid.load(Ordering::Relaxed)
+            }
         }
     };
 }
 
 sum_instrument!(
-    /// A monotonic counter (delta temporality); negative increments are rejected and counted.
+    /// A monotonic counter (delta temporality). A [`counter`] counts `u64`, so it cannot be
+    /// given a negative increment; an [`f64_counter`] drops a negative (or NaN, infinite)
+    /// increment and counts it in [`Counter::dropped_invalid`] and [`invalid_measurements`].
     ///
     /// ```
-    /// let orders = plain_connect::metrics::counter::<u64>("shop.orders").build().unwrap();
+    /// let orders = plain_connect::metrics::counter("shop.orders").build().unwrap();
     /// orders.add(1, &[]);
+    /// let revenue = plain_connect::metrics::f64_counter("shop.revenue").unit("EUR").build().unwrap();
+    /// revenue.add(19.99, &[]);
+    /// ```
+    ///
+    /// ```compile_fail
+    /// let orders = plain_connect::metrics::counter("shop.orders").build().unwrap();
+    /// orders.add(-1, &[]); // a u64 counter takes no negative increment
     /// ```
     Counter,
     "counter",
     true
 );
 sum_instrument!(
-    /// A sum that goes up and down (cumulative temporality), e.g. items in a queue.
+    /// A sum that goes up and down (cumulative temporality), e.g. items in a queue: `i64` from
+    /// [`up_down_counter`], `f64` from [`f64_up_down_counter`].
     ///
     /// ```
-    /// let queued = plain_connect::metrics::up_down_counter::<i64>("jobs.queued").build().unwrap();
+    /// let queued = plain_connect::metrics::up_down_counter("jobs.queued").build().unwrap();
     /// queued.add(3, &[]);
     /// queued.add(-1, &[]);
     /// ```
@@ -578,13 +614,24 @@ pub fn u64_histogram(name: impl Into<Str>) -> InstrumentBuilder<Histogram<u64>> 
     InstrumentBuilder::new(name.into())
 }
 
-/// A monotonic counter of `u64` or `f64`.
-pub fn counter<T: Measure>(name: impl Into<Str>) -> InstrumentBuilder<Counter<T>> {
+/// A monotonic counter of `u64` (e.g. requests, bytes sent).
+pub fn counter(name: impl Into<Str>) -> InstrumentBuilder<Counter<u64>> {
     InstrumentBuilder::new(name.into())
 }
 
-/// An up-down counter of `i64` or `f64`.
-pub fn up_down_counter<T: Measure>(name: impl Into<Str>) -> InstrumentBuilder<UpDownCounter<T>> {
+/// A monotonic counter of `f64` (e.g. an amount of money); negative increments are dropped
+/// and counted.
+pub fn f64_counter(name: impl Into<Str>) -> InstrumentBuilder<Counter<f64>> {
+    InstrumentBuilder::new(name.into())
+}
+
+/// An up-down counter of `i64` (e.g. items in a queue).
+pub fn up_down_counter(name: impl Into<Str>) -> InstrumentBuilder<UpDownCounter<i64>> {
+    InstrumentBuilder::new(name.into())
+}
+
+/// An up-down counter of `f64`.
+pub fn f64_up_down_counter(name: impl Into<Str>) -> InstrumentBuilder<UpDownCounter<f64>> {
     InstrumentBuilder::new(name.into())
 }
 

@@ -14,17 +14,23 @@
 
 mod aggregate;
 mod data;
+mod exemplar;
 mod instrument;
 mod name;
 mod spin;
 
-pub use data::{HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality};
-pub(crate) use instrument::{collect, set_enabled};
+pub use crate::settings::ExemplarFilter;
+pub use data::{
+    Exemplar, HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality,
+};
+pub(crate) use exemplar::set_recording;
+pub(crate) use instrument::collect;
 pub use instrument::{
-    counter, histogram, invalid_measurements, observable_counter, observable_gauge,
-    observable_up_down_counter, u64_histogram, up_down_counter, BoundHistogram, Counter, Histogram,
-    InstrumentBuilder, Measure, Observable, ObservableBuilder, ObservableCounter, ObservableGauge,
-    ObservableUpDownCounter, Observer, UpDownCounter, DB_CLIENT_DURATION_BOUNDS, DEFAULT_BOUNDS,
-    DEFAULT_CARDINALITY_LIMIT, HTTP_SERVER_DURATION_BOUNDS,
+    counter, default_boundaries, f64_counter, f64_up_down_counter, histogram, invalid_measurements,
+    observable_counter, observable_gauge, observable_up_down_counter, u64_histogram,
+    up_down_counter, BoundHistogram, Counter, Histogram, InstrumentBuilder, Measure, Observable,
+    ObservableBuilder, ObservableCounter, ObservableGauge, ObservableUpDownCounter, Observer,
+    UpDownCounter, DB_CLIENT_DURATION_BOUNDS, DEFAULT_BOUNDS, DEFAULT_CARDINALITY_LIMIT,
+    HTTP_SERVER_DURATION_BOUNDS, SECONDS_BOUNDS,
 };
 pub use name::MetricsError;

@@ -31,8 +31,11 @@ pub const ENV_PREFIX: &str = "PLAIN_CONNECT_";
 /// The default export endpoint (Plain Cloud).
 pub const DEFAULT_EXPORT_URL: &str = "https://ingest.plainframework.com";
 
-/// A secret: never shown by `Debug` or `Display`, never put in an error message.
+/// A secret (the export token, an `OTEL_EXPORTER_OTLP_HEADERS` value): never shown by `Debug` or
+/// `Display`, never put in an error message or a log line.
 #[derive(Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct Token(String);
 
 impl Token {
@@ -57,6 +60,18 @@ impl fmt::Debug for Token {
         } else {
             "Token(***)"
         })
+    }
+}
+
+impl From<String> for Token {
+    fn from(value: String) -> Self {
+        Token(value)
+    }
+}
+
+impl From<&str> for Token {
+    fn from(value: &str) -> Self {
+        Token(value.to_owned())
     }
 }
 
@@ -123,6 +138,35 @@ pub(crate) struct Tuning {
     pub(crate) retry: RetryPolicy,
     pub(crate) gzip: bool,
     pub(crate) span_limits: crate::trace::SpanLimits,
+    pub(crate) failure_report_interval: Duration,
+    pub(crate) exemplar_filter: ExemplarFilter,
+    pub(crate) process_metrics: bool,
+    pub(crate) health_metrics: bool,
+}
+
+/// Which measurements may carry an exemplar (`OTEL_METRICS_EXEMPLAR_FILTER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExemplarFilter {
+    /// Only measurements made while a sampled span is current (the default).
+    #[default]
+    TraceBased,
+    /// Every measurement is eligible, with the current span's ids when there is one.
+    AlwaysOn,
+    /// No exemplars.
+    AlwaysOff,
+}
+
+impl ExemplarFilter {
+    /// `trace_based`, `always_on` or `always_off`, any case.
+    pub fn parse(raw: &str) -> Option<ExemplarFilter> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "trace_based" => Some(ExemplarFilter::TraceBased),
+            "always_on" => Some(ExemplarFilter::AlwaysOn),
+            "always_off" => Some(ExemplarFilter::AlwaysOff),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -138,6 +182,10 @@ impl Default for Tuning {
             retry: RetryPolicy::default(),
             gzip: cfg!(feature = "gzip"),
             span_limits: crate::trace::SpanLimits::default(),
+            failure_report_interval: Duration::from_secs(60),
+            exemplar_filter: ExemplarFilter::TraceBased,
+            process_metrics: true,
+            health_metrics: true,
         }
     }
 }
@@ -181,8 +229,7 @@ impl Settings {
     /// the errors come back for the app to report.
     pub fn from_env_lossy() -> (Settings, Vec<SettingsError>) {
         let mut settings = Settings::default();
-        otel::apply(&mut settings, &process_env);
-        let mut errors = Vec::new();
+        let mut errors = otel::apply(&mut settings, &process_env);
         for var in EnvVar::ALL {
             let one = |name: &str| {
                 if name == var.name() {
@@ -205,7 +252,9 @@ impl Settings {
         mut self,
         lookup: impl Fn(&str) -> Result<Option<String>, SettingsError>,
     ) -> Result<Settings, SettingsError> {
-        otel::apply(&mut self, &lookup);
+        if let Some(error) = otel::apply(&mut self, &lookup).into_iter().next() {
+            return Err(error);
+        }
         self.with_plain_connect_env(lookup)
     }
 
@@ -226,7 +275,7 @@ impl Settings {
     fn apply(&mut self, var: EnvVar, raw: &str, name: &str) -> Result<(), SettingsError> {
         match var {
             EnvVar::ExportUrl => self.export_url = parse_url(raw, name)?,
-            EnvVar::ExportToken => self.export_token = Token::new(raw.trim()),
+            EnvVar::ExportToken => self.export_token = parse_token(raw, name)?,
             EnvVar::TraceSampleRate => {
                 self.trace_sample_rate = parse_rate(raw, name)?;
                 self.otel.parent_based = None;
@@ -234,6 +283,8 @@ impl Settings {
             EnvVar::ExportLogs => self.export_logs = parse_bool(raw, name)?,
             EnvVar::LogLevel => self.log_level = parse_level(raw, name)?,
             EnvVar::ExportEnabled => self.export_enabled = parse_bool(raw, name)?,
+            EnvVar::ProcessMetrics => self.tuning.process_metrics = parse_bool(raw, name)?,
+            EnvVar::HealthMetrics => self.tuning.health_metrics = parse_bool(raw, name)?,
         }
         Ok(())
     }
@@ -263,11 +314,15 @@ impl Settings {
         self.export_enabled
     }
     /// Export happens: enabled (and not `OTEL_SDK_DISABLED`), and a token is set — or an
-    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` names another backend, which then gets no token.
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` names another backend, or `export_url` is on this machine
+    /// (a local collector or the embedded receiver), which then get no token. An `export_url`
+    /// elsewhere with no token is off, and [`Settings::warnings`] says why.
     pub fn is_export_active(&self) -> bool {
         self.export_enabled
             && !self.otel.sdk_disabled
-            && (!self.export_token.is_empty() || self.otel.has_endpoint())
+            && (!self.export_token.is_empty()
+                || self.otel.has_endpoint()
+                || is_loopback_url(&self.export_url))
     }
     /// Where `signal` (`traces`, `metrics`, `logs`) is sent: a per-signal `OTEL_*` endpoint as
     /// given, else `{export_url}/v1/{signal}`, keeping any base path.
@@ -279,10 +334,82 @@ impl Settings {
         per_signal
             .unwrap_or_else(|| format!("{}/v1/{signal}", self.export_url.trim_end_matches('/')))
     }
-    /// Problems with `OTEL_*` variables, which are ignored rather than fatal (printed once on
-    /// stderr when telemetry starts).
-    pub fn warnings(&self) -> &[String] {
-        &self.otel.warnings
+    /// What the operator should hear about (printed once each on stderr when telemetry starts,
+    /// never exported): `OTEL_*` values that were ignored, credentials (the token, header
+    /// values) that would travel over plain `http://` to another machine, and an `export_url`
+    /// that exports nothing for want of a token.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.otel.warnings.clone();
+        if self.is_export_active() {
+            warnings.extend(self.credentials_in_clear());
+        } else if self.export_enabled
+            && !self.otel.sdk_disabled
+            && self.export_url != DEFAULT_EXPORT_URL
+        {
+            warnings.push(format!(
+                "export is off: the export URL is {} but no export token is set; set \
+                 {ENV_PREFIX}EXPORT_TOKEN (a URL on this machine needs none)",
+                self.export_url
+            ));
+        }
+        warnings
+    }
+
+    /// One warning per plain-`http://` endpoint off this machine that credentials go to.
+    fn credentials_in_clear(&self) -> Vec<String> {
+        let mut by_endpoint: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+        for (i, signal) in SIGNALS.iter().enumerate() {
+            let mut credentials = Vec::new();
+            if !self.export_token.is_empty() {
+                credentials.push("the export token".to_owned());
+            }
+            if !self.otel.headers.is_empty() {
+                credentials.push("the OTEL_EXPORTER_OTLP_HEADERS values".to_owned());
+            }
+            if !self.otel.signal_headers[i].is_empty() {
+                credentials.push(format!("the OTEL_EXPORTER_OTLP_{signal}_HEADERS values"));
+            }
+            let url = self.signal_url(signal);
+            if credentials.is_empty() || !is_plain_http_off_host(&url) {
+                continue;
+            }
+            let endpoint = url_authority(&url).to_owned();
+            let signal = signal.to_ascii_lowercase();
+            match by_endpoint.iter_mut().find(|(e, _, _)| *e == endpoint) {
+                Some((_, signals, known)) => {
+                    signals.push(signal);
+                    for c in credentials {
+                        if !known.contains(&c) {
+                            known.push(c);
+                        }
+                    }
+                }
+                None => by_endpoint.push((endpoint, vec![signal], credentials)),
+            }
+        }
+        by_endpoint
+            .into_iter()
+            .map(|(endpoint, signals, credentials)| {
+                format!(
+                    "{} are sent over plain http:// to {endpoint} ({}), where anyone on the network \
+                     path can read them; use https:// for anything but a collector on this machine",
+                    credentials.join(" and "),
+                    signals.join(", ")
+                )
+            })
+            .collect()
+    }
+    /// Which measurements carry exemplars.
+    pub fn exemplar_filter(&self) -> ExemplarFilter {
+        self.tuning.exemplar_filter
+    }
+    /// Whether the `process.*` metrics (CPU, memory, threads, file descriptors) are exported.
+    pub fn process_metrics(&self) -> bool {
+        self.tuning.process_metrics
+    }
+    /// Whether the pipeline's own `otel.sdk.*` health metrics are exported.
+    pub fn health_metrics(&self) -> bool {
+        self.tuning.health_metrics
     }
     pub(crate) fn tuning(&self) -> &Tuning {
         &self.tuning
@@ -315,9 +442,12 @@ impl SettingsBuilder {
         }
         self
     }
-    /// `export_token`: the bearer token.
+    /// `export_token`: the bearer token. One with a character that cannot go in an HTTP header
+    /// (CR, LF, another control character) is an error at [`SettingsBuilder::build`].
     pub fn export_token(mut self, token: impl Into<String>) -> Self {
-        self.settings.export_token = Token::new(token.into().trim());
+        if let Some(token) = self.check(parse_token(&token.into(), "export_token")) {
+            self.settings.export_token = token;
+        }
         self
     }
     /// `trace_sample_rate`: 0.0–1.0.
@@ -389,6 +519,28 @@ impl SettingsBuilder {
         self.settings.tuning.span_limits = limits;
         self
     }
+    /// How often, at most, the exporter logs a summary of an ongoing export failure (default
+    /// 60 s). The first failure and the recovery are told when they happen (the recovery waits
+    /// for the interval after the previous line, so a flapping endpoint stays a few lines).
+    pub fn failure_report_interval(mut self, interval: Duration) -> Self {
+        self.settings.tuning.failure_report_interval = interval;
+        self
+    }
+    /// Which measurements carry exemplars (default [`ExemplarFilter::TraceBased`]).
+    pub fn exemplar_filter(mut self, filter: ExemplarFilter) -> Self {
+        self.settings.tuning.exemplar_filter = filter;
+        self
+    }
+    /// Export the `process.*` metrics (default on).
+    pub fn process_metrics(mut self, on: bool) -> Self {
+        self.settings.tuning.process_metrics = on;
+        self
+    }
+    /// Export the pipeline's own `otel.sdk.*` health metrics (default on).
+    pub fn health_metrics(mut self, on: bool) -> Self {
+        self.settings.tuning.health_metrics = on;
+        self
+    }
     /// Retry policy for failed sends.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.settings.tuning.retry = policy;
@@ -420,8 +572,8 @@ impl SettingsBuilder {
 pub struct SettingsFile {
     /// See [`Settings::export_url`].
     pub export_url: Option<String>,
-    /// See [`Settings::export_token`].
-    pub export_token: Option<String>,
+    /// See [`Settings::export_token`] (redacted by `Debug`).
+    pub export_token: Option<Token>,
     /// See [`Settings::trace_sample_rate`].
     pub trace_sample_rate: Option<f64>,
     /// See [`Settings::export_logs`].
@@ -432,6 +584,12 @@ pub struct SettingsFile {
     pub export_enabled: Option<bool>,
     /// See [`SettingsBuilder::metrics_interval`], in milliseconds.
     pub metrics_interval_ms: Option<u64>,
+    /// `trace_based`, `always_on` or `always_off`; see [`Settings::exemplar_filter`].
+    pub exemplar_filter: Option<String>,
+    /// See [`Settings::process_metrics`].
+    pub process_metrics: Option<bool>,
+    /// See [`Settings::health_metrics`].
+    pub health_metrics: Option<bool>,
 }
 
 /// `log_level` in a config file: `"warn"` or `13`.
@@ -453,7 +611,7 @@ impl TryFrom<SettingsFile> for Settings {
             b = b.export_url(url);
         }
         if let Some(token) = file.export_token {
-            b = b.export_token(token);
+            b = b.export_token(token.0);
         }
         if let Some(rate) = file.trace_sample_rate {
             b = b.trace_sample_rate(rate);
@@ -472,6 +630,18 @@ impl TryFrom<SettingsFile> for Settings {
         if let Some(ms) = file.metrics_interval_ms {
             b = b.metrics_interval(Duration::from_millis(ms));
         }
+        if let Some(raw) = file.exemplar_filter {
+            match ExemplarFilter::parse(&raw) {
+                Some(filter) => b = b.exemplar_filter(filter),
+                None => return Err(error("exemplar_filter", &raw, EXEMPLAR_FILTER_EXPECTED)),
+            }
+        }
+        if let Some(on) = file.process_metrics {
+            b = b.process_metrics(on);
+        }
+        if let Some(on) = file.health_metrics {
+            b = b.health_metrics(on);
+        }
         b.build()
     }
 }
@@ -484,16 +654,20 @@ enum EnvVar {
     ExportLogs,
     LogLevel,
     ExportEnabled,
+    ProcessMetrics,
+    HealthMetrics,
 }
 
 impl EnvVar {
-    const ALL: [EnvVar; 6] = [
+    const ALL: [EnvVar; 8] = [
         EnvVar::ExportUrl,
         EnvVar::ExportToken,
         EnvVar::TraceSampleRate,
         EnvVar::ExportLogs,
         EnvVar::LogLevel,
         EnvVar::ExportEnabled,
+        EnvVar::ProcessMetrics,
+        EnvVar::HealthMetrics,
     ];
 
     fn name(self) -> String {
@@ -504,6 +678,8 @@ impl EnvVar {
             EnvVar::ExportLogs => "EXPORT_LOGS",
             EnvVar::LogLevel => "LOG_LEVEL",
             EnvVar::ExportEnabled => "EXPORT_ENABLED",
+            EnvVar::ProcessMetrics => "PROCESS_METRICS",
+            EnvVar::HealthMetrics => "HEALTH_METRICS",
         };
         format!("{ENV_PREFIX}{suffix}")
     }
@@ -529,6 +705,8 @@ fn error(variable: &str, value: &str, expected: &'static str) -> SettingsError {
         expected,
     }
 }
+
+pub(crate) const EXEMPLAR_FILTER_EXPECTED: &str = "trace_based, always_on or always_off";
 
 const RATE_EXPECTED: &str = "a number from 0.0 to 1.0";
 
@@ -592,7 +770,7 @@ const URL_EXPECTED: &str =
 /// Checks an `http(s)://host[:port][/path]` URL by hand (no URL crate) and drops trailing `/`.
 fn parse_url(raw: &str, variable: &str) -> Result<String, SettingsError> {
     let url = raw.trim();
-    let bad = || error(variable, raw, URL_EXPECTED);
+    let bad = || error(variable, &redacted_url(raw), URL_EXPECTED);
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -620,6 +798,82 @@ fn parse_url(raw: &str, variable: &str) -> Result<String, SettingsError> {
         return Err(bad());
     }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// `host[:port]` of an `http(s)://` URL.
+fn url_authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
+/// The host of an `http(s)://` URL, without brackets for IPv6.
+fn url_host(url: &str) -> &str {
+    let authority = url_authority(url);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+}
+
+/// Whether the URL names this machine (`localhost`, `127.0.0.0/8`, `::1`).
+pub(crate) fn is_loopback_url(url: &str) -> bool {
+    let host = url_host(url);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether what is sent to `url` can be read on the network: plain `http://` to another machine.
+fn is_plain_http_off_host(url: &str) -> bool {
+    url.starts_with("http://") && !is_loopback_url(url)
+}
+
+/// A URL fit to quote in an error: user info and query, where credentials hide, become `***`.
+fn redacted_url(raw: &str) -> String {
+    let (url, query) = match raw.split_once('?') {
+        Some((url, _)) => (url, "?***"),
+        None => (raw, ""),
+    };
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}{authority}{path}{query}")
+}
+
+const HEADER_EXPECTED: &str = "header names made of letters, digits and -, and values with no \
+     control characters (CR, LF, NUL...), which an HTTP header cannot carry";
+
+/// Whether the HTTP client will send this header: the check it applies itself, made at init so a
+/// bad value is one clear error instead of a failure of every export.
+pub(crate) fn is_valid_header(name: &str, value: &str) -> bool {
+    ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+        && ureq::http::HeaderValue::from_str(value).is_ok()
+}
+
+/// A secret bound for a header; the error never quotes it.
+fn secret_error(variable: &str) -> SettingsError {
+    SettingsError {
+        variable: variable.to_owned(),
+        value: None,
+        expected: HEADER_EXPECTED,
+    }
+}
+
+fn parse_token(raw: &str, variable: &str) -> Result<Token, SettingsError> {
+    let token = raw.trim();
+    if is_valid_header("authorization", &format!("Bearer {token}")) {
+        Ok(Token::new(token))
+    } else {
+        Err(secret_error(variable))
+    }
 }
 
 #[cfg(test)]

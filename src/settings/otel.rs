@@ -5,7 +5,7 @@
 //! reported as a warning (printed once on stderr when telemetry starts). Bad `PLAIN_CONNECT_*`
 //! values stay errors: they are this product's own contract.
 
-use super::SettingsError;
+use super::{SettingsError, Token};
 use std::time::Duration;
 
 /// What the `OTEL_*` variables said, kept beside the settings they adjust.
@@ -18,9 +18,10 @@ pub(crate) struct OtelOverrides {
     pub(crate) signal_endpoints: [Option<String>; 3],
     /// Set when `OTEL_EXPORTER_OTLP_ENDPOINT` gave the base URL.
     pub(crate) base_endpoint: bool,
-    pub(crate) headers: Vec<(String, String)>,
+    /// Header values are often credentials, so they are kept as secrets.
+    pub(crate) headers: Vec<(String, Token)>,
     /// Per-signal headers (traces, metrics, logs), sent after the generic ones.
-    pub(crate) signal_headers: [Vec<(String, String)>; 3],
+    pub(crate) signal_headers: [Vec<(String, Token)>; 3],
     /// `false` for the samplers that ignore the parent (`always_on`, `traceidratio`...).
     pub(crate) parent_based: Option<bool>,
     pub(crate) warnings: Vec<String>,
@@ -83,12 +84,45 @@ fn parse_count(raw: &str) -> Option<usize> {
     raw.trim().parse::<usize>().ok().filter(|n| *n > 0)
 }
 
+/// An `OTEL_EXPORTER_OTLP_*HEADERS` value: `None` (with a warning) when it is not `k=v` pairs,
+/// an error when a header could not be sent (a CR/LF in a value would fail every export).
+/// Values are never quoted.
+fn parse_headers(
+    raw: &str,
+    variable: &str,
+    otel: &mut OtelOverrides,
+    errors: &mut Vec<SettingsError>,
+) -> Option<Vec<(String, Token)>> {
+    let Some(pairs) = parse_pairs(raw, false) else {
+        otel.warnings.push(format!(
+            "{variable} is not valid (key=value pairs, values percent-encoded); ignored"
+        ));
+        return None;
+    };
+    if !pairs
+        .iter()
+        .all(|(name, value)| super::is_valid_header(name, value))
+    {
+        errors.push(super::secret_error(variable));
+        return None;
+    }
+    Some(
+        pairs
+            .into_iter()
+            .map(|(name, value)| (name, Token::new(value)))
+            .collect(),
+    )
+}
+
 /// Reads every supported `OTEL_*` variable through `lookup` and applies it to `settings`.
+/// Bad values are warnings (kept in the settings); the errors returned are the headers that could
+/// never be sent, which the caller treats like a bad `PLAIN_CONNECT_*` value.
 pub(crate) fn apply(
     settings: &mut super::Settings,
     lookup: &dyn Fn(&str) -> Result<Option<String>, SettingsError>,
-) {
+) -> Vec<SettingsError> {
     let mut otel = OtelOverrides::default();
+    let mut errors = Vec::new();
     let get = |name: &str, otel: &mut OtelOverrides| match lookup(name) {
         Ok(Some(v)) if !v.trim().is_empty() => Some(v),
         Ok(_) => None,
@@ -147,27 +181,16 @@ pub(crate) fn apply(
         }
         let name = format!("OTEL_EXPORTER_OTLP_{signal}_HEADERS");
         if let Some(v) = get(&name, &mut otel) {
-            match parse_pairs(&v, false) {
-                Some(pairs) => otel.signal_headers[i] = pairs,
-                None => warn(
-                    &mut otel,
-                    &name,
-                    "<redacted>",
-                    "key=value pairs, values percent-encoded",
-                ),
+            if let Some(headers) = parse_headers(&v, &name, &mut otel, &mut errors) {
+                otel.signal_headers[i] = headers;
             }
         }
     }
     if let Some(v) = get("OTEL_EXPORTER_OTLP_HEADERS", &mut otel) {
-        // Header values are often secrets: never echoed in a warning.
-        match parse_pairs(&v, false) {
-            Some(pairs) => otel.headers = pairs,
-            None => warn(
-                &mut otel,
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "<redacted>",
-                "key=value pairs, values percent-encoded",
-            ),
+        if let Some(headers) =
+            parse_headers(&v, "OTEL_EXPORTER_OTLP_HEADERS", &mut otel, &mut errors)
+        {
+            otel.headers = headers;
         }
     }
     if let Some(v) = get("OTEL_EXPORTER_OTLP_TIMEOUT", &mut otel) {
@@ -268,7 +291,19 @@ pub(crate) fn apply(
             }
         }
     }
+    if let Some(v) = get("OTEL_METRICS_EXEMPLAR_FILTER", &mut otel) {
+        match super::ExemplarFilter::parse(&v) {
+            Some(filter) => settings.tuning.exemplar_filter = filter,
+            None => warn(
+                &mut otel,
+                "OTEL_METRICS_EXEMPLAR_FILTER",
+                &v,
+                super::EXEMPLAR_FILTER_EXPECTED,
+            ),
+        }
+    }
     settings.otel = otel;
+    errors
 }
 
 #[cfg(test)]
@@ -307,10 +342,7 @@ mod tests {
                 ("team".into(), "core".into())
             ]
         );
-        assert_eq!(
-            s.otel.signal_headers[0],
-            [("x-trace".to_string(), "1".to_string())]
-        );
+        assert_eq!(s.otel.signal_headers[0], [("x-trace".into(), "1".into())]);
         // PLAIN_CONNECT_* wins over OTEL_*.
         let s = with(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),

@@ -180,15 +180,39 @@ pub fn extract(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContex
 ///     let _ = (name, value);
 /// });
 /// ```
+///
+/// A builder taken by value (ureq's, reqwest's) cannot be moved inside this closure; loop over
+/// [`headers`] instead.
 pub fn inject(mut set_header: impl FnMut(&'static str, &str)) {
-    let context = super::current();
-    if !context.is_valid() {
-        return;
+    for (name, value) in headers() {
+        set_header(name, &value);
     }
-    set_header("traceparent", &format_traceparent(&context));
-    if let Some(state) = context.trace_state() {
-        set_header("tracestate", state);
-    }
+}
+
+/// The same headers as [`inject`], as owned `(name, value)` pairs, for builders taken and
+/// returned by value:
+///
+/// ```
+/// # struct Builder; impl Builder { fn header(self, _: &str, _: String) -> Self { self } }
+/// # let mut builder = Builder;
+/// let _span = plain_connect::trace::span("call upstream").start();
+/// for (name, value) in plain_connect::trace::propagation::headers() {
+///     builder = builder.header(name, value);
+/// }
+/// ```
+pub fn headers() -> impl Iterator<Item = (&'static str, String)> {
+    headers_for(&super::current())
+}
+
+/// The propagation headers for `context` (none when it is not valid).
+pub(crate) fn headers_for(context: &SpanContext) -> impl Iterator<Item = (&'static str, String)> {
+    let valid = context.is_valid();
+    let traceparent = valid.then(|| ("traceparent", format_traceparent(context)));
+    let tracestate = context
+        .trace_state()
+        .filter(|_| valid)
+        .map(|state| ("tracestate", state.to_owned()));
+    [traceparent, tracestate].into_iter().flatten()
 }
 
 #[cfg(test)]

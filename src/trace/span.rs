@@ -138,6 +138,7 @@ pub struct SpanBuilder {
 }
 
 impl SpanBuilder {
+    #[inline]
     pub(crate) fn new(name: Str) -> Self {
         SpanBuilder {
             name,
@@ -147,6 +148,7 @@ impl SpanBuilder {
     }
 
     /// The span kind (default `Internal`).
+    #[inline]
     pub fn kind(mut self, kind: SpanKind) -> Self {
         self.kind = kind;
         self
@@ -154,6 +156,7 @@ impl SpanBuilder {
 
     /// An explicit parent instead of the thread's current span, e.g. one extracted from a
     /// `traceparent` header or captured on another thread. An invalid context makes a root span.
+    #[inline]
     pub fn parent(mut self, parent: SpanContext) -> Self {
         self.parent = Some(parent);
         self
@@ -161,14 +164,48 @@ impl SpanBuilder {
 
     /// Starts the span and makes it current on this thread until it ends.
     ///
-    /// With no pipeline installed this returns a span that does nothing. An unsampled span
-    /// still gets valid ids (so propagation and log correlation work) but records nothing.
-    #[inline]
+    /// With no pipeline installed this returns a span that records nothing; given a valid
+    /// explicit [`parent`](Self::parent) (an incoming `traceparent`), that span carries the
+    /// parent's context and makes it current, so outgoing calls pass the caller's trace on
+    /// unchanged, as the OpenTelemetry API's no-op span does. An unsampled span still gets
+    /// valid ids (so propagation and log correlation work) but records nothing.
+    #[inline(always)]
     pub fn start(mut self) -> Span {
         if !export::is_installed() {
-            return Span::noop();
+            if self.parent.is_none() {
+                return Span::noop();
+            }
+            return self.start_disabled_under_parent();
         }
         self.start_installed()
+    }
+
+    /// With export off, an explicit valid parent (an incoming `traceparent`) becomes current
+    /// until the span ends, and the span records nothing. Out of line so that the common
+    /// disabled start (no explicit parent) stays a load and a branch.
+    #[cold]
+    #[inline(never)]
+    fn start_disabled_under_parent(&mut self) -> Span {
+        match self.parent.take() {
+            Some(parent) if parent.is_valid() => {
+                let mut span = Span {
+                    active: Some(Active {
+                        begun: Begun {
+                            context: parent,
+                            data: None,
+                            limits: SpanLimits::default(),
+                        },
+                        previous: None,
+                    }),
+                    _not_send: PhantomData,
+                };
+                if let Some(active) = &mut span.active {
+                    active.previous = Some(context::enter(&active.begun.context));
+                }
+                span
+            }
+            _ => Span::noop(),
+        }
     }
 
     /// Takes the builder by reference: moving it by value would copy it through memory.
@@ -315,7 +352,8 @@ impl Span {
         Some((active.begun.data.as_deref_mut()?, active.begun.limits))
     }
 
-    /// The span's context (valid even when unsampled, while a pipeline is installed).
+    /// The span's context (valid even when unsampled, while a pipeline is installed; with
+    /// none installed, the explicit parent's, or an invalid context when there was none).
     pub fn context(&self) -> &SpanContext {
         self.active
             .as_ref()
