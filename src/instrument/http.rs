@@ -127,6 +127,17 @@ impl ServerRequestBuilder {
         self.parent = traceparent.and_then(|tp| propagation::extract(tp, tracestate));
         self
     }
+    /// The request's headers as `(name, value)` pairs, a repeated header once per value: reads
+    /// `traceparent` and `tracestate` as [`propagation::extract_headers`] does (two
+    /// `traceparent` headers are invalid and start a new trace; `tracestate` values combine).
+    /// Prefer it to [`traceparent`](Self::traceparent) when the server hands over every value.
+    pub fn trace_headers<'a>(
+        mut self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        self.parent = propagation::extract_headers(headers);
+        self
+    }
 
     /// Starts the server span (current on this thread until the request ends).
     #[must_use = "the request span ends when this is dropped; keep it until the response is sent"]
@@ -393,11 +404,18 @@ pub struct ClientRequest {
 
 impl ClientRequest {
     /// The headers that carry this request's span to the server, as `(name, value)` pairs:
-    /// `traceparent`, and `tracestate` when there is one; none when no pipeline is installed.
+    /// `traceparent`, and `tracestate` when there is one. With no pipeline installed the span has
+    /// no context of its own: then the headers carry what is current (the incoming trace a server
+    /// span passed through), so a service whose telemetry is off does not cut the trace.
     /// Owned values, so a builder taken by value (`builder = builder.header(name, value)`) can
     /// take them in a loop.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
-        propagation::headers_for(self.span.context())
+        let own = self.span.context();
+        if own.is_valid() {
+            propagation::headers_for(own)
+        } else {
+            propagation::headers_for(&trace::current())
+        }
     }
 
     /// The span, to add attributes or events.
