@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 mod attributes;
+mod bridges;
 mod core;
 pub mod export;
 #[cfg(feature = "fuzzing")]
@@ -92,7 +93,7 @@ pub mod settings;
 mod telemetry;
 pub mod trace;
 #[cfg(feature = "tracing")]
-pub mod tracing_bridge;
+pub use bridges::tracing as tracing_bridge;
 mod url;
 
 pub use attributes::{KeyValue, Str, Value};

@@ -641,6 +641,49 @@ pub fn attr(attributes: &[KeyValue], key: &str) -> Option<any_value::Value> {
         .and_then(|a| a.value.as_ref()?.value.clone())
 }
 
+/// Every way a token could show in captured log text: plain, split across ureq's 16-byte
+/// hex/ASCII dump rows (the ASCII column joined, the hex column decoded), or as hex.
+pub fn token_leaks(captured: &[String], token: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let joined: String = captured.concat();
+    if joined.contains(token) {
+        found.push("in plain text".to_owned());
+    }
+    let token_hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    if joined.replace(' ', "").contains(&token_hex) {
+        found.push("as hex".to_owned());
+    }
+    // A dump row: 8 groups of 4 hex digits (or `--`), then the ASCII column.
+    let rows: Vec<(&str, &str)> = captured
+        .iter()
+        .filter_map(|line| {
+            let (hex, ascii) = line.split_at_checked(40)?;
+            let is_row = hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b' ' || b == b'-');
+            is_row.then_some((hex, ascii.trim_start()))
+        })
+        .collect();
+    let ascii: String = rows.iter().map(|(_, ascii)| *ascii).collect();
+    if ascii.contains(token) {
+        found.push("in the dump's ASCII column".to_owned());
+    }
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flat_map(|(hex, _)| {
+            let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+            digits
+                .chunks(2)
+                .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+                .collect::<Vec<u8>>()
+        })
+        .collect();
+    if bytes.windows(token.len()).any(|w| w == token.as_bytes()) {
+        found.push("in the dump's hex column".to_owned());
+    }
+    found
+}
+
 /// Serves TLS with the self-signed certificate; counts handshakes that completed and bytes of
 /// application data that arrived.
 #[cfg(feature = "tls")]
