@@ -20,8 +20,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `traceparent` and the `tracestate` values one downstream call carried.
+type TraceHeaders = (Vec<String>, Vec<String>);
+
 /// A loopback server standing in for the next service: sends each request's trace headers back.
-fn downstream() -> (String, mpsc::Receiver<(Vec<String>, Vec<String>)>) {
+fn downstream() -> (String, mpsc::Receiver<TraceHeaders>) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", server.server_addr().to_ip().unwrap());
     let (sender, received) = mpsc::channel();
