@@ -20,4 +20,5 @@ mod record;
 
 pub(crate) use bridge::widen_max_level;
 pub use bridge::{install, LogBridge};
-pub use record::{CodeLocation, LogRecordData};
+#[cfg_attr(not(feature = "tracing"), allow(unused_imports))]
+pub(crate) use record::{CodeLocation, LogRecordData};
