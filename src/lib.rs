@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 mod attributes;
+mod bridges;
 // Paths kept while the other branches of this release move to the root re-exports; not API.
 #[doc(hidden)]
 pub mod export;
@@ -101,7 +102,7 @@ pub mod settings;
 mod telemetry;
 pub mod trace;
 #[cfg(feature = "tracing")]
-pub mod tracing_bridge;
+pub use bridges::tracing as tracing_bridge;
 mod url;
 
 pub use attributes::{KeyValue, Str, Value};

@@ -194,6 +194,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
+        report_interval: tuning.failure_report_interval,
     }
 }
 

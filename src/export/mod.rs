@@ -8,6 +8,7 @@ mod counters;
 pub(crate) mod encode;
 mod handoff;
 mod pipeline;
+mod report;
 pub(crate) mod retry;
 pub(crate) mod transport;
 mod wire;

@@ -5,6 +5,7 @@
 use super::counters::{Counters, SignalCounters};
 use super::encode::Encoder;
 use super::handoff::{self, Shared, SignalConfig};
+use super::report::Reporter;
 use super::retry::RetryPolicy;
 use super::transport::{Attempt, Endpoint, Transport};
 use super::{ExportError, Signal, SpanConsumer};
@@ -53,6 +54,8 @@ pub(crate) struct PipelineConfig {
     pub(crate) log_delay: Duration,
     pub(crate) metrics_interval: Duration,
     pub(crate) retry: RetryPolicy,
+    /// At most one line about an ongoing failure per this interval.
+    pub(crate) report_interval: Duration,
 }
 
 thread_local! {
@@ -93,6 +96,7 @@ impl Pipeline {
         let now = Instant::now();
         let exporter = Exporter {
             transport: Transport::new(config.endpoint.clone()),
+            reporter: Reporter::new(&config.endpoint, config.report_interval),
             encoder: Encoder::new(&config.resource),
             shared: Arc::clone(&shared),
             counters,
@@ -190,6 +194,7 @@ impl Drop for Pipeline {
 struct Exporter {
     config: PipelineConfig,
     transport: Transport,
+    reporter: Reporter,
     encoder: Encoder,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
@@ -391,9 +396,7 @@ impl Exporter {
                     let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(items);
                     SignalCounters::add(&counters.exported, items - rejected);
                     SignalCounters::add(&counters.dropped_rejected, rejected);
-                    if let Some(warning) = warning {
-                        log::warn!(target: "plain_connect::export", "{signal:?}: endpoint accepted the batch with a warning: {warning}");
-                    }
+                    self.reporter.accepted(signal, rejected, warning.as_deref());
                     return;
                 }
                 Attempt::Rejected { reason } => {
@@ -401,7 +404,7 @@ impl Exporter {
                         .requests_failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     SignalCounters::add(&counters.dropped_rejected, items);
-                    log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped, endpoint refused them: {reason}");
+                    self.reporter.dropped(signal, items, attempt, &reason);
                     return;
                 }
                 Attempt::Failed { reason } => {
@@ -409,7 +412,7 @@ impl Exporter {
                         .requests_failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     SignalCounters::add(&counters.dropped_send_failed, items);
-                    log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped: {reason}");
+                    self.reporter.dropped(signal, items, attempt, &reason);
                     return;
                 }
                 Attempt::Retryable {
@@ -423,7 +426,7 @@ impl Exporter {
                     if attempt >= self.config.retry.max_attempts || Instant::now() + wait > hard_end
                     {
                         SignalCounters::add(&counters.dropped_send_failed, items);
-                        log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped after {attempt} attempts: {reason}");
+                        self.reporter.dropped(signal, items, attempt, &reason);
                         return;
                     }
                     log::debug!(target: "plain_connect::export", "{signal:?}: attempt {attempt} failed ({reason}); retrying in {wait:?}");
