@@ -10,6 +10,7 @@ use crate::settings::{Settings, SettingsError, Token};
 use std::time::Duration;
 
 /// Why telemetry could not start.
+#[non_exhaustive]
 #[derive(Debug)]
 pub enum InitError {
     /// A setting is invalid; the message names the variable and the accepted values.

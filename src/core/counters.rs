@@ -56,6 +56,7 @@ impl Counters {
 }
 
 /// Item counts for one signal.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SignalCounts {
     /// Accepted into the export queue.
@@ -80,6 +81,7 @@ impl SignalCounts {
 }
 
 /// A point-in-time copy of the pipeline's counters; see [`crate::Telemetry::counters`].
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CountersSnapshot {
     /// Spans.

@@ -22,4 +22,4 @@ pub use crate::bridges::log::{install, LogBridge};
 #[cfg(test)]
 pub(crate) use record::log_frame;
 pub(crate) use record::submit;
-pub use record::{CodeLocation, LogRecordData};
+pub(crate) use record::{CodeLocation, LogRecordData};

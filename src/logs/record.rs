@@ -48,7 +48,9 @@ pub struct CodeLocation {
 }
 
 impl LogRecordData {
-    /// The code location followed by the record's own attributes, as exported.
+    /// The code location followed by the record's own attributes, as exported (what the prost
+    /// oracle test builds from).
+    #[cfg(test)]
     pub fn all_attributes(&self) -> impl Iterator<Item = KeyValue> + '_ {
         let code = &self.code;
         let file = code
