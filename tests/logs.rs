@@ -58,7 +58,7 @@ fn messages(receiver: &TestReceiver) -> Vec<String> {
         .log_records()
         .into_iter()
         .filter_map(|r| match r.body?.value? {
-            plain_connect::proto::common::v1::any_value::Value::StringValue(s) => Some(s),
+            common::proto::common::v1::any_value::Value::StringValue(s) => Some(s),
             _ => None,
         })
         .collect()
@@ -170,12 +170,13 @@ fn a_refusing_endpoint_does_not_feed_the_export_with_its_own_errors() {
     let telemetry = start(&closed, |b| {
         b.log_level("trace")
             .export_delay(Duration::from_millis(50))
-            .retry(plain_connect::export::RetryPolicy {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(20),
-                max_elapsed: Duration::from_secs(1),
-            })
+            .retry(
+                plain_connect::RetryPolicy::default()
+                    .max_attempts(2)
+                    .initial_backoff(Duration::from_millis(10))
+                    .max_backoff(Duration::from_millis(20))
+                    .max_elapsed(Duration::from_secs(1)),
+            )
     });
     let before = SEEN_BY_APP_LOGGER.lock().len();
     log::info!("app record one");
@@ -209,4 +210,47 @@ fn export_logs_false_stops_logs_but_not_spans() {
     telemetry.flush(Duration::from_secs(5)).unwrap();
     assert!(receiver.log_records().is_empty());
     assert_eq!(receiver.spans().len(), 1);
+}
+
+#[test]
+fn the_export_token_never_reaches_the_apps_logger_even_at_trace() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let token = "tok-4f9a-SECRET-never-logged-7c21";
+    install_bridge_once();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token(token)
+        .log_level("trace")
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("log-tests", "1")).unwrap();
+    assert_eq!(log::max_level(), log::LevelFilter::Trace);
+    let before = SEEN_BY_APP_LOGGER.lock().len();
+    log::info!("a record to export");
+    trace::span("a span to export").start().end();
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(&format!("Bearer {token}"))),
+        "the token did travel, so there was something to leak"
+    );
+    drop(telemetry);
+    let captured: Vec<String> = SEEN_BY_APP_LOGGER.lock()[before..]
+        .iter()
+        .map(|(_, _, message)| message.clone())
+        .collect();
+    assert_eq!(
+        common::token_leaks(&captured, token),
+        Vec::<String>::new(),
+        "{captured:#?}"
+    );
+    // The app's own records from the same libraries, on its own threads, still arrive.
+    log::trace!(target: "ureq_proto::util", "the app's own wire dump");
+    assert!(SEEN_BY_APP_LOGGER
+        .lock()
+        .iter()
+        .any(|(_, _, m)| m == "the app's own wire dump"));
 }

@@ -308,16 +308,16 @@ impl Reporter {
         self.failed_since_last_line = true;
         self.failing[signal_index(signal)].get_or_insert(now);
         self.outage_since.get_or_insert(now);
+        if self.told_failing || !self.quiet_since_last_line(now) {
+            self.count(signal, reason.to_string(), items_dropped);
+            self.speak_if_due(now);
+            return;
+        }
         let reason_text = if attempts > 1 {
             format!("{reason}, after {attempts} attempts")
         } else {
             reason.to_string()
         };
-        if self.told_failing || !self.quiet_since_last_line(now) {
-            self.count(signal, reason_text, items_dropped);
-            self.speak_if_due(now);
-            return;
-        }
         let url = &self.urls[signal_index(signal)];
         let mut line = format!(
             "export to {url} is failing: {} dropped: {reason_text}",

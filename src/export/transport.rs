@@ -320,9 +320,7 @@ fn classify_error(error: &ureq::Error, redactor: &Redactor) -> Attempt {
         E::Io(e) if e.kind() == K::InvalidData => Attempt::Failed {
             reason: reason(Cause::Tls, &format!("TLS or protocol failure: {e}")),
         },
-        E::Io(e) if e.kind() == K::ConnectionRefused => {
-            retry(Cause::Connect, &format!("connection refused: {e}"))
-        }
+        E::Io(e) if e.kind() == K::ConnectionRefused => retry(Cause::Connect, "connection refused"),
         E::Io(e) if e.kind() == K::TimedOut => retry(Cause::Timeout, &error.to_string()),
         // std reports a failed getaddrinfo with no ErrorKind of its own, only this wording.
         E::Io(e) if e.to_string().contains("failed to lookup address") => {

@@ -3,21 +3,29 @@
 //! to misbehave (error statuses, Retry-After, hangs, slow answers, resets, redirects, going down).
 #![allow(dead_code)]
 
-use flate2::read::GzDecoder;
-use parking_lot::Mutex;
-use plain_connect::proto::collector::logs::v1::{
+/// The generated OTLP types: the crate's own where it makes them public (the receiver hands
+/// them out), else compiled here from the same generated source.
+#[cfg(feature = "receiver")]
+pub use plain_connect::proto;
+#[cfg(not(feature = "receiver"))]
+#[path = "../../src/proto/mod.rs"]
+pub mod proto;
+
+use self::proto::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use plain_connect::proto::collector::metrics::v1::{
+use self::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use plain_connect::proto::collector::trace::v1::{
+use self::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use plain_connect::proto::common::v1::{any_value, KeyValue};
-use plain_connect::proto::logs::v1::{LogRecord, ResourceLogs};
-use plain_connect::proto::metrics::v1::{Metric, ResourceMetrics};
-use plain_connect::proto::trace::v1::{ResourceSpans, Span};
+use self::proto::common::v1::{any_value, KeyValue};
+use self::proto::logs::v1::{LogRecord, ResourceLogs};
+use self::proto::metrics::v1::{Metric, ResourceMetrics};
+use self::proto::trace::v1::{ResourceSpans, Span};
+use flate2::read::GzDecoder;
+use parking_lot::Mutex;
 use prost::Message;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -639,6 +647,49 @@ pub fn attr(attributes: &[KeyValue], key: &str) -> Option<any_value::Value> {
         .iter()
         .find(|a| a.key == key)
         .and_then(|a| a.value.as_ref()?.value.clone())
+}
+
+/// Every way a token could show in captured log text: plain, split across ureq's 16-byte
+/// hex/ASCII dump rows (the ASCII column joined, the hex column decoded), or as hex.
+pub fn token_leaks(captured: &[String], token: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let joined: String = captured.concat();
+    if joined.contains(token) {
+        found.push("in plain text".to_owned());
+    }
+    let token_hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    if joined.replace(' ', "").contains(&token_hex) {
+        found.push("as hex".to_owned());
+    }
+    // A dump row: 8 groups of 4 hex digits (or `--`), then the ASCII column.
+    let rows: Vec<(&str, &str)> = captured
+        .iter()
+        .filter_map(|line| {
+            let (hex, ascii) = line.split_at_checked(40)?;
+            let is_row = hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b' ' || b == b'-');
+            is_row.then_some((hex, ascii.trim_start()))
+        })
+        .collect();
+    let ascii: String = rows.iter().map(|(_, ascii)| *ascii).collect();
+    if ascii.contains(token) {
+        found.push("in the dump's ASCII column".to_owned());
+    }
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flat_map(|(hex, _)| {
+            let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+            digits
+                .chunks(2)
+                .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+                .collect::<Vec<u8>>()
+        })
+        .collect();
+    if bytes.windows(token.len()).any(|w| w == token.as_bytes()) {
+        found.push("in the dump's hex column".to_owned());
+    }
+    found
 }
 
 /// Serves TLS with the self-signed certificate; counts handshakes that completed and bytes of
