@@ -1,5 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a public API).
 
+pub use crate::instrument::sql::{sanitize, summarize};
+pub use crate::trace::propagation::{format_traceparent, parse_tracestate};
+
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export::{encode::Encoder, transport, Signal};
 use crate::trace::{Event, SpanData, SpanId, SpanKind, Status, TraceId};

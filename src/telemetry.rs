@@ -9,6 +9,7 @@ use crate::trace::sampler::Sampler;
 use std::time::Duration;
 
 /// Why telemetry could not start.
+#[non_exhaustive]
 #[derive(Debug)]
 pub enum InitError {
     /// A setting is invalid; the message names the variable and the accepted values.

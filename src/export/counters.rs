@@ -53,6 +53,7 @@ impl Counters {
 }
 
 /// Item counts for one signal.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SignalCounts {
     /// Accepted into the export queue.
@@ -77,6 +78,7 @@ impl SignalCounts {
 }
 
 /// A point-in-time copy of the pipeline's counters; see [`crate::Telemetry::counters`].
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CountersSnapshot {
     /// Spans.

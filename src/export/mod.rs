@@ -50,6 +50,7 @@ impl<F: FnMut(&[crate::trace::SpanData]) + Send + 'static> SpanConsumer for F {
 }
 
 /// Why a pipeline operation did not complete.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportError {
     /// The deadline passed first; what was not sent is still queued (flush) or counted as

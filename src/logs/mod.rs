@@ -19,4 +19,4 @@ mod record;
 
 pub(crate) use crate::bridges::log::widen_max_level;
 pub use crate::bridges::log::{install, LogBridge};
-pub use record::{CodeLocation, LogRecordData};
+pub(crate) use record::{CodeLocation, LogRecordData};

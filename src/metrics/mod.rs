@@ -20,9 +20,7 @@ mod name;
 mod spin;
 
 pub use crate::settings::ExemplarFilter;
-pub use data::{
-    Exemplar, HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality,
-};
+pub(crate) use data::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};
 pub(crate) use exemplar::set_recording;
 pub(crate) use instrument::collect;
 pub use instrument::{

@@ -82,6 +82,7 @@ impl fmt::Display for Token {
 }
 
 /// A setting that could not be used.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettingsError {
     /// The variable (`PLAIN_CONNECT_TRACE_SAMPLE_RATE`) or field (`trace_sample_rate`).
