@@ -8,10 +8,10 @@
 //! again. Items the app threads dropped because the export queue was full are told the same way.
 //! The counters stay exact; only the words are rate-limited.
 
-use super::counters::Counters;
 use super::pipeline::PipelineConfig;
 use super::transport::Endpoint;
 use super::Signal;
+use crate::core::counters::Counters;
 use crate::settings::Token;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
