@@ -78,5 +78,8 @@ pub fn encode_span(
         dropped_links: 0,
         status: Status::Error(Str::from(text.to_owned())),
     };
-    Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&[span])
+    // As at hand-off: the span encoded on its own, then the exporter's request around it.
+    let mut entry = Vec::new();
+    crate::trace::span_entry(&mut entry, &span);
+    Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&[&entry])
 }

@@ -85,7 +85,6 @@
 
 use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::export;
 use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
 use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind, Status};
@@ -188,7 +187,7 @@ impl BridgedSpan {
             parent,
             name,
             kind: SpanKind::Internal,
-            created_unix_nanos: export::now_unix_nanos(),
+            created_unix_nanos: crate::core::now_unix_nanos(),
             pending: Vec::new(),
             pending_dropped: 0,
             pending_status: Status::Unset,
@@ -516,7 +515,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !export::is_installed() {
+        if !crate::core::is_installed() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -583,7 +582,7 @@ where
         let metadata = event.metadata();
         let level = log_level(metadata.level());
         let target = metadata.target();
-        let exported = is_exported(level, target, export::log_floor());
+        let exported = is_exported(level, target, crate::core::log_floor());
         let span = ctx.event_span(event);
         let mut extensions = span.as_ref().map(|span| span.extensions_mut());
         let bridged = extensions
@@ -634,6 +633,6 @@ where
             attributes: fields.attributes,
         }
         .into_record(context);
-        export::submit_log(record);
+        crate::logs::submit(&record);
     }
 }

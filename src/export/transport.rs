@@ -330,7 +330,10 @@ fn classify_error(error: &ureq::Error, redactor: &Redactor) -> Attempt {
         E::HostNotFound => retry(Cause::HostNotFound, "host not found (DNS)"),
         E::ConnectionFailed => retry(Cause::Connect, "connection failed"),
         E::Io(_) | E::Protocol(_) | E::BodyStalled => retry(Cause::Network, &error.to_string()),
-        E::Tls(_) | E::TlsRequired => Attempt::Failed {
+        E::TlsRequired => Attempt::Failed {
+            reason: reason(Cause::TlsUnavailable, "this build cannot speak TLS"),
+        },
+        E::Tls(_) => Attempt::Failed {
             reason: reason(Cause::Tls, &format!("TLS failure: {error}")),
         },
         #[cfg(feature = "tls")]
