@@ -46,11 +46,9 @@
 //! # drop(subscriber);
 //! ```
 //!
-//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included. When
-//! those records arrive as tracing events (through tracing-log's `LogTracer`), the layer turns
-//! them away for the whole subscriber: on the exporter thread only this crate's events and
-//! others' from INFO up go on. A per-layer filter on this layer hides the events it rejects from
-//! that guard: then keep TRACE and DEBUG of `ureq_proto` out of the console's filter too.
+//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included: no
+//! tracing subscriber hears the exporter's HTTP exchanges, so an app that turns `log` records
+//! into tracing events (tracing-log's `LogTracer`) never prints them, whatever its filters.
 //!
 //! # Remote parents
 //!
@@ -83,7 +81,7 @@
 //!
 //! Span names stay the tracing names: set `otel.name` to follow the conventions' names.
 
-use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
+use super::{is_exported, Bridged, RecordAttributes};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
@@ -571,11 +569,6 @@ where
         if let Some(bridged) = removed {
             bridged.end();
         }
-    }
-
-    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
-        let metadata = event.metadata();
-        reaches_app_output(log_level(metadata.level()), metadata.target())
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
