@@ -174,7 +174,9 @@ fn handle(request_number: usize, total: usize, order_value: &metrics::Histogram<
         .start();
         std::thread::sleep(Duration::from_millis(4));
         failed.end_error_type("serialization_failure");
-        request.record_exception("InventoryError", "stock went negative for sku A-1");
+        request
+            .span()
+            .record_exception("InventoryError", "stock went negative for sku A-1");
         log::error!("order rejected: inventory update failed");
         500
     } else {

@@ -275,7 +275,10 @@ fn a_pipeline_that_never_gets_through_says_what_to_check_in_its_first_line() {
             "http://nonexistent.invalid:4318".into(),
             "does not resolve: check the URL",
         ),
+        #[cfg(feature = "tls")]
         (https_to_plain, "https:// to a port that speaks plain http"),
+        #[cfg(not(feature = "tls"))]
+        (https_to_plain, "needs plain-connect's `tls` feature"),
         #[cfg(feature = "tls")]
         (
             common::untrusted_tls_server().0,
@@ -298,5 +301,43 @@ fn a_pipeline_that_never_gets_through_says_what_to_check_in_its_first_line() {
             "{url}: {said:#?}"
         );
         assert_safe(&said[0]);
+    }
+}
+
+/// Items the app threads drop on a full queue are told like the others, and add up too.
+#[test]
+fn a_full_export_queue_is_told_with_what_to_change() {
+    let _serial = common::serial();
+    capture();
+    let receiver = TestReceiver::start();
+    receiver.set_behavior(Behavior::Delay(
+        Duration::from_millis(100),
+        Box::new(Behavior::Ok),
+    ));
+    let telemetry = start(&receiver.endpoint(), |b| {
+        b.max_queue_size(256)
+            .max_export_batch_size(128)
+            .export_delay(Duration::from_millis(10))
+            .failure_report_interval(Duration::from_millis(200))
+    });
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(600) {
+        spans(2000);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    telemetry.flush(Duration::from_secs(10)).unwrap();
+    let c = telemetry.counters().spans;
+    telemetry.shutdown(Duration::from_secs(5)).unwrap();
+    let said = lines();
+    assert!(c.dropped_queue_full > 0, "{c:?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("(export queue full)") && l.contains("raise max_queue_size")),
+        "{said:#?}"
+    );
+    assert!(said.len() <= 6, "{said:#?}");
+    assert_eq!(spans_told(&said), c.dropped(), "{said:#?} {c:?}");
+    for line in &said {
+        assert_safe(line);
     }
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use plain_connect::export::RetryPolicy;
 use plain_connect::{trace, Resource, Settings, Telemetry};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,12 +15,13 @@ fn a_certificate_that_does_not_verify_fails_and_nothing_leaks() {
     let settings = Settings::builder()
         .export_url(&url)
         .export_token("very-secret")
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(50),
-            max_elapsed: Duration::from_secs(2),
-        })
+        .retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(3)
+                .initial_backoff(Duration::from_millis(20))
+                .max_backoff(Duration::from_millis(50))
+                .max_elapsed(Duration::from_secs(2)),
+        )
         .build()
         .unwrap();
     let telemetry = Telemetry::start(settings, Resource::new("tls-test", "1")).unwrap();
