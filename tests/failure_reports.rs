@@ -341,3 +341,29 @@ fn a_full_export_queue_is_told_with_what_to_change() {
         assert_safe(line);
     }
 }
+
+/// A 200 whose `partial_success` only warns: told as a warning, at the same pace.
+#[test]
+fn an_endpoint_warning_in_a_partial_success_is_told_once_per_interval() {
+    let _serial = common::serial();
+    capture();
+    let receiver = TestReceiver::start();
+    receiver.set_behavior(Behavior::PartialSuccess {
+        rejected: 0,
+        message: "attribute values truncated".into(),
+    });
+    let telemetry = start(&receiver.endpoint(), |b| b);
+    for _ in 0..3 {
+        spans(2);
+        telemetry.flush(Duration::from_secs(5)).unwrap();
+    }
+    let c = telemetry.counters().spans;
+    let said = lines();
+    telemetry.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(c.exported, 6, "{c:?}");
+    assert_eq!(
+        said,
+        ["export works; since the last report: spans (the endpoint warned: attribute values truncated)"]
+    );
+    assert_eq!(lines().len(), 2, "the later warnings are told at stop");
+}
