@@ -239,14 +239,22 @@ fn signal_index(signal: Signal) -> usize {
     }
 }
 
+/// `spans`, `metric points`, `log records`.
+fn plural(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "spans",
+        Signal::Metrics => "metric points",
+        Signal::Logs => "log records",
+    }
+}
+
 /// `1 span`, `120 spans`, `3 metric points`.
 fn items(signal: Signal, n: u64) -> String {
-    let name = match signal {
-        Signal::Traces => "span",
-        Signal::Metrics => "metric point",
-        Signal::Logs => "log record",
-    };
-    format!("{n} {name}{}", if n == 1 { "" } else { "s" })
+    let name = plural(signal);
+    match n {
+        1 => format!("1 {}", name.trim_end_matches('s')),
+        _ => format!("{n} {name}"),
+    }
 }
 
 /// Items of one signal dropped for one reason since the last line.
@@ -305,7 +313,8 @@ impl Reporter {
         self.failing[signal_index(signal)] = None;
         if rejected > 0 || message.is_some() {
             let reason = match message {
-                Some(message) => format!("refused by the endpoint: {message}"),
+                Some(message) if rejected > 0 => format!("refused by the endpoint: {message}"),
+                Some(message) => format!("the endpoint warned: {message}"),
                 None => "refused by the endpoint".to_owned(),
             };
             self.count(signal, reason, rejected);
@@ -419,8 +428,10 @@ impl Reporter {
                 "export works again, after {} of failures",
                 since.unwrap_or_default()
             )
-        } else {
+        } else if overflowed || self.untold.iter().any(|t| t.items > 0) {
             "export works, but not everything got through".to_owned()
+        } else {
+            "export works".to_owned()
         };
         if !self.untold.is_empty() || overflowed {
             let _ = write!(line, "; since the last report: {}", self.take_tally());
@@ -456,7 +467,11 @@ impl Reporter {
         let mut other = 0;
         for (n, t) in self.untold.drain(..).enumerate() {
             if n < MAX_TALLY_ENTRIES {
-                parts.push(format!("{} ({})", items(t.signal, t.items), t.reason));
+                let what = match t.items {
+                    0 => plural(t.signal).to_owned(),
+                    n => items(t.signal, n),
+                };
+                parts.push(format!("{what} ({})", t.reason));
             } else {
                 other += t.items;
             }
