@@ -88,6 +88,7 @@ impl Telemetry {
             crate::logs::widen_max_level(floor);
         }
         crate::metrics::set_recording(true, settings.exemplar_filter());
+        crate::metrics::enable_process_metrics(settings.process_metrics());
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })
@@ -193,6 +194,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
+        health_metrics: tuning.health_metrics,
     }
 }
 

@@ -31,13 +31,28 @@ impl SignalCounters {
     }
 }
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) spans: SignalCounters,
     pub(crate) logs: SignalCounters,
     pub(crate) metric_points: SignalCounters,
     pub(crate) requests_sent: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
+    /// When counting began (the pipeline's start): the start of the health metrics' sums.
+    pub(crate) started_unix_nanos: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            spans: SignalCounters::default(),
+            logs: SignalCounters::default(),
+            metric_points: SignalCounters::default(),
+            requests_sent: AtomicU64::new(0),
+            requests_failed: AtomicU64::new(0),
+            started_unix_nanos: super::now_unix_nanos(),
+        }
+    }
 }
 
 impl Counters {

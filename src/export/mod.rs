@@ -7,6 +7,7 @@ mod clock;
 mod counters;
 pub(crate) mod encode;
 mod handoff;
+mod health;
 mod pipeline;
 pub(crate) mod retry;
 pub(crate) mod transport;

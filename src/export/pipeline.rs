@@ -53,6 +53,8 @@ pub(crate) struct PipelineConfig {
     pub(crate) log_delay: Duration,
     pub(crate) metrics_interval: Duration,
     pub(crate) retry: RetryPolicy,
+    /// Export the pipeline's own `otel.sdk.*` metrics ([`super::health`]).
+    pub(crate) health_metrics: bool,
 }
 
 thread_local! {
@@ -346,10 +348,15 @@ impl Exporter {
 
     fn export_metrics(&mut self) {
         let now = super::now_unix_nanos();
-        let metrics = crate::metrics::collect(now);
+        let mut metrics = crate::metrics::collect(now);
         self.last_metrics_collection = now;
         let points: usize = metrics.iter().map(|m| m.points.len()).sum();
-        if points == 0 {
+        // Counted before the health points join: they are never counted in themselves.
+        if self.config.health_metrics {
+            let capacity = self.config.queue_batches * self.config.handoff_size;
+            metrics.extend(super::health::collect(&self.counters, capacity, now));
+        }
+        if metrics.is_empty() {
             return;
         }
         SignalCounters::add(&self.counters.metric_points.enqueued, points);
