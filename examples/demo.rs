@@ -1,14 +1,19 @@
 //! The whole product in one command: a small sync service handles a few dozen simulated requests
 //! on worker threads — HTTP server spans, database queries, histograms, log records — and exports
-//! them. By default to an embedded OTLP receiver that then shows what arrived on the wire; with
-//! PLAIN_CONNECT_EXPORT_URL and PLAIN_CONNECT_EXPORT_TOKEN set, to that endpoint instead.
+//! them. Whenever the settings from the environment say to export somewhere (any variable the
+//! README lists: `PLAIN_CONNECT_EXPORT_URL` + `_TOKEN`, `OTEL_EXPORTER_OTLP_ENDPOINT`…), it exports
+//! there; otherwise to an embedded OTLP receiver that then shows what arrived on the wire. Either
+//! way it ends by saying where it sent what.
 //!
 //!     cargo run --example demo --features receiver
 //!     cargo run --example demo --features receiver -- --requests 12 --html demo.html
+//!     OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_SERVICE_NAME=checkout \
+//!         cargo run --example demo --features receiver
 
+use plain_connect::export::{CountersSnapshot, SignalCounts};
 use plain_connect::instrument::{db, http};
 use plain_connect::receiver::Receiver;
-use plain_connect::{metrics, KeyValue, Resource, Settings, Telemetry};
+use plain_connect::{metrics, KeyValue, Resource, Settings, SettingsError, Telemetry};
 use std::error::Error;
 use std::time::Duration;
 
@@ -26,26 +31,106 @@ pub struct DemoConfig {
 
 /// What happened: the embedded receiver's snapshot (None when exporting elsewhere).
 pub struct DemoOutcome {
-    pub received: Option<plain_connect::receiver::Telemetry>,
+    pub received: Option<plain_connect::receiver::Received>,
     pub queries: u64,
-    pub counters: plain_connect::export::CountersSnapshot,
+    pub counters: CountersSnapshot,
+    /// Where what was sent went, as printed at the end.
+    pub summary: String,
 }
 
+/// Variables that say where export goes; the embedded receiver stands in for them.
+fn names_a_destination(name: &str) -> bool {
+    name == "PLAIN_CONNECT_EXPORT_URL"
+        || name == "PLAIN_CONNECT_EXPORT_TOKEN"
+        || (name.starts_with("OTEL_EXPORTER_OTLP_")
+            && (name.ends_with("ENDPOINT") || name.ends_with("HEADERS")))
+}
+
+fn environment(name: &str) -> Result<Option<String>, SettingsError> {
+    Ok(std::env::var(name).ok())
+}
+
+/// The environment's settings when they export somewhere; otherwise the embedded receiver, with
+/// every other variable (service name, sampler, log level, switches) still applied.
 fn settings_and_receiver() -> Result<(Settings, Option<Receiver>), Box<dyn Error>> {
-    let elsewhere = ["PLAIN_CONNECT_EXPORT_URL", "PLAIN_CONNECT_EXPORT_TOKEN"]
-        .iter()
-        .all(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-    if elsewhere {
-        return Ok((Settings::from_env()?, None));
+    let from_env = Settings::default().with_env_from(environment)?;
+    if from_env.is_export_active() {
+        return Ok((from_env, None));
+    }
+    for warning in from_env.warnings() {
+        if warning.starts_with("export is off") {
+            eprintln!("demo: {warning}; using the embedded receiver instead");
+        }
     }
     let receiver = Receiver::start("127.0.0.1:0")?;
     let settings = Settings::builder()
         .export_url(receiver.endpoint())
-        .export_token("local-demo")
         .log_level("debug")
         .export_delay(Duration::from_millis(200))
-        .build()?;
+        .build()?
+        .with_env_from(|name| {
+            if names_a_destination(name) {
+                Ok(None)
+            } else {
+                environment(name)
+            }
+        })?;
     Ok((settings, Some(receiver)))
+}
+
+/// Where each signal went and what became of it, from the pipeline's counters.
+fn summary(
+    settings: &Settings,
+    embedded: bool,
+    active: bool,
+    counters: &CountersSnapshot,
+) -> String {
+    if !active {
+        return "export is switched off by the settings (PLAIN_CONNECT_EXPORT_ENABLED or \
+                OTEL_SDK_DISABLED): nothing was sent"
+            .to_owned();
+    }
+    let line = |what: &str, signal: &str, c: &SignalCounts| {
+        format!(
+            "  {what:<14} {:>6} exported, {} dropped (queue full {}, send failed {}, refused {}) → {}\n",
+            c.exported,
+            c.dropped(),
+            c.dropped_queue_full,
+            c.dropped_send_failed,
+            c.dropped_rejected,
+            settings.signal_url(signal)
+        )
+    };
+    format!(
+        "sent to {}{}:\n{}{}{}  requests: {} sent, {} failed attempts\n",
+        if embedded {
+            "the embedded receiver at "
+        } else {
+            ""
+        },
+        settings.export_url(),
+        line("spans", "traces", &counters.spans),
+        line("metric points", "metrics", &counters.metric_points),
+        line("log records", "logs", &counters.logs),
+        counters.requests_sent,
+        counters.requests_failed
+    )
+}
+
+/// The app's own logger stand-in: prints what the exporter says about failures (a wrong URL, a
+/// refused token) on stderr, so a misconfigured run says what to check.
+struct ExporterWarnings;
+
+impl log::Log for ExporterWarnings {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().starts_with("plain_connect")
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("demo: {}: {}", record.level(), record.args());
+        }
+    }
+    fn flush(&self) {}
 }
 
 /// One simulated request, instrumented the way a service using the crate would be.
@@ -157,10 +242,11 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, Box<dyn Error>> {
     let total = config.requests.max(4);
     let (settings, receiver) = settings_and_receiver()?;
     let telemetry = Telemetry::start(
-        settings,
+        settings.clone(),
         Resource::new("plain-connect-demo", env!("CARGO_PKG_VERSION")),
     )?;
-    plain_connect::logs::install(None).ok();
+    let active = telemetry.is_active();
+    plain_connect::logs::install(Some(Box::new(ExporterWarnings))).ok();
     let order_value = metrics::histogram("demo.order.value")
         .unit("EUR")
         .description("Value of placed orders.")
@@ -205,16 +291,16 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, Box<dyn Error>> {
             std::fs::write(path, snapshot.render_html())?;
             println!("\nHTML view written to {path}");
         }
-    } else if config.print {
-        println!(
-            "exported to {} — counters: {counters:?}",
-            std::env::var("PLAIN_CONNECT_EXPORT_URL").unwrap_or_default()
-        );
+    }
+    let summary = summary(&settings, received.is_some(), active, &counters);
+    if config.print {
+        println!("\n{summary}");
     }
     Ok(DemoOutcome {
         received,
         queries: expected_queries(total),
         counters,
+        summary,
     })
 }
 

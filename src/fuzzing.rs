@@ -18,9 +18,15 @@ pub fn classify_response(
     };
     let retry_after = retry_after
         .and_then(|v| crate::export::retry::parse_retry_after(v, std::time::SystemTime::now()));
+    let response = transport::Response {
+        status,
+        retry_after,
+        content_type: None,
+        body: Ok(body.to_vec()),
+    };
     format!(
         "{:?}",
-        transport::classify(signal, status, retry_after, Ok(body.to_vec()))
+        transport::classify(signal, response, &Default::default())
     )
 }
 

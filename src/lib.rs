@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 mod attributes;
+mod bridges;
 pub mod export;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -91,13 +92,19 @@ pub mod settings;
 mod telemetry;
 pub mod trace;
 #[cfg(feature = "tracing")]
-pub mod tracing_bridge;
+pub use bridges::tracing as tracing_bridge;
 mod url;
 
 pub use attributes::{KeyValue, Str, Value};
 pub use resource::Resource;
 pub use settings::{Settings, SettingsBuilder, SettingsError, SettingsFile, Token};
 pub use telemetry::{InitError, Telemetry};
+
+/// The README's examples, compiled and run as doc tests so that the page users copy from
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
 
 /// Starts telemetry for this service: `service.name` and `service.version` come from the
 /// calling crate's `Cargo.toml`; settings are the defaults (or the ones given) with

@@ -195,6 +195,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
         health_metrics: tuning.health_metrics,
+        report_interval: tuning.failure_report_interval,
     }
 }
 

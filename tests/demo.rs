@@ -1,9 +1,13 @@
 //! The demo, run small and checked through what its embedded receiver decoded and shows.
 #![cfg(feature = "receiver")]
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../examples/demo.rs"]
 mod demo;
+
+use common::{string_attr, TestReceiver};
 
 use plain_connect::proto::common::v1::any_value;
 use plain_connect::proto::metrics::v1::metric::Data;
@@ -11,12 +15,13 @@ use std::collections::HashMap;
 
 #[test]
 fn the_demo_shows_nested_spans_errors_histograms_and_correlated_logs() {
-    for var in ["PLAIN_CONNECT_EXPORT_URL", "PLAIN_CONNECT_EXPORT_TOKEN"] {
-        assert!(
-            std::env::var_os(var).is_none(),
-            "unset {var} to run this test"
-        );
-    }
+    let _serial = common::serial();
+    assert!(
+        !plain_connect::Settings::from_env()
+            .unwrap()
+            .is_export_active(),
+        "unset the export variables (PLAIN_CONNECT_EXPORT_*, OTEL_EXPORTER_OTLP_*) to run this test"
+    );
     let outcome = demo::run(demo::DemoConfig {
         requests: 9,
         workers: 3,
@@ -109,4 +114,68 @@ fn the_demo_shows_nested_spans_errors_histograms_and_correlated_logs() {
     assert!(records
         .iter()
         .any(|r| body(r) == "order rejected: inventory update failed"));
+}
+
+/// A user with a collector sets the standard variables: the demo exports there, not to its
+/// embedded receiver, and says where it sent what.
+#[test]
+fn the_demo_exports_where_the_standard_variables_say_and_tells_where_it_sent_what() {
+    let _serial = common::serial();
+    let collector = TestReceiver::start();
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        ("OTEL_SERVICE_NAME", "checkout".to_owned()),
+    ];
+    for (name, value) in &vars {
+        std::env::set_var(name, value);
+    }
+    let outcome = demo::run(demo::DemoConfig {
+        requests: 6,
+        workers: 2,
+        print: false,
+        html: None,
+    });
+    for (name, _) in &vars {
+        std::env::remove_var(name);
+    }
+    let outcome = outcome.expect("demo runs");
+    assert!(
+        outcome.received.is_none(),
+        "the embedded receiver was not used"
+    );
+
+    let spans = collector.spans();
+    assert_eq!(spans.len() as u64, 6 + outcome.queries);
+    let c = &outcome.counters;
+    assert_eq!(c.spans.exported, spans.len() as u64, "{c:?}");
+    assert_eq!(
+        c.logs.exported,
+        collector.log_records().len() as u64,
+        "{c:?}"
+    );
+    assert!(c.metric_points.exported > 0, "{c:?}");
+    for resource in collector.resource_spans() {
+        let attributes = resource.resource.unwrap().attributes;
+        assert_eq!(
+            string_attr(&attributes, "service.name").as_deref(),
+            Some("checkout")
+        );
+    }
+    let summary = &outcome.summary;
+    assert!(
+        summary.contains(&format!("sent to {}", collector.endpoint())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!(
+            "spans          {:>6} exported, 0 dropped",
+            c.spans.exported
+        )),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("log records    {:>6} exported", c.logs.exported))
+            && summary.contains(&format!("{}/v1/logs", collector.endpoint())),
+        "{summary}"
+    );
 }

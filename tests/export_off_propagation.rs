@@ -74,3 +74,130 @@ fn pass_through_spans_nest_and_unwind_in_order() {
     drop(outer_span);
     assert_eq!(trace::current(), SpanContext::none());
 }
+
+/// The W3C suite's test service, driven here over loopback as the suite drives it.
+#[cfg(feature = "receiver")]
+#[allow(dead_code)]
+#[path = "../examples/w3c_service.rs"]
+mod w3c_service;
+
+#[cfg(feature = "receiver")]
+mod over_http {
+    use super::{w3c_service, TRACEPARENT};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A loopback server standing in for the next service: sends each request's headers back.
+    fn downstream() -> (String, mpsc::Receiver<Vec<(String, String)>>) {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", server.server_addr().to_ip().unwrap());
+        let (sender, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let headers = request
+                    .headers()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_ascii_lowercase(),
+                            h.value.to_string(),
+                        )
+                    })
+                    .collect();
+                let _ = request.respond(tiny_http::Response::from_string("{}"));
+                if sender.send(headers).is_err() {
+                    break;
+                }
+            }
+        });
+        (url, received)
+    }
+
+    fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// POSTs to the service with these headers, asking it to call `downstream` twice.
+    fn drive(service: &str, downstream: &str, headers: &[(&str, &str)]) -> u16 {
+        let body =
+            format!(r#"[{{"url": "{downstream}0", "arguments": []}}, {{"url": "{downstream}1"}}]"#);
+        let mut request = ureq::http::Request::post(service);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        agent
+            .run(request.body(body).unwrap())
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[test]
+    fn the_test_service_hands_the_incoming_context_on_with_export_off() {
+        let service = w3c_service::Service::start("127.0.0.1:0").unwrap();
+        let (downstream, calls) = downstream();
+        let wait = || calls.recv_timeout(Duration::from_secs(5)).unwrap();
+
+        let status = drive(
+            &service.url(),
+            &downstream,
+            &[
+                ("TraceParent", TRACEPARENT),
+                ("tracestate", "a=1,foo@=2"),
+                ("tracestate", "b=3,a=4"),
+            ],
+        );
+        assert_eq!(status, 200);
+        for _ in 0..2 {
+            let headers = wait();
+            assert_eq!(values(&headers, "traceparent"), [TRACEPARENT]);
+            assert_eq!(values(&headers, "tracestate"), ["a=1,foo@=2,b=3"]);
+        }
+
+        // Two traceparent headers are invalid: there is no context to hand on, and with export
+        // off none is made.
+        let other = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        let status = drive(
+            &service.url(),
+            &downstream,
+            &[
+                ("traceparent", TRACEPARENT),
+                ("traceparent", other),
+                ("tracestate", "a=1"),
+            ],
+        );
+        assert_eq!(status, 200);
+        for _ in 0..2 {
+            let headers = wait();
+            assert!(values(&headers, "traceparent").is_empty(), "{headers:?}");
+            assert!(values(&headers, "tracestate").is_empty(), "{headers:?}");
+        }
+
+        // A context left current by one request would leak into the next one on the same worker.
+        let status = drive(&service.url(), &downstream, &[]);
+        assert_eq!(status, 200);
+        for _ in 0..2 {
+            assert!(values(&wait(), "traceparent").is_empty());
+        }
+
+        let record = service.stop();
+        assert_eq!(record.requests.len(), 3);
+        assert_eq!(record.calls.len(), 6);
+        // With export off the request "span" is the incoming context itself, or nothing.
+        let ids: Vec<String> = record
+            .requests
+            .iter()
+            .map(|r| format!("{}-{}", r.trace_id, r.span_id))
+            .collect();
+        assert_eq!(ids[0], TRACEPARENT[3..52]);
+        assert!(ids[1..].iter().all(|id| id.starts_with("0000")), "{ids:?}");
+    }
+}

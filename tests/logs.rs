@@ -210,3 +210,46 @@ fn export_logs_false_stops_logs_but_not_spans() {
     assert!(receiver.log_records().is_empty());
     assert_eq!(receiver.spans().len(), 1);
 }
+
+#[test]
+fn the_export_token_never_reaches_the_apps_logger_even_at_trace() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let token = "tok-4f9a-SECRET-never-logged-7c21";
+    install_bridge_once();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token(token)
+        .log_level("trace")
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("log-tests", "1")).unwrap();
+    assert_eq!(log::max_level(), log::LevelFilter::Trace);
+    let before = SEEN_BY_APP_LOGGER.lock().len();
+    log::info!("a record to export");
+    trace::span("a span to export").start().end();
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(&format!("Bearer {token}"))),
+        "the token did travel, so there was something to leak"
+    );
+    drop(telemetry);
+    let captured: Vec<String> = SEEN_BY_APP_LOGGER.lock()[before..]
+        .iter()
+        .map(|(_, _, message)| message.clone())
+        .collect();
+    assert_eq!(
+        common::token_leaks(&captured, token),
+        Vec::<String>::new(),
+        "{captured:#?}"
+    );
+    // The app's own records from the same libraries, on its own threads, still arrive.
+    log::trace!(target: "ureq_proto::util", "the app's own wire dump");
+    assert!(SEEN_BY_APP_LOGGER
+        .lock()
+        .iter()
+        .any(|(_, _, m)| m == "the app's own wire dump"));
+}

@@ -144,14 +144,10 @@ fn a_foreign_exporters_request_is_answered_and_shown() {
 
 #[test]
 fn garbage_oversized_and_misrouted_requests_are_refused() {
-    let receiver = Receiver::with_options(
-        "127.0.0.1:0",
-        ReceiverOptions {
-            max_body_bytes: 1024,
-            max_items: 100,
-        },
-    )
-    .unwrap();
+    let mut options = ReceiverOptions::default();
+    options.max_body_bytes = 1024;
+    options.max_items = 100;
+    let receiver = Receiver::with_options("127.0.0.1:0", options).unwrap();
     let (status, body) = post(
         &receiver,
         "/v1/logs",
@@ -180,7 +176,7 @@ fn garbage_oversized_and_misrouted_requests_are_refused() {
     receiver.shutdown();
 }
 
-fn text_lines_with(seen: &plain_connect::receiver::Telemetry, needle: &str) -> usize {
+fn text_lines_with(seen: &plain_connect::receiver::Received, needle: &str) -> usize {
     let mut text = Vec::new();
     seen.render_text(&mut text, false).unwrap();
     String::from_utf8(text)

@@ -1,269 +1,307 @@
 //! plain-connect against the official OpenTelemetry SDK (opentelemetry_sdk + opentelemetry-otlp,
-//! HTTP protobuf, blocking client, batch processors, default settings), same workloads, same
-//! loopback receiver, one command:
+//! HTTP protobuf, blocking client, batch processors) and fastrace (+ fastrace-opentelemetry over
+//! the same exporter), default settings, same workloads, same loopback receiver, one command:
 //!
-//!     cargo run --release --manifest-path bench/Cargo.toml            # full run
-//!     cargo run --release --manifest-path bench/Cargo.toml -- --quick # fewer rounds
+//!     cargo run --release --manifest-path bench/Cargo.toml             # full run
+//!     cargo run --release --manifest-path bench/Cargo.toml -- --quick  # a smaller one
+//!     ... -- --only SpanFlood                                          # one workload
+//!     ... -- --no-instructions                                         # skip valgrind
 //!
-//! Each (library, workload) runs in its own child process of this binary, so the two never share
-//! a global logger, a background thread or a heap, and peak RSS is per run. The parent owns the
-//! counting receiver and prints one table: median ns/op, the ratio, and delivered/produced.
+//! Each (library, workload, round) runs in its own child process of this binary, so libraries
+//! never share a global logger, a background thread or a heap, and peak RSS is per run. The
+//! parent owns the counting receiver, alternates the libraries within each round and prints one
+//! table: medians of the app thread's CPU time per operation and instructions per operation
+//! (callgrind, one run), the ratios, and issue 13's targets with met or missed.
 
 mod counting_receiver;
+mod fastrace;
+mod instructions;
+mod library;
+mod measure;
 mod ours;
-mod ours_extra;
 mod sdk;
-mod sdk_extra;
+mod workload;
 
+use library::{Lib, LIBS};
+use measure::{median, Report};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// What a child reports on its last stdout line.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Report {
-    pub ns_per_op: f64,
-    pub cpu_ns_per_op: f64,
-    pub produced: u64,
-    pub peak_rss_kb: u64,
-    pub rss_kb: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    Span,
-    SpanUnsampled,
-    SpanDisabled,
-    Nested,
-    Histogram,
-    HistogramBound,
-    Log,
-    LogFiltered,
-    Span2Threads,
-    Burst,
-    Sustain { rate: u64, gzip: bool },
-    Idle,
-}
-
-impl Workload {
-    fn arg(&self) -> String {
-        match self {
-            Workload::Sustain { rate, gzip } => format!("sustain:{rate}:{gzip}"),
-            other => format!("{other:?}"),
-        }
-    }
-    fn parse(s: &str) -> Workload {
-        if let Some(rest) = s.strip_prefix("sustain:") {
-            let (rate, gzip) = rest.split_once(':').unwrap();
-            return Workload::Sustain {
-                rate: rate.parse().unwrap(),
-                gzip: gzip == "true",
-            };
-        }
-        [
-            Workload::Span,
-            Workload::SpanUnsampled,
-            Workload::SpanDisabled,
-            Workload::Nested,
-            Workload::Histogram,
-            Workload::HistogramBound,
-            Workload::Log,
-            Workload::LogFiltered,
-            Workload::Span2Threads,
-            Workload::Burst,
-            Workload::Idle,
-        ]
-        .into_iter()
-        .find(|w| format!("{w:?}") == s)
-        .unwrap_or_else(|| panic!("unknown workload {s}"))
-    }
-}
-
-pub const BURST: u64 = 100_000;
-
-/// CPU time this thread has run, in ns: excludes time the thread waited for a core while the
-/// exporter or the receiver had it.
-fn thread_cpu_ns() -> u64 {
-    cpu_time::ThreadTime::try_now()
-        .map(|t| t.as_duration().as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-thread_local! {
-    static CPU_SAMPLES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The median app-thread CPU ns/op of the last `median_ns` call on this thread.
-pub fn last_cpu_ns() -> f64 {
-    CPU_SAMPLES.with(|c| {
-        let mut v = c.borrow().clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    })
-}
-
-/// Median wall ns per call of `op` over `rounds` rounds of `per_round` calls, after a warm-up
-/// (the median thread-CPU ns/op is kept for [`last_cpu_ns`]).
-pub fn median_ns(rounds: usize, per_round: u64, mut op: impl FnMut(u64)) -> f64 {
-    for i in 0..per_round {
-        op(i);
-    }
-    let mut cpu = Vec::with_capacity(rounds);
-    let mut samples: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let cpu_start = thread_cpu_ns();
-            let started = Instant::now();
-            for i in 0..per_round {
-                op(i);
-            }
-            let wall = started.elapsed().as_nanos() as f64 / per_round as f64;
-            cpu.push((thread_cpu_ns() - cpu_start) as f64 / per_round as f64);
-            wall
-        })
-        .collect();
-    CPU_SAMPLES.with(|c| *c.borrow_mut() = cpu);
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
-}
-
-/// Runs `op` from `threads` threads at once; the median per-thread ns/op.
-pub fn median_ns_threads(threads: usize, rounds: usize, per_round: u64, op: fn(u64)) -> f64 {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                median_ns(rounds, per_round, op)
-            })
-        })
-        .collect();
-    let mut per_thread: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    per_thread.sort_by(|a, b| a.total_cmp(b));
-    per_thread[per_thread.len() / 2]
-}
-
-/// Produces `rate` items per second for `seconds`, pacing in 1 ms slices.
-pub fn paced(rate: u64, seconds: u64, mut op: impl FnMut(u64)) -> u64 {
-    let started = Instant::now();
-    let total = rate * seconds;
-    let mut done = 0;
-    while done < total {
-        let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
-        while done < due {
-            op(done);
-            done += 1;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    done
-}
-
-fn proc_status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
-pub fn finish(mut report: Report) -> Report {
-    if report.ns_per_op > 0.0 && report.cpu_ns_per_op == 0.0 {
-        report.cpu_ns_per_op = last_cpu_ns();
-    }
-    report.peak_rss_kb = proc_status_kb("VmHWM:");
-    report.rss_kb = proc_status_kb("VmRSS:");
-    report
-}
-
-pub struct Quick(pub bool);
-
-impl Quick {
-    pub fn rounds(&self) -> usize {
-        if self.0 {
-            5
-        } else {
-            15
-        }
-    }
-    pub fn per_round(&self) -> u64 {
-        if self.0 {
-            5_000
-        } else {
-            20_000
-        }
-    }
-}
+use workload::{Sizes, Workload, BURST};
 
 fn child(args: &[String]) {
-    let (lib, workload, endpoint, service, quick) = (
-        args[0].as_str(),
-        Workload::parse(&args[1]),
-        args[2].clone(),
-        args[3].clone(),
-        Quick(args.get(4).is_some_and(|a| a == "quick")),
+    let (lib, workload, endpoint, service, sizes) = (
+        Lib::parse(&args[0]),
+        Workload::parse(&args[1]).expect("a workload"),
+        &args[2],
+        &args[3],
+        Sizes::parse(&args[4]).expect("full, quick or instructions"),
     );
-    let report = match lib {
-        "ours" => ours::run(workload, &endpoint, &service, &quick),
-        "sdk" => sdk::run(workload, &endpoint, &service, &quick),
-        _ => panic!("unknown library {lib}"),
-    };
-    println!(
-        "REPORT {} {} {} {} {}",
-        report.ns_per_op, report.produced, report.peak_rss_kb, report.rss_kb, report.cpu_ns_per_op
-    );
+    let report = lib.run(workload, &workload.pipeline(endpoint, service), &sizes);
+    println!("{}", report.to_line());
 }
 
-struct Runner {
+/// What one child run measured, with the receiver's count and, under callgrind, instructions.
+struct Run {
+    report: Report,
+    delivered_spans: u64,
+    instructions_per_op: Option<f64>,
+}
+
+struct Bench {
     exe: std::path::PathBuf,
     endpoint: String,
     tally: counting_receiver::Tally,
-    quick: bool,
+    sizes: Sizes,
     run_id: u32,
 }
 
-impl Runner {
-    /// Runs one child; returns its report and what the receiver counted for it.
-    fn run(&mut self, lib: &str, workload: Workload) -> (Report, counting_receiver::Counts) {
+impl Bench {
+    fn run(&mut self, lib: Lib, workload: Workload, count_instructions: bool) -> Run {
         self.run_id += 1;
-        let service = format!("bench-{lib}-{}", self.run_id);
-        let output = Command::new(&self.exe)
+        let service = format!("bench-{}-{}", lib.arg(), self.run_id);
+        let out = std::env::temp_dir().join(format!(
+            "plain-connect-bench-{}-{}.callgrind",
+            std::process::id(),
+            self.run_id
+        ));
+        let (mut command, sizes) = if count_instructions {
+            (instructions::command(&self.exe, &out), Sizes::Instructions)
+        } else {
+            (Command::new(&self.exe), self.sizes)
+        };
+        let output = command
             .arg("child")
-            .args([lib, &workload.arg(), &self.endpoint, &service])
-            .arg(if self.quick { "quick" } else { "full" })
+            .args([lib.arg(), &workload.arg(), &self.endpoint, &service])
+            .arg(sizes.arg())
             .output()
             .expect("child runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout
+        let report = stdout
             .lines()
             .rev()
-            .find(|l| l.starts_with("REPORT "))
+            .find_map(Report::parse)
             .unwrap_or_else(|| {
                 panic!(
-                    "{lib} {workload:?} gave no report: {}",
+                    "{lib:?} {workload:?} gave no report: {}",
                     String::from_utf8_lossy(&output.stderr)
                 )
             });
-        let f: Vec<f64> = line[7..].split(' ').map(|x| x.parse().unwrap()).collect();
-        let report = Report {
-            ns_per_op: f[0],
-            produced: f[1] as u64,
-            peak_rss_kb: f[2] as u64,
-            rss_kb: f[3] as u64,
-            cpu_ns_per_op: f[4],
-        };
-        // Children flush before exiting; give the receiver a moment to count the last request.
-        std::thread::sleep(Duration::from_millis(200));
-        (report, self.tally.get(&service))
+        let instructions_per_op = count_instructions
+            .then(|| instructions::total(&out))
+            .flatten()
+            .map(|total| total as f64 / report.measured_ops.max(1) as f64);
+        let _ = std::fs::remove_file(&out);
+        if workload.signal() == library::Signal::Traces && report.produced > 0 {
+            // Children flush before exiting; the receiver counts a request before answering it,
+            // but give the last connection a moment anyway.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Run {
+            report,
+            delivered_spans: self.tally.get(&service).spans,
+            instructions_per_op,
+        }
+    }
+
+    /// `rounds` rounds; in each, every library that records `workload`'s signal runs once, the
+    /// first library moving on by one each round.
+    fn rounds(&mut self, workload: Workload, rounds: usize) -> Vec<(Lib, Vec<Run>)> {
+        let libs: Vec<Lib> = LIBS
+            .into_iter()
+            .filter(|l| l.records(workload.signal()))
+            .collect();
+        let mut runs: Vec<(Lib, Vec<Run>)> = libs.iter().map(|&l| (l, Vec::new())).collect();
+        for round in 0..rounds {
+            for k in 0..libs.len() {
+                let index = (round + k) % libs.len();
+                let run = self.run(libs[index], workload, false);
+                runs[index].1.push(run);
+            }
+        }
+        runs
     }
 }
 
-fn ratio(sdk: f64, ours: f64) -> String {
-    if ours > 0.0 && sdk > 0.0 {
-        format!("{:.1}x", sdk / ours)
+/// A library's figures for one table row; `None` where it does not record that signal.
+type Cells = [Option<Figure>; 3];
+
+#[derive(Clone, Copy, Default)]
+struct Figure {
+    /// The figure the ratio and the target use (lower is better unless `higher_is_better`).
+    value: f64,
+    instructions: Option<f64>,
+}
+
+fn per_op_text(figure: &Figure) -> String {
+    let ns = if figure.value < 100.0 {
+        format!("{:.1} ns", figure.value)
     } else {
-        "-".into()
+        format!("{:.0} ns", figure.value)
+    };
+    match figure.instructions {
+        Some(i) => format!("{ns} · {i:.0} instr"),
+        None => ns,
     }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    /// The SDK costs at least this many times ours.
+    SdkTimes(f64),
+    /// Ours costs no more than fastrace.
+    AtMostFastrace,
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::SdkTimes(x) => format!("SDK/ours ≥ {x}x"),
+            Target::AtMostFastrace => "fastrace/ours ≥ 1x".into(),
+        }
+    }
+
+    /// Whether `ratio_of` (SDK/ours or fastrace/ours, by the measure it is handed) meets it.
+    fn met(self, ratio_of: impl Fn(Lib) -> Option<f64>) -> Option<bool> {
+        match self {
+            Target::SdkTimes(x) => ratio_of(Lib::Sdk).map(|r| r >= x),
+            Target::AtMostFastrace => ratio_of(Lib::Fastrace).map(|r| r >= 1.0),
+        }
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "**met**",
+        Some(false) => "missed",
+        None => "–",
+    }
+}
+
+struct Table {
+    lines: Vec<String>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            lines: vec![
+                "| workload | plain-connect | SDK 0.33 | fastrace 0.7 | SDK/ours | fastrace/ours | target | met? |".into(),
+                "|---|---:|---:|---:|---:|---:|---|---|".into(),
+            ],
+        }
+    }
+
+    fn row(&mut self, cells: [String; 8]) {
+        let line = format!("| {} |", cells.join(" | "));
+        println!("{line}");
+        self.lines.push(line);
+    }
+}
+
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or("–".into(), |r| format!("{r:.1}x"))
+}
+
+/// Other library's figure over ours, by the figure `pick` takes (None where either is missing).
+fn ratio(cells: &Cells, other: Lib, pick: impl Fn(&Figure) -> Option<f64>) -> Option<f64> {
+    let ours = cells[0].as_ref().and_then(&pick)?;
+    let theirs = cells[other as usize].as_ref().and_then(&pick)?;
+    (ours > 0.0 && theirs > 0.0).then(|| theirs / ours)
+}
+
+/// The per-operation row: CPU ns and instructions, both ratios, the target judged on CPU time
+/// (and said when instructions judge otherwise).
+fn per_op_row(table: &mut Table, label: &str, cells: &Cells, target: Target) {
+    let cpu = |lib: Lib| ratio(cells, lib, |f| Some(f.value));
+    let instr = |lib: Lib| ratio(cells, lib, |f| f.instructions);
+    let both = |lib: Lib| match (cpu(lib), instr(lib)) {
+        (None, _) => "–".to_string(),
+        (Some(c), None) => ratio_text(Some(c)),
+        (Some(c), Some(i)) => format!("{} · {}", ratio_text(Some(c)), ratio_text(Some(i))),
+    };
+    let by_cpu = target.met(cpu);
+    let by_instructions = target.met(instr);
+    let mut met = verdict(by_cpu).to_string();
+    if by_instructions.is_some() && by_instructions != by_cpu {
+        met += &format!(
+            " (instructions: {})",
+            verdict(by_instructions).trim_matches('*')
+        );
+    }
+    table.row([
+        label.into(),
+        cells[0].as_ref().map_or("–".into(), per_op_text),
+        cells[1].as_ref().map_or("–".into(), per_op_text),
+        cells[2].as_ref().map_or("–".into(), per_op_text),
+        both(Lib::Sdk),
+        both(Lib::Fastrace),
+        target.text(),
+        met,
+    ]);
+}
+
+const PER_OP_ROWS: [(&str, Workload, Target); 8] = [
+    (
+        "sampled server span, 3 attributes, flood",
+        Workload::SpanFlood,
+        Target::SdkTimes(4.0),
+    ),
+    (
+        "same, paced (bursts of 1000 every 10 ms)",
+        Workload::SpanPaced,
+        Target::SdkTimes(4.0),
+    ),
+    (
+        "unsampled span",
+        Workload::SpanUnsampled,
+        Target::SdkTimes(10.0),
+    ),
+    (
+        "parent + child span (per pair)",
+        Workload::ParentChild,
+        Target::SdkTimes(4.0),
+    ),
+    (
+        "child span, 3 attributes, under a current parent",
+        Workload::ChildUnderParent,
+        Target::AtMostFastrace,
+    ),
+    (
+        "INFO log record through the `log` bridge",
+        Workload::Log,
+        Target::SdkTimes(3.0),
+    ),
+    (
+        "histogram record, 3 attributes",
+        Workload::Histogram,
+        Target::SdkTimes(3.0),
+    ),
+    (
+        "histogram, bound handle (SDK: its experimental bound instrument)",
+        Workload::HistogramBound,
+        Target::SdkTimes(2.0),
+    ),
+];
+
+/// The rates tried for the highest rate sustained with nothing lost: up from the first while
+/// nothing is lost, or down from it while something is.
+const SUSTAIN_RATES: [u64; 12] = [
+    25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_000_000, 1_200_000,
+    1_500_000, 2_000_000,
+];
+const SUSTAIN_FIRST: usize = 2;
+
+/// `n` with a thin space between groups of three digits.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn main() {
@@ -271,136 +309,174 @@ fn main() {
     if args.first().map(String::as_str) == Some("child") {
         return child(&args[1..]);
     }
-    if args.first().map(String::as_str) == Some("serve") {
-        // Just the counting receiver, for profiling a child on its own.
-        let (endpoint, _tally) = counting_receiver::start();
-        println!("{endpoint}");
-        std::thread::sleep(Duration::from_secs(3600));
-        return;
-    }
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only Span` runs just that micro workload (for profiling).
     let only = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
-        .map(|w| Workload::parse(w));
+        .map(|w| Workload::parse(w).unwrap_or_else(|| panic!("unknown workload {w}")));
+    let count_instructions =
+        !args.iter().any(|a| a == "--no-instructions") && instructions::available();
     let (endpoint, tally) = counting_receiver::start();
-    let mut runner = Runner {
-        exe: std::env::current_exe().unwrap(),
+    let sizes = if quick { Sizes::Quick } else { Sizes::Full };
+    let mut bench = Bench {
+        exe: std::env::current_exe().expect("own path"),
         endpoint,
         tally,
-        quick,
+        sizes,
         run_id: 0,
     };
-    println!("plain-connect {} vs opentelemetry_sdk 0.33 + opentelemetry-otlp 0.33 (HTTP protobuf, blocking reqwest, batch processors)", env!("CARGO_PKG_VERSION"));
+    let rounds = if quick { 3 } else { 7 };
+    let started = Instant::now();
     println!(
-        "machine: {} cores; medians of {} rounds",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        if quick { 5 } else { 15 }
+        "plain-connect {} vs opentelemetry_sdk 0.33 + opentelemetry-otlp 0.33 (HTTP protobuf, blocking reqwest, batch processors) \
+         and fastrace 0.7 + fastrace-opentelemetry 0.19 (same exporter); default settings",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "{} cores; app-thread CPU time per op: median of {rounds} rounds (libraries alternated per round), each a child's median of its own rounds; \
+         instructions per op on the app thread: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if count_instructions { "callgrind, one run of 3000 ops after 2000 warm-up" } else { "not counted" }
     );
     println!();
-    println!("| workload | plain-connect ns/op | SDK ns/op | SDK/ours | plain-connect app-thread CPU ns/op | SDK app-thread CPU ns/op | SDK/ours (CPU) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let micro = [
-        ("1. sampled server span, 3 attributes", Workload::Span),
-        ("2a. unsampled span (rate 0)", Workload::SpanUnsampled),
-        (
-            "2b. export disabled (no token / no provider)",
-            Workload::SpanDisabled,
-        ),
-        ("3. parent span + child DB span", Workload::Nested),
-        ("4a. histogram record, 3 attributes", Workload::Histogram),
-        (
-            "4b. histogram record, bound handle (SDK: unbound)",
-            Workload::HistogramBound,
-        ),
-        ("5. INFO log record, 1 formatted argument", Workload::Log),
-        ("5b. DEBUG record under the INFO floor, app logger verbose (SDK column: `log`'s own level check)", Workload::LogFiltered),
-        (
-            "6. workload 1 on 2 threads (per-thread ns/op)",
-            Workload::Span2Threads,
-        ),
-    ];
-    for (label, workload) in micro {
+    let mut table = Table::new();
+    for line in &table.lines {
+        println!("{line}");
+    }
+    for (label, workload, target) in PER_OP_ROWS {
         if only.is_some_and(|o| o != workload) {
             continue;
         }
-        let (ours, _) = runner.run("ours", workload);
-        let (sdk, _) = runner.run("sdk", workload);
-        let cpu = |ns: f64| {
-            if ns > 0.0 {
-                format!("{ns:.1}")
+        let mut cells: Cells = [None; 3];
+        for (lib, runs) in bench.rounds(workload, rounds) {
+            let mut cpu: Vec<f64> = runs.iter().map(|r| r.report.cpu_ns_per_op).collect();
+            let instructions = if count_instructions {
+                bench.run(lib, workload, true).instructions_per_op
             } else {
-                "-".into()
-            }
-        };
-        println!(
-            "| {label} | {:.1} | {:.1} | {} | {} | {} | {} |",
-            ours.ns_per_op,
-            sdk.ns_per_op,
-            ratio(sdk.ns_per_op, ours.ns_per_op),
-            cpu(ours.cpu_ns_per_op),
-            cpu(sdk.cpu_ns_per_op),
-            ratio(sdk.cpu_ns_per_op, ours.cpu_ns_per_op)
-        );
+                None
+            };
+            cells[lib as usize] = Some(Figure {
+                value: median(&mut cpu),
+                instructions,
+            });
+        }
+        per_op_row(&mut table, label, &cells, target);
     }
-
-    if only.is_some() {
-        return;
+    if only.is_none_or(|o| o == Workload::Burst) {
+        burst_row(&mut bench, &mut table, if quick { 1 } else { 3 });
+    }
+    if only.is_none() {
+        sustain_rows(&mut bench, &mut table);
     }
     println!();
-    println!("| delivery | plain-connect | SDK |");
-    println!("|---|---:|---:|");
-    let (ours, ours_counts) = runner.run("ours", Workload::Burst);
-    let (sdk, sdk_counts) = runner.run("sdk", Workload::Burst);
-    println!(
-        "| 7a. 100k-span burst, default settings: delivered | {} / {} ({:.0}%) | {} / {} ({:.0}%) |",
-        ours_counts.spans,
-        ours.produced,
-        100.0 * ours_counts.spans as f64 / ours.produced.max(1) as f64,
-        sdk_counts.spans,
-        sdk.produced,
-        100.0 * sdk_counts.spans as f64 / sdk.produced.max(1) as f64
-    );
-    println!(
-        "| 8a. peak RSS during the burst | {} MiB | {} MiB |",
-        ours.peak_rss_kb / 1024,
-        sdk.peak_rss_kb / 1024
-    );
-    let (ours_idle, _) = runner.run("ours", Workload::Idle);
-    let (sdk_idle, _) = runner.run("sdk", Workload::Idle);
-    println!(
-        "| 8b. idle RSS, pipeline initialised | {} MiB | {} MiB |",
-        ours_idle.rss_kb / 1024,
-        sdk_idle.rss_kb / 1024
-    );
-    for gzip in [false, true] {
-        let ours_best = highest_zero_loss_rate(&mut runner, "ours", gzip);
-        let sdk_best = highest_zero_loss_rate(&mut runner, "sdk", gzip);
-        println!(
-            "| 7b. highest rate sustained 3 s with nothing dropped, gzip {} | {} spans/s | {} spans/s |",
-            if gzip { "on" } else { "off" },
-            ours_best,
-            sdk_best
-        );
-    }
+    println!("({} s)", started.elapsed().as_secs());
 }
 
-/// Steps the rate up until a 3-second run loses anything; returns the last rate that lost nothing.
-fn highest_zero_loss_rate(runner: &mut Runner, lib: &str, gzip: bool) -> u64 {
-    let rates: &[u64] = &[
-        25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_200_000,
-    ];
-    let mut best = 0;
-    for &rate in rates {
-        let (report, counts) = runner.run(lib, Workload::Sustain { rate, gzip });
-        if counts.spans < report.produced {
-            break;
+fn burst_row(bench: &mut Bench, table: &mut Table, rounds: usize) {
+    let mut cells: [String; 3] = Default::default();
+    let mut ours_met = None;
+    for (lib, runs) in bench.rounds(Workload::Burst, rounds) {
+        let mut delivered: Vec<f64> = runs
+            .iter()
+            .map(|r| 100.0 * r.delivered_spans as f64 / BURST as f64)
+            .collect();
+        let mut rss: Vec<f64> = runs
+            .iter()
+            .map(|r| r.report.peak_rss_kb as f64 / 1024.0)
+            .collect();
+        let (delivered, rss) = (median(&mut delivered), median(&mut rss));
+        cells[lib as usize] = format!("{delivered:.0} % · {rss:.1} MiB");
+        if lib == Lib::Ours {
+            ours_met = Some(delivered >= 100.0 && rss <= 24.0);
         }
-        best = rate;
+    }
+    let [ours, sdk, fastrace] = cells;
+    table.row([
+        "100k-span burst, default settings: delivered · peak RSS".into(),
+        ours,
+        sdk,
+        fastrace,
+        "–".into(),
+        "–".into(),
+        "100 % · ≤ 24 MiB".into(),
+        verdict(ours_met).into(),
+    ]);
+}
+
+/// Steps the rate up until a run loses anything; returns the last rate that lost nothing, with
+/// the exporter's CPU time (all but the app thread) per delivered span at that rate.
+fn highest_zero_loss_rate(bench: &mut Bench, lib: Lib) -> (u64, Option<f64>) {
+    let mut lossless = |rate| {
+        let run = bench.run(lib, Workload::Sustain { rate }, false);
+        let exporter_ns = run
+            .report
+            .process_cpu_ns
+            .saturating_sub(run.report.app_cpu_ns);
+        (run.delivered_spans >= run.report.produced)
+            .then(|| exporter_ns as f64 / run.delivered_spans.max(1) as f64)
+    };
+    let mut best = (0, None);
+    if let Some(exporter_ns) = lossless(SUSTAIN_RATES[SUSTAIN_FIRST]) {
+        best = (SUSTAIN_RATES[SUSTAIN_FIRST], Some(exporter_ns));
+        for &rate in &SUSTAIN_RATES[SUSTAIN_FIRST + 1..] {
+            match lossless(rate) {
+                Some(exporter_ns) => best = (rate, Some(exporter_ns)),
+                None => break,
+            }
+        }
+    } else {
+        for &rate in SUSTAIN_RATES[..SUSTAIN_FIRST].iter().rev() {
+            if let Some(exporter_ns) = lossless(rate) {
+                best = (rate, Some(exporter_ns));
+                break;
+            }
+        }
     }
     best
+}
+
+fn sustain_rows(bench: &mut Bench, table: &mut Table) {
+    let mut rates: Cells = [None; 3];
+    let mut exporter: Cells = [None; 3];
+    for lib in LIBS {
+        let (rate, exporter_ns) = highest_zero_loss_rate(bench, lib);
+        rates[lib as usize] = Some(Figure {
+            value: rate as f64,
+            ..Figure::default()
+        });
+        exporter[lib as usize] = exporter_ns.map(|ns| Figure {
+            value: ns,
+            ..Figure::default()
+        });
+    }
+    let value = |f: &Figure| Some(f.value);
+    let rate_text = |f: &Option<Figure>| {
+        f.map_or("–".into(), |f| {
+            format!("{} spans/s", grouped(f.value as u64))
+        })
+    };
+    // A higher rate is better: ours over theirs.
+    let rate_ratio = |lib| ratio(&rates, lib, value).map(|r| 1.0 / r);
+    table.row([
+        "highest rate sustained with nothing lost, gzip on".into(),
+        rate_text(&rates[0]),
+        rate_text(&rates[1]),
+        rate_text(&rates[2]),
+        ratio_text(rate_ratio(Lib::Sdk)).replace('x', "x (ours/SDK)"),
+        ratio_text(rate_ratio(Lib::Fastrace)).replace('x', "x (ours/fastrace)"),
+        "≥ 1 000 000 spans/s".into(),
+        verdict(rates[0].map(|f| f.value >= 1_000_000.0)).into(),
+    ]);
+    let ns_text = |f: &Option<Figure>| f.map_or("–".into(), |f| format!("{:.0} ns", f.value));
+    table.row([
+        "exporter (non-app) CPU per delivered span, at that rate".into(),
+        ns_text(&exporter[0]),
+        ns_text(&exporter[1]),
+        ns_text(&exporter[2]),
+        ratio_text(ratio(&exporter, Lib::Sdk, value)),
+        ratio_text(ratio(&exporter, Lib::Fastrace, value)),
+        "≤ 500 ns".into(),
+        verdict(exporter[0].map(|f| f.value <= 500.0)).into(),
+    ]);
 }

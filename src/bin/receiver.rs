@@ -3,8 +3,9 @@
 //! ```text
 //! plain-connect-receiver [--listen 127.0.0.1:4318] [--html PATH] [--exit-after SECONDS]
 //! ```
-//! Prints a fresh view whenever new telemetry arrived (checked every second); with `--html`
-//! also writes the page there. `PLAIN_CONNECT_RECEIVER_LISTEN` sets the address too.
+//! Serves the live view at its own address (`GET /`, open it in a browser), prints a fresh text
+//! view whenever new telemetry arrived (checked every second); with `--html` also writes the
+//! page there. `PLAIN_CONNECT_RECEIVER_LISTEN` sets the address too.
 
 use plain_connect::receiver::Receiver;
 use std::time::{Duration, Instant};
@@ -64,15 +65,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("plain-connect-receiver listening on {} (OTLP/HTTP protobuf: /v1/traces, /v1/metrics, /v1/logs)", receiver.endpoint());
+    println!(
+        "plain-connect-receiver listening on {0} (OTLP/HTTP protobuf: /v1/traces, /v1/metrics, /v1/logs)\nlive view: open {0}/ in a browser",
+        receiver.endpoint()
+    );
     let started = Instant::now();
     let mut last_requests = 0;
     loop {
         std::thread::sleep(Duration::from_millis(1000));
-        let snapshot = receiver.snapshot();
         let finished = args.exit_after.is_some_and(|d| started.elapsed() >= d);
-        if snapshot.counts.requests != last_requests || finished {
-            last_requests = snapshot.counts.requests;
+        let requests = receiver.counts().requests;
+        if requests != last_requests || finished {
+            last_requests = requests;
+            let snapshot = receiver.snapshot();
             let stdout = std::io::stdout();
             let _ = snapshot.render_text(&mut stdout.lock(), false);
             if let Some(path) = &args.html {

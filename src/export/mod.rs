@@ -9,6 +9,7 @@ pub(crate) mod encode;
 mod handoff;
 mod health;
 mod pipeline;
+mod report;
 pub(crate) mod retry;
 pub(crate) mod transport;
 mod wire;

@@ -5,6 +5,7 @@
 use super::counters::{Counters, SignalCounters};
 use super::encode::Encoder;
 use super::handoff::{self, Shared, SignalConfig};
+use super::report::Reporter;
 use super::retry::RetryPolicy;
 use super::transport::{Attempt, Endpoint, Transport};
 use super::{ExportError, Signal, SpanConsumer};
@@ -55,6 +56,8 @@ pub(crate) struct PipelineConfig {
     pub(crate) retry: RetryPolicy,
     /// Export the pipeline's own `otel.sdk.*` metrics ([`super::health`]).
     pub(crate) health_metrics: bool,
+    /// At most one line about an ongoing failure per this interval.
+    pub(crate) report_interval: Duration,
 }
 
 thread_local! {
@@ -95,6 +98,7 @@ impl Pipeline {
         let now = Instant::now();
         let exporter = Exporter {
             transport: Transport::new(config.endpoint.clone()),
+            reporter: Reporter::new(&config.endpoint, config.report_interval),
             encoder: Encoder::new(&config.resource),
             shared: Arc::clone(&shared),
             counters,
@@ -192,6 +196,7 @@ impl Drop for Pipeline {
 struct Exporter {
     config: PipelineConfig,
     transport: Transport,
+    reporter: Reporter,
     encoder: Encoder,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
@@ -398,9 +403,7 @@ impl Exporter {
                     let rejected = usize::try_from(rejected).unwrap_or(usize::MAX).min(items);
                     SignalCounters::add(&counters.exported, items - rejected);
                     SignalCounters::add(&counters.dropped_rejected, rejected);
-                    if let Some(warning) = warning {
-                        log::warn!(target: "plain_connect::export", "{signal:?}: endpoint accepted the batch with a warning: {warning}");
-                    }
+                    self.reporter.accepted(signal, rejected, warning.as_deref());
                     return;
                 }
                 Attempt::Rejected { reason } => {
@@ -408,7 +411,7 @@ impl Exporter {
                         .requests_failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     SignalCounters::add(&counters.dropped_rejected, items);
-                    log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped, endpoint refused them: {reason}");
+                    self.reporter.dropped(signal, items, attempt, &reason);
                     return;
                 }
                 Attempt::Failed { reason } => {
@@ -416,7 +419,7 @@ impl Exporter {
                         .requests_failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     SignalCounters::add(&counters.dropped_send_failed, items);
-                    log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped: {reason}");
+                    self.reporter.dropped(signal, items, attempt, &reason);
                     return;
                 }
                 Attempt::Retryable {
@@ -430,7 +433,7 @@ impl Exporter {
                     if attempt >= self.config.retry.max_attempts || Instant::now() + wait > hard_end
                     {
                         SignalCounters::add(&counters.dropped_send_failed, items);
-                        log::warn!(target: "plain_connect::export", "{signal:?}: {items} items dropped after {attempt} attempts: {reason}");
+                        self.reporter.dropped(signal, items, attempt, &reason);
                         return;
                     }
                     log::debug!(target: "plain_connect::export", "{signal:?}: attempt {attempt} failed ({reason}); retrying in {wait:?}");

@@ -4,6 +4,7 @@
 //! to another host), response bodies are read with a size cap, and every failure is classified
 //! as retryable or not per the OTLP/HTTP specification.
 
+use super::report::{Cause, Reason, Redactor};
 use super::Signal;
 use crate::proto::collector::logs::v1::ExportLogsServiceResponse;
 use crate::proto::collector::metrics::v1::ExportMetricsServiceResponse;
@@ -35,26 +36,28 @@ pub(crate) struct Endpoint {
 /// What one attempt came to.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Attempt {
-    /// 2xx. `rejected` items from `partial_success` are not to be retried.
+    /// 2xx. `rejected` items from `partial_success` are not to be retried; `warning` is the
+    /// endpoint's message, safe to log.
     Accepted {
         rejected: u64,
         warning: Option<String>,
     },
     /// Worth trying again (network error, timeout, 429/502/503/504), maybe after `retry_after`.
     Retryable {
-        reason: String,
+        reason: Reason,
         retry_after: Option<Duration>,
     },
     /// The endpoint refused the data (other 4xx/5xx, 3xx): drop and count as rejected.
-    Rejected { reason: String },
+    Rejected { reason: Reason },
     /// Could not be sent and will not be by trying again (TLS verification, oversized request
     /// or response, bad URL): drop and count as a failed send.
-    Failed { reason: String },
+    Failed { reason: Reason },
 }
 
 pub(crate) struct Transport {
     agent: ureq::Agent,
     endpoint: Endpoint,
+    redactor: Redactor,
 }
 
 impl Transport {
@@ -80,6 +83,7 @@ impl Transport {
         let config = config.build();
         Transport {
             agent: config.into(),
+            redactor: Redactor::new(&endpoint),
             endpoint,
         }
     }
@@ -96,7 +100,10 @@ impl Transport {
     pub(crate) fn send(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
         if body.len() > MAX_REQUEST_BYTES {
             return Attempt::Failed {
-                reason: format!("request of {} bytes is over the 64 MiB cap", body.len()),
+                reason: Reason::new(
+                    Cause::Local,
+                    format!("request of {} bytes is over the 64 MiB cap", body.len()),
+                ),
             };
         }
         let compressed;
@@ -108,7 +115,10 @@ impl Transport {
                 }
                 Err(e) => {
                     return Attempt::Failed {
-                        reason: format!("gzip failed: {e}"),
+                        reason: Reason::new(
+                            Cause::Local,
+                            self.redactor.excerpt(&format!("gzip failed: {e}")),
+                        ),
                     }
                 }
             }
@@ -148,35 +158,57 @@ impl Transport {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
+                let content_type = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let body = response
                     .body_mut()
                     .with_config()
                     .limit(MAX_RESPONSE_BYTES)
                     .read_to_vec();
-                classify(signal, status, retry_after, body)
+                let response = Response {
+                    status,
+                    retry_after,
+                    content_type: content_type.as_deref(),
+                    body,
+                };
+                classify(signal, response, &self.redactor)
             }
-            Err(error) => classify_error(&error),
+            Err(error) => classify_error(&error, &self.redactor),
         }
     }
 }
 
-pub(crate) fn classify(
-    signal: Signal,
-    status: u16,
-    retry_after: Option<Duration>,
-    body: Result<Vec<u8>, ureq::Error>,
-) -> Attempt {
+/// What came back.
+pub(crate) struct Response<'a> {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) body: Result<Vec<u8>, ureq::Error>,
+}
+
+/// What a response means; any text from it is passed through `redactor` before it is kept.
+pub(crate) fn classify(signal: Signal, response: Response<'_>, redactor: &Redactor) -> Attempt {
+    let Response {
+        status,
+        retry_after,
+        content_type,
+        body,
+    } = response;
     match status {
         200..=299 => match body {
             Ok(body) => {
                 let (rejected, message) = partial_success(signal, &body);
+                let message = redactor.excerpt(&message);
                 Attempt::Accepted {
                     rejected,
                     warning: (!message.is_empty()).then_some(message),
                 }
             }
             Err(ureq::Error::BodyExceedsLimit(_)) => Attempt::Failed {
-                reason: "response body over the 4 MiB cap".into(),
+                reason: Reason::new(Cause::Local, "response body over the 4 MiB cap"),
             },
             // The status said the data was accepted; a broken body does not undo that.
             Err(_) => Attempt::Accepted {
@@ -185,7 +217,10 @@ pub(crate) fn classify(
             },
         },
         429 | 502 | 503 | 504 => Attempt::Retryable {
-            reason: format!("HTTP {status}"),
+            reason: Reason::new(
+                Cause::Status(status),
+                status_line(status, content_type, body, redactor),
+            ),
             retry_after: if matches!(status, 429 | 503) {
                 retry_after
             } else {
@@ -193,16 +228,28 @@ pub(crate) fn classify(
             },
         },
         300..=399 => Attempt::Rejected {
-            reason: format!("HTTP {status}: redirects are not followed"),
+            reason: Reason::new(
+                Cause::Status(status),
+                format!("HTTP {status}: redirects are not followed"),
+            ),
         },
         _ => Attempt::Rejected {
-            reason: format!("HTTP {status}{}", status_message(body)),
+            reason: Reason::new(
+                Cause::Status(status),
+                status_line(status, content_type, body, redactor),
+            ),
         },
     }
 }
 
-/// The `google.rpc.Status` message of an error body, when there is one.
-fn status_message(body: Result<Vec<u8>, ureq::Error>) -> String {
+/// `HTTP 401 Unauthorized: <what the body says>`: the `google.rpc.Status` message of a protobuf
+/// body, or an excerpt of a text one (proxies and gateways answer in text, HTML or JSON).
+fn status_line(
+    status: u16,
+    content_type: Option<&str>,
+    body: Result<Vec<u8>, ureq::Error>,
+    redactor: &Redactor,
+) -> String {
     #[derive(Clone, PartialEq, prost::Message)]
     struct RpcStatus {
         #[prost(int32, tag = "1")]
@@ -210,11 +257,33 @@ fn status_message(body: Result<Vec<u8>, ureq::Error>) -> String {
         #[prost(string, tag = "2")]
         message: String,
     }
-    body.ok()
-        .and_then(|b| RpcStatus::decode(&b[..]).ok())
-        .filter(|s| !s.message.is_empty())
-        .map(|s| format!(": {}", s.message.chars().take(200).collect::<String>()))
+    let mut line = format!("HTTP {status}");
+    if let Some(name) = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        line = format!("{line} {name}");
+    }
+    let Ok(body) = body else { return line };
+    let media_type = content_type
         .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let said = if media_type.ends_with("protobuf") {
+        RpcStatus::decode(&body[..])
+            .map(|s| s.message)
+            .unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let said = redactor.excerpt(&said);
+    if !said.is_empty() {
+        line = format!("{line}: {said}");
+    }
+    line
 }
 
 /// (rejected items, message) of a 2xx body; an undecodable body counts as full success.
@@ -237,26 +306,40 @@ fn partial_success(signal: Signal, body: &[u8]) -> (u64, String) {
     .unwrap_or_default()
 }
 
-fn classify_error(error: &ureq::Error) -> Attempt {
+fn classify_error(error: &ureq::Error, redactor: &Redactor) -> Attempt {
+    use std::io::ErrorKind as K;
     use ureq::Error as E;
+    let reason = |cause: Cause, text: &str| Reason::new(cause, redactor.excerpt(text));
+    let retry = |cause: Cause, text: &str| Attempt::Retryable {
+        reason: reason(cause, text),
+        retry_after: None,
+    };
     match error {
         // rustls reports a certificate that does not verify (and other TLS failures) as
         // InvalidData inside an io::Error: trying again will not make it trustworthy.
-        E::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => Attempt::Failed {
-            reason: format!("TLS or protocol failure: {e}"),
+        E::Io(e) if e.kind() == K::InvalidData => Attempt::Failed {
+            reason: reason(Cause::Tls, &format!("TLS or protocol failure: {e}")),
         },
-        E::Io(_)
-        | E::Timeout(_)
-        | E::HostNotFound
-        | E::ConnectionFailed
-        | E::Protocol(_)
-        | E::BodyStalled => Attempt::Retryable {
-            reason: error.to_string(),
-            retry_after: None,
+        E::Io(e) if e.kind() == K::ConnectionRefused => retry(Cause::Connect, "connection refused"),
+        E::Io(e) if e.kind() == K::TimedOut => retry(Cause::Timeout, &error.to_string()),
+        // std reports a failed getaddrinfo with no ErrorKind of its own, only this wording.
+        E::Io(e) if e.to_string().contains("failed to lookup address") => {
+            retry(Cause::HostNotFound, &format!("host not found (DNS): {e}"))
+        }
+        E::Timeout(_) => retry(Cause::Timeout, &error.to_string()),
+        E::HostNotFound => retry(Cause::HostNotFound, "host not found (DNS)"),
+        E::ConnectionFailed => retry(Cause::Connect, "connection failed"),
+        E::Io(_) | E::Protocol(_) | E::BodyStalled => retry(Cause::Network, &error.to_string()),
+        E::Tls(_) | E::TlsRequired => Attempt::Failed {
+            reason: reason(Cause::Tls, &format!("TLS failure: {error}")),
         },
-        // TLS verification failures, bad URLs and the like will not fix themselves.
+        #[cfg(feature = "tls")]
+        E::Rustls(_) => Attempt::Failed {
+            reason: reason(Cause::Tls, &format!("TLS failure: {error}")),
+        },
+        // Bad URLs and the like will not fix themselves.
         _ => Attempt::Failed {
-            reason: error.to_string(),
+            reason: reason(Cause::Local, &error.to_string()),
         },
     }
 }
@@ -281,23 +364,32 @@ fn gzip(_body: &[u8]) -> std::io::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn respond(signal: Signal, status: u16, retry_after: Option<Duration>, body: &[u8]) -> Attempt {
+        let response = Response {
+            status,
+            retry_after,
+            content_type: Some("application/x-protobuf"),
+            body: Ok(body.to_vec()),
+        };
+        classify(signal, response, &Redactor::default())
+    }
+
     #[test]
     fn statuses_are_classified_per_the_otlp_spec() {
-        let ok = || Ok(Vec::new());
         for retryable in [429, 502, 503, 504] {
             assert!(matches!(
-                classify(Signal::Traces, retryable, None, ok()),
+                respond(Signal::Traces, retryable, None, b""),
                 Attempt::Retryable { .. }
             ));
         }
         for fatal in [400, 401, 403, 404, 413, 500, 501, 301, 307] {
             assert!(matches!(
-                classify(Signal::Traces, fatal, None, ok()),
+                respond(Signal::Traces, fatal, None, b""),
                 Attempt::Rejected { .. }
             ));
         }
         assert_eq!(
-            classify(Signal::Logs, 200, None, Ok(b"\xff\xff garbage".to_vec())),
+            respond(Signal::Logs, 200, None, b"\xff\xff garbage"),
             Attempt::Accepted {
                 rejected: 0,
                 warning: None
@@ -306,16 +398,16 @@ mod tests {
         // Retry-After is honoured on 429 and 503 only.
         let wait = Some(Duration::from_secs(2));
         assert_eq!(
-            classify(Signal::Traces, 502, wait, ok()),
+            respond(Signal::Traces, 502, wait, b""),
             Attempt::Retryable {
-                reason: "HTTP 502".into(),
+                reason: Reason::new(Cause::Status(502), "HTTP 502 Bad Gateway"),
                 retry_after: None
             }
         );
         assert_eq!(
-            classify(Signal::Traces, 429, wait, ok()),
+            respond(Signal::Traces, 429, wait, b""),
             Attempt::Retryable {
-                reason: "HTTP 429".into(),
+                reason: Reason::new(Cause::Status(429), "HTTP 429 Too Many Requests"),
                 retry_after: wait
             }
         );
@@ -332,7 +424,7 @@ mod tests {
         }
         .encode_to_vec();
         assert_eq!(
-            classify(Signal::Traces, 200, None, Ok(body)),
+            respond(Signal::Traces, 200, None, &body),
             Attempt::Accepted {
                 rejected: 3,
                 warning: Some("too old".into())

@@ -87,15 +87,7 @@ impl QueryBuilder {
                 sql::sanitize(&self.text)
             };
             span.set_attribute("db.query.text", text);
-            if let Some(op) = &summary.operation {
-                span.set_attribute("db.operation.name", op.clone());
-            }
-            if let Some(collection) = &summary.collection {
-                span.set_attribute("db.collection.name", collection.clone());
-            }
-            if let Some(s) = &summary.summary {
-                span.set_attribute("db.query.summary", s.clone());
-            }
+            span.set_attributes(summary_attributes(&summary));
             if let Some(ns) = &self.namespace {
                 span.set_attribute("db.namespace", ns.clone());
             }
@@ -187,22 +179,54 @@ impl Query {
             self.span.set_attribute("error.type", error_type.clone());
             self.span.set_status(Status::error(message.clone()));
         }
-        if let Some(histogram) = duration_histogram() {
-            let mut attributes = vec![KeyValue::new("db.system.name", self.system.clone())];
-            if let Some(op) = self.operation.take() {
-                attributes.push(KeyValue::new("db.operation.name", op));
-            }
-            if let Some(collection) = self.collection.take() {
-                attributes.push(KeyValue::new("db.collection.name", collection));
-            }
-            if let Some(ns) = self.namespace.take() {
-                attributes.push(KeyValue::new("db.namespace", ns));
-            }
-            if let Some((error_type, _)) = error {
-                attributes.push(KeyValue::new("error.type", error_type));
-            }
-            histogram.record(elapsed, &attributes);
-        }
+        record_duration(
+            elapsed,
+            self.system.clone(),
+            self.operation.take(),
+            self.collection.take(),
+            self.namespace.take(),
+            error.map(|(error_type, _)| error_type),
+        );
         self.span.end();
     }
+}
+
+/// The span attributes a query's summary gives: operation, collection and summary, when known.
+pub(crate) fn summary_attributes(summary: &sql::QuerySummary) -> Vec<KeyValue> {
+    [
+        ("db.operation.name", &summary.operation),
+        ("db.collection.name", &summary.collection),
+        ("db.query.summary", &summary.summary),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some(KeyValue::new(key, value.clone()?)))
+    .collect()
+}
+
+/// Records one operation in `db.client.operation.duration` (shared with the `tracing` bridge).
+pub(crate) fn record_duration(
+    elapsed_secs: f64,
+    system: Str,
+    operation: Option<String>,
+    collection: Option<String>,
+    namespace: Option<String>,
+    error_type: Option<Str>,
+) {
+    let Some(histogram) = duration_histogram() else {
+        return;
+    };
+    let mut attributes = vec![KeyValue::new("db.system.name", system)];
+    if let Some(op) = operation {
+        attributes.push(KeyValue::new("db.operation.name", op));
+    }
+    if let Some(collection) = collection {
+        attributes.push(KeyValue::new("db.collection.name", collection));
+    }
+    if let Some(ns) = namespace {
+        attributes.push(KeyValue::new("db.namespace", ns));
+    }
+    if let Some(error_type) = error_type {
+        attributes.push(KeyValue::new("error.type", error_type));
+    }
+    histogram.record(elapsed_secs, &attributes);
 }

@@ -39,7 +39,7 @@ fn client_duration() -> Option<&'static Histogram<f64>> {
 }
 
 /// The normalised method: the known method itself, or `None` for `_OTHER`.
-fn normalise_method(method: &str) -> Option<&'static str> {
+pub(crate) fn normalise_method(method: &str) -> Option<&'static str> {
     KNOWN_METHODS.iter().find(|m| **m == method).copied()
 }
 
@@ -125,6 +125,17 @@ impl ServerRequestBuilder {
     /// request span its child; an invalid one is ignored (a new trace starts), tracestate too.
     pub fn traceparent(mut self, traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
         self.parent = traceparent.and_then(|tp| propagation::extract(tp, tracestate));
+        self
+    }
+    /// The request's headers as `(name, value)` pairs, a repeated header once per value: reads
+    /// `traceparent` and `tracestate` as [`propagation::extract_headers`] does (two
+    /// `traceparent` headers are invalid and start a new trace; `tracestate` values combine).
+    /// Prefer it to [`traceparent`](Self::traceparent) when the server hands over every value.
+    pub fn trace_headers<'a>(
+        mut self,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        self.parent = propagation::extract_headers(headers);
         self
     }
 
@@ -216,28 +227,18 @@ impl ServerRequest {
     /// duration is recorded whether or not the trace is sampled.
     pub fn end(mut self, status_code: u16) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let server_error = !(100..500).contains(&status_code);
         self.span
             .set_attribute("http.response.status_code", i64::from(status_code));
-        if server_error {
-            self.span
-                .set_attribute("error.type", status_code.to_string());
-            self.span
-                .set_status(Status::error(format!("HTTP {status_code}")));
-        }
-        if let Some(histogram) = server_duration() {
-            let mut attributes = vec![
-                KeyValue::new("http.request.method", self.method.clone()),
-                KeyValue::new("url.scheme", self.scheme.clone()),
-                KeyValue::new("http.response.status_code", i64::from(status_code)),
-            ];
-            if let Some(route) = self.route.take() {
-                attributes.push(KeyValue::new("http.route", route));
-            }
-            if server_error {
-                attributes.push(KeyValue::new("error.type", status_code.to_string()));
-            }
-            histogram.record(elapsed, &attributes);
+        let failed = record_finished(
+            elapsed,
+            self.method.clone(),
+            self.scheme.clone(),
+            self.route.take(),
+            status_code,
+        );
+        if let Some((error_type, status)) = failed {
+            self.span.set_attribute("error.type", error_type);
+            self.span.set_status(status);
         }
         self.span.end();
     }
@@ -403,11 +404,18 @@ pub struct ClientRequest {
 
 impl ClientRequest {
     /// The headers that carry this request's span to the server, as `(name, value)` pairs:
-    /// `traceparent`, and `tracestate` when there is one; none when no pipeline is installed.
+    /// `traceparent`, and `tracestate` when there is one. With no pipeline installed the span has
+    /// no context of its own: then the headers carry what is current (the incoming trace a server
+    /// span passed through), so a service whose telemetry is off does not cut the trace.
     /// Owned values, so a builder taken by value (`builder = builder.header(name, value)`) can
     /// take them in a loop.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
-        propagation::headers_for(self.span.context())
+        let own = self.span.context();
+        if own.is_valid() {
+            propagation::headers_for(own)
+        } else {
+            propagation::headers_for(&trace::current())
+        }
     }
 
     /// The span, to add attributes or events.
@@ -475,6 +483,39 @@ impl ClientRequest {
         }
         self.span.end();
     }
+}
+
+/// Records a finished request in `http.server.request.duration`, and returns the `error.type`
+/// and span status a server error (5xx, or a code outside 100–599) calls for. Shared with the
+/// `tracing` bridge.
+pub(crate) fn record_finished(
+    elapsed_secs: f64,
+    method: Str,
+    scheme: Str,
+    route: Option<String>,
+    status_code: u16,
+) -> Option<(String, Status)> {
+    let failed = (!(100..500).contains(&status_code)).then(|| {
+        (
+            status_code.to_string(),
+            Status::error(format!("HTTP {status_code}")),
+        )
+    });
+    if let Some(histogram) = server_duration() {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("url.scheme", scheme),
+            KeyValue::new("http.response.status_code", i64::from(status_code)),
+        ];
+        if let Some(route) = route {
+            attributes.push(KeyValue::new("http.route", route));
+        }
+        if let Some((error_type, _)) = &failed {
+            attributes.push(KeyValue::new("error.type", error_type.clone()));
+        }
+        histogram.record(elapsed_secs, &attributes);
+    }
+    failed
 }
 
 #[cfg(test)]

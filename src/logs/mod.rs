@@ -15,9 +15,8 @@
 //! log::info!(user_id = 42; "signed in");
 //! ```
 
-mod bridge;
 mod record;
 
-pub(crate) use bridge::widen_max_level;
-pub use bridge::{install, LogBridge};
+pub(crate) use crate::bridges::log::widen_max_level;
+pub use crate::bridges::log::{install, LogBridge};
 pub use record::{CodeLocation, LogRecordData};

@@ -1,7 +1,7 @@
 //! The embedded OTLP/HTTP receiver (feature `receiver`): the local counterpart of production
 //! export. It accepts OTLP/HTTP protobuf from any exporter in any language, decodes what really
-//! arrived (gzip included), and shows it as trace waterfalls, histograms and logs in the terminal
-//! or as one HTML page.
+//! arrived (gzip included), and shows it as trace waterfalls, metric series and logs: live in a
+//! browser at the receiver's own address (`GET /`), in the terminal, or as one HTML file.
 //!
 //! ```
 //! use plain_connect::receiver::Receiver;
@@ -14,9 +14,12 @@
 //! # drop(endpoint);
 //! ```
 
+mod clean;
+mod html;
+mod model;
 mod server;
 mod store;
-mod view;
+mod text;
 
 pub use store::Counts;
 
@@ -25,17 +28,31 @@ use crate::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::collector::trace::v1::ExportTraceServiceRequest;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-/// Limits for what the receiver accepts.
+/// Limits for what the receiver accepts and keeps.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ReceiverOptions {
     /// Largest request body, compressed or not (default 16 MiB); larger ones get 413.
     pub max_body_bytes: usize,
-    /// Spans, points and records kept in memory (default 200 000); older requests are evicted.
+    /// Spans, points and records kept in memory (default 200 000); the oldest requests are
+    /// evicted past it.
     pub max_items: usize,
+    /// Decoded protobuf bytes kept in memory (default 64 MiB); the oldest requests are evicted
+    /// past it.
+    pub max_kept_bytes: usize,
+    /// Connections open at once (default 64). When all are taken, the one that has waited
+    /// longest for its peer is closed to make room.
+    pub max_connections: usize,
+    /// Time for a request head to arrive once it started, and for its body once the head is in
+    /// (default 10 s each; a slower peer is cut off).
+    pub request_timeout: Duration,
+    /// How long a kept-alive connection may sit between requests (default 30 s).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ReceiverOptions {
@@ -43,6 +60,10 @@ impl Default for ReceiverOptions {
         ReceiverOptions {
             max_body_bytes: 16 * 1024 * 1024,
             max_items: 200_000,
+            max_kept_bytes: 64 * 1024 * 1024,
+            max_connections: 64,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -50,9 +71,16 @@ impl Default for ReceiverOptions {
 /// A running receiver; stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
-    store: Arc<store::Store>,
-    stopping: Arc<AtomicBool>,
+    server: Arc<server::Server>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 impl Receiver {
@@ -68,21 +96,27 @@ impl Receiver {
     ) -> io::Result<Receiver> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        let store = Arc::new(store::Store::new(options.max_items));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let limits = Arc::new(server::Limits {
-            max_body_bytes: options.max_body_bytes,
+        let server = Arc::new(server::Server {
+            store: Arc::new(store::Store::new(options.max_items, options.max_kept_bytes)),
+            limits: server::Limits {
+                max_body_bytes: options.max_body_bytes,
+                max_connections: options.max_connections,
+                head_timeout: options.request_timeout,
+                body_timeout: options.request_timeout,
+                idle_timeout: options.idle_timeout,
+            },
+            slots: Arc::default(),
+            stopping: Default::default(),
         });
         let thread = std::thread::Builder::new()
             .name("plain-connect-receiver".into())
             .spawn({
-                let (store, stopping) = (Arc::clone(&store), Arc::clone(&stopping));
-                move || server::accept_loop(listener, store, limits, stopping)
+                let server = Arc::clone(&server);
+                move || server::accept_loop(listener, server)
             })?;
         Ok(Receiver {
             addr,
-            store,
-            stopping,
+            server,
             thread: Some(thread),
         })
     }
@@ -92,17 +126,33 @@ impl Receiver {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, ready for `export_url`.
+    /// `http://127.0.0.1:PORT`, ready for `export_url`; the live view is at this address's `/`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Counts so far, without copying what is kept.
+    pub fn counts(&self) -> Counts {
+        self.server.store.counts()
+    }
+
+    /// Connections open right now, and connections closed so far to make room for newer ones.
+    pub fn connections(&self) -> (usize, u64) {
+        let slots = &self.server.slots;
+        (slots.open_connections(), slots.preempted())
+    }
+
+    /// Spans, points and records, and decoded bytes, kept in memory right now.
+    pub fn kept(&self) -> (usize, usize) {
+        self.server.store.kept()
+    }
+
     /// A copy of everything kept so far.
-    pub fn snapshot(&self) -> Telemetry {
-        self.store.with(|inner| Telemetry {
-            traces: inner.traces.iter().cloned().collect(),
-            metrics: inner.metrics.iter().cloned().collect(),
-            logs: inner.logs.iter().cloned().collect(),
+    pub fn snapshot(&self) -> Received {
+        self.server.store.with(|inner| Received {
+            traces: inner.traces().cloned().collect(),
+            metrics: inner.metrics().cloned().collect(),
+            logs: inner.logs().cloned().collect(),
             counts: inner.counts,
         })
     }
@@ -113,7 +163,7 @@ impl Receiver {
     }
 
     fn stop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.server.stopping.store(true, Ordering::SeqCst);
         // Wake the blocking accept.
         let _ = TcpStream::connect(self.addr);
         if let Some(thread) = self.thread.take() {
@@ -128,9 +178,44 @@ impl Drop for Receiver {
     }
 }
 
+/// The live page for `GET /?service=..&trace=..`, rendered under the store's lock from what is
+/// kept (no copy), with a Content-Security-Policy that lets only its own script run.
+fn live_page(store: &store::Store, query: &str) -> server::Response {
+    use rand::{Rng, SeedableRng};
+    let nonce = format!(
+        "{:032x}",
+        rand::rngs::SmallRng::from_os_rng().random::<u128>()
+    );
+    let filter = model::Filter::parse(query);
+    let page = store.with(|inner| {
+        let model = model::Model::build(
+            inner.traces(),
+            inner.metrics(),
+            inner.logs(),
+            inner.counts,
+            filter,
+        );
+        html::render(&model, html::Mode::Live { nonce: &nonce })
+    });
+    server::Response {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: page.into_bytes(),
+        extra_headers: vec![
+            (
+                "Content-Security-Policy",
+                format!("default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; form-action 'self'; base-uri 'none'"),
+            ),
+            ("Cache-Control", "no-store".into()),
+            ("X-Content-Type-Options", "nosniff".into()),
+        ],
+    }
+}
+
 /// What the receiver decoded: the requests as they arrived, and counts.
 #[derive(Clone, Debug, Default)]
-pub struct Telemetry {
+#[non_exhaustive]
+pub struct Received {
     /// Trace requests.
     pub traces: Vec<ExportTraceServiceRequest>,
     /// Metric requests.
@@ -141,7 +226,29 @@ pub struct Telemetry {
     pub counts: Counts,
 }
 
-impl Telemetry {
+impl Received {
+    /// Requests decoded elsewhere (a file, a test, a fuzzer), to show with the same views.
+    pub fn from_requests(
+        traces: Vec<ExportTraceServiceRequest>,
+        metrics: Vec<ExportMetricsServiceRequest>,
+        logs: Vec<ExportLogsServiceRequest>,
+    ) -> Received {
+        let sum = |counts: Vec<usize>| counts.into_iter().sum::<usize>() as u64;
+        let counts = Counts {
+            requests: (traces.len() + metrics.len() + logs.len()) as u64,
+            spans: sum(traces.iter().map(store::span_count).collect()),
+            data_points: sum(metrics.iter().map(store::point_count).collect()),
+            log_records: sum(logs.iter().map(store::log_count).collect()),
+            ..Counts::default()
+        };
+        Received {
+            traces,
+            metrics,
+            logs,
+            counts,
+        }
+    }
+
     /// Every span, flattened.
     pub fn spans(&self) -> impl Iterator<Item = &crate::proto::trace::v1::Span> {
         self.traces
@@ -169,68 +276,25 @@ impl Telemetry {
             .flat_map(|sm| &sm.metrics)
     }
 
-    fn summary(&self, traces: usize) -> String {
-        let mut services: Vec<String> = self
-            .traces
-            .iter()
-            .flat_map(|r| r.resource_spans.iter().map(|rs| &rs.resource))
-            .chain(
-                self.metrics
-                    .iter()
-                    .flat_map(|r| r.resource_metrics.iter().map(|rm| &rm.resource)),
-            )
-            .chain(
-                self.logs
-                    .iter()
-                    .flat_map(|r| r.resource_logs.iter().map(|rl| &rl.resource)),
-            )
-            .flatten()
-            .flat_map(|r| &r.attributes)
-            .filter(|kv| kv.key == "service.name")
-            .map(|kv| view::any_to_string(&kv.value))
-            .collect();
-        services.sort();
-        services.dedup();
-        let c = &self.counts;
-        format!(
-            "services: {} | {} traces, {} spans | {} metric points | {} log records | {} requests ({} rejected)",
-            if services.is_empty() { "-".into() } else { services.join(", ") },
-            traces,
-            c.spans,
-            c.data_points,
-            c.log_records,
-            c.requests,
-            c.rejected_requests
+    fn model(&self) -> model::Model {
+        model::Model::build(
+            self.traces.iter(),
+            self.metrics.iter(),
+            self.logs.iter(),
+            self.counts,
+            model::Filter::default(),
         )
     }
 
-    /// The terminal view: waterfalls, histograms with estimated percentiles, logs in time order.
+    /// The terminal view: waterfalls, metric series with estimated percentiles and exemplars,
+    /// logs in time order, and what was received but not shown. Every field is bounded and its
+    /// control characters are made visible, so nothing received can drive the terminal.
     pub fn render_text(&self, out: &mut dyn io::Write, color: bool) -> io::Result<()> {
-        let traces = view::traces(&self.traces.iter().collect::<Vec<_>>());
-        let (histograms, numbers) = view::metrics(&self.metrics.iter().collect::<Vec<_>>());
-        let logs = view::logs(&self.logs.iter().collect::<Vec<_>>());
-        view::render_text(
-            out,
-            color,
-            &self.summary(traces.len()),
-            &traces,
-            &histograms,
-            &numbers,
-            &logs,
-        )
+        text::render(out, color, &self.model())
     }
 
-    /// The same view as one self-contained HTML page.
+    /// The same view as one self-contained HTML page (no script, no external resources).
     pub fn render_html(&self) -> String {
-        let traces = view::traces(&self.traces.iter().collect::<Vec<_>>());
-        let (histograms, numbers) = view::metrics(&self.metrics.iter().collect::<Vec<_>>());
-        let logs = view::logs(&self.logs.iter().collect::<Vec<_>>());
-        view::render_html(
-            &self.summary(traces.len()),
-            &traces,
-            &histograms,
-            &numbers,
-            &logs,
-        )
+        html::render(&self.model(), html::Mode::Static)
     }
 }

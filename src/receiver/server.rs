@@ -1,5 +1,12 @@
-//! A small HTTP/1.1 server for OTLP/HTTP protobuf on std's TcpListener: keep-alive,
-//! Content-Length and chunked bodies, gzip, size caps, read timeouts. Never panics on input.
+//! The receiver's HTTP/1.1 server on std's TcpListener. httparse (already in the tree through
+//! ureq) parses request heads and chunk sizes; this file owns only what a parser cannot: how much
+//! it reads, for how long, and who gets a connection slot.
+//!
+//! Every read has a deadline (head, body, idle), every size is checked before anything is
+//! allocated and buffers grow only with bytes that really arrived, a slot is released by a guard
+//! whatever happens on the connection thread (a panic included), and when all slots are taken the
+//! connection that has been waiting longest for bytes is closed to make room: idle or trickling
+//! sockets can delay a real exporter by one accept, never lock it out.
 
 use super::store::Store;
 use crate::proto::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
@@ -7,223 +14,518 @@ use crate::proto::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use crate::proto::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use parking_lot::Mutex;
 use prost::Message;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-const MAX_CONNECTIONS: usize = 64;
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Bytes asked of the socket per read: buffers grow by what arrived, never by what was declared.
+const READ_CHUNK: usize = 64 * 1024;
 
+/// What the server accepts, and for how long it waits.
+#[derive(Clone, Debug)]
 pub(crate) struct Limits {
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_connections: usize,
+    /// From the first byte of a request to the end of its head.
+    pub(crate) head_timeout: Duration,
+    /// From the end of the head to the end of the body.
+    pub(crate) body_timeout: Duration,
+    /// Waiting for the next request on a kept-alive connection.
+    pub(crate) idle_timeout: Duration,
 }
 
-struct Request {
-    method: String,
-    path: String,
-    body: Vec<u8>,
-    close: bool,
+/// Where a connection is; anything but `Handling` is waiting on its peer and may be closed to
+/// make room for a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Between requests, or connected and silent.
+    Idle,
+    /// Reading a request head.
+    Head,
+    /// Reading a request body.
+    Body,
+    /// Decoding, storing, rendering, answering: bounded work, never preempted.
+    Handling,
 }
 
-enum ReadError {
-    /// The peer closed or the server is stopping: end quietly.
-    Closed,
-    /// Answer with this status, then close.
-    Reject(u16, &'static str),
+struct Slot {
+    id: u64,
+    stream: TcpStream,
+    phase: Phase,
+    since: Instant,
 }
 
-pub(crate) fn accept_loop(
-    listener: TcpListener,
-    store: Arc<Store>,
-    limits: Arc<Limits>,
-    stopping: Arc<AtomicBool>,
-) {
-    let open = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        if stopping.load(Ordering::SeqCst) {
-            return;
+/// The open connections; a slot is taken at accept and released by [`SlotGuard`].
+#[derive(Default)]
+pub(crate) struct Slots {
+    open: Mutex<Vec<Slot>>,
+    next_id: AtomicU64,
+    /// Connections closed to make room for a newer one.
+    preempted: AtomicU64,
+}
+
+impl Slots {
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    pub(crate) fn preempted(&self) -> u64 {
+        self.preempted.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot for `stream`, closing the connection that has waited longest on its peer if
+    /// all are taken (idle before heads, heads before bodies). None: every slot is busy handling.
+    fn take(self: &Arc<Self>, stream: &TcpStream, max: usize) -> Option<SlotGuard> {
+        let control = stream.try_clone().ok()?;
+        let mut open = self.open.lock();
+        if open.len() >= max.max(1) {
+            let victim = open
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.phase != Phase::Handling)
+                .min_by_key(|(_, s)| (s.phase, s.since))
+                .map(|(i, _)| i)?;
+            let victim = open.swap_remove(victim);
+            let _ = victim.stream.shutdown(Shutdown::Both);
+            self.preempted.fetch_add(1, Ordering::Relaxed);
         }
-        let Ok(stream) = stream else { continue };
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            let mut stream = stream;
-            let _ = respond(
-                &mut stream,
-                503,
-                "text/plain",
-                b"too many connections",
-                true,
-            );
-            continue;
-        }
-        open.fetch_add(1, Ordering::SeqCst);
-        let (store, limits, stopping, open) = (
-            Arc::clone(&store),
-            Arc::clone(&limits),
-            Arc::clone(&stopping),
-            Arc::clone(&open),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("plain-connect-receiver-conn".into())
-            .spawn(move || {
-                serve_connection(stream, &store, &limits, &stopping);
-                open.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            // Could not start a thread: the connection is dropped, the server goes on.
-            continue;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        open.push(Slot {
+            id,
+            stream: control,
+            phase: Phase::Idle,
+            since: Instant::now(),
+        });
+        Some(SlotGuard {
+            slots: Arc::clone(self),
+            id,
+        })
+    }
+}
+
+/// Releases its slot when the connection ends, however it ends.
+struct SlotGuard {
+    slots: Arc<Slots>,
+    id: u64,
+}
+
+impl SlotGuard {
+    fn enter(&self, phase: Phase) {
+        if let Some(slot) = self.slots.open.lock().iter_mut().find(|s| s.id == self.id) {
+            slot.phase = phase;
+            slot.since = Instant::now();
         }
     }
 }
 
-fn serve_connection(stream: TcpStream, store: &Store, limits: &Limits, stopping: &AtomicBool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
-    let Ok(reader_stream) = stream.try_clone() else {
-        return;
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.slots.open.lock().retain(|s| s.id != self.id);
+    }
+}
+
+pub(crate) struct Server {
+    pub(crate) store: Arc<Store>,
+    pub(crate) limits: Limits,
+    pub(crate) slots: Arc<Slots>,
+    pub(crate) stopping: AtomicBool,
+}
+
+pub(crate) fn accept_loop(listener: TcpListener, server: Arc<Server>) {
+    for stream in listener.incoming() {
+        if server.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut stream) = stream else { continue };
+        let Some(guard) = server.slots.take(&stream, server.limits.max_connections) else {
+            // Every slot is decoding or answering right now: a moment later one is free.
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = respond(
+                &mut stream,
+                &Response::text(503, "busy: every connection is being answered, retry"),
+                true,
+            );
+            continue;
+        };
+        let server = Arc::clone(&server);
+        let spawned = std::thread::Builder::new()
+            .name("plain-connect-receiver-conn".into())
+            .spawn(move || {
+                // A bug here must cost one connection, never the receiver; the guard frees the
+                // slot while unwinding.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_connection(stream, &server, &guard)
+                }));
+                drop(guard);
+            });
+        // Could not start a thread: the closure (stream and guard) is dropped, the slot freed.
+        drop(spawned);
+    }
+}
+
+/// A request head that parsed, reduced to what the receiver acts on.
+struct Head {
+    method: String,
+    target: String,
+    close: bool,
+    body: BodyFraming,
+    gzip: bool,
+    json: bool,
+    expect_continue: bool,
+}
+
+enum BodyFraming {
+    Length(usize),
+    Chunked,
+}
+
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
+    pub(crate) extra_headers: Vec<(&'static str, String)>,
+}
+
+impl Response {
+    pub(crate) fn text(status: u16, message: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: message.as_bytes().to_vec(),
+            extra_headers: Vec::new(),
+        }
+    }
+}
+
+enum Failure {
+    /// The peer went away, timed out or the server is stopping: close without a word.
+    Gone,
+    /// Answer this, then close.
+    Reject(u16, &'static str),
+}
+
+impl From<io::Error> for Failure {
+    fn from(_: io::Error) -> Self {
+        Failure::Gone
+    }
+}
+
+/// A connection's socket and the bytes read from it but not consumed yet.
+struct Connection {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Connection {
+    /// Reads what the peer has sent, waiting until `deadline` at most. Ok(0): the peer closed.
+    fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let start = self.pending.len();
+        self.pending.resize(start + READ_CHUNK, 0);
+        let read = self.stream.read(&mut self.pending[start..]);
+        self.pending.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    /// Moves up to `wanted` bytes into `body`, reading as they arrive.
+    fn read_into(
+        &mut self,
+        body: &mut Vec<u8>,
+        mut wanted: usize,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        while wanted > 0 {
+            if self.pending.is_empty() && self.fill(deadline)? == 0 {
+                return Err(Failure::Gone);
+            }
+            let take = wanted.min(self.pending.len());
+            body.extend_from_slice(&self.pending[..take]);
+            self.pending.drain(..take);
+            wanted -= take;
+        }
+        Ok(())
+    }
+
+    /// Makes sure `pending` holds at least `n` bytes.
+    fn need(&mut self, n: usize, deadline: Instant) -> Result<(), Failure> {
+        while self.pending.len() < n {
+            if self.fill(deadline)? == 0 {
+                return Err(Failure::Gone);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn serve_connection(stream: TcpStream, server: &Server, slot: &SlotGuard) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_nodelay(true);
+    let mut connection = Connection {
+        stream,
+        pending: Vec::new(),
     };
-    let mut reader = BufReader::new(reader_stream);
-    let mut writer = stream;
-    while !stopping.load(Ordering::SeqCst) {
-        match read_request(&mut reader, limits) {
-            Ok(request) => {
-                let (status, body) = handle(&request, store);
-                let content_type = if status == 200 || status == 400 {
-                    "application/x-protobuf"
-                } else {
-                    "text/plain"
-                };
-                if respond(&mut writer, status, content_type, &body, request.close).is_err()
-                    || request.close
-                {
+    let limits = &server.limits;
+    while !server.stopping.load(Ordering::SeqCst) {
+        slot.enter(Phase::Idle);
+        let outcome = read_head(&mut connection, limits, slot).and_then(|head| {
+            slot.enter(Phase::Body);
+            let body = read_body(&mut connection, &head, limits)?;
+            Ok((head, body))
+        });
+        slot.enter(Phase::Handling);
+        match outcome {
+            Ok((head, body)) => {
+                let response = handle(&head, &body, server);
+                if respond(&mut connection.stream, &response, head.close).is_err() || head.close {
                     return;
                 }
             }
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Reject(status, message)) => {
-                store.count_rejected();
-                let _ = respond(&mut writer, status, "text/plain", message.as_bytes(), true);
+            Err(Failure::Gone) => return,
+            Err(Failure::Reject(status, message)) => {
+                server.store.count_rejected();
+                let _ = respond(
+                    &mut connection.stream,
+                    &Response::text(status, message),
+                    true,
+                );
+                linger(&mut connection, slot);
                 return;
             }
         }
     }
 }
 
-fn read_line(reader: &mut BufReader<TcpStream>, budget: &mut usize) -> Result<String, ReadError> {
-    let mut line = Vec::new();
-    let read = reader
-        .by_ref()
-        .take(*budget as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .map_err(|_| ReadError::Closed)?;
-    if read == 0 {
-        return Err(ReadError::Closed);
+/// After refusing a request whose body was not read, reads (and drops) what the peer still sends
+/// for a moment, so that it sees the answer instead of a reset.
+fn linger(connection: &mut Connection, slot: &SlotGuard) {
+    slot.enter(Phase::Idle);
+    let _ = connection.stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut drained = 0usize;
+    while drained < 4 * 1024 * 1024 {
+        connection.pending.clear();
+        match connection.fill(deadline) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
     }
-    if read > *budget {
-        return Err(ReadError::Reject(431, "request headers too large"));
-    }
-    *budget -= read;
-    String::from_utf8(line).map_err(|_| ReadError::Reject(400, "request head is not UTF-8"))
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Request, ReadError> {
-    let mut budget = MAX_HEADER_BYTES;
-    let request_line = read_line(reader, &mut budget)?;
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::Reject(400, "malformed request line"));
-    };
-    let (method, path) = (method.to_owned(), path.to_owned());
-    let mut close = version == "HTTP/1.0";
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    let mut gzip = false;
+fn read_head(
+    connection: &mut Connection,
+    limits: &Limits,
+    slot: &SlotGuard,
+) -> Result<Head, Failure> {
+    // The idle wait ends at the first byte; the whole head must follow within head_timeout.
+    if connection.pending.is_empty() && connection.fill(Instant::now() + limits.idle_timeout)? == 0
+    {
+        return Err(Failure::Gone);
+    }
+    slot.enter(Phase::Head);
+    let deadline = Instant::now() + limits.head_timeout;
     loop {
-        let line = read_line(reader, &mut budget)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(ReadError::Reject(400, "malformed header"));
-        };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        match name.as_str() {
-            "content-length" => {
-                content_length = Some(
-                    value
-                        .parse()
-                        .map_err(|_| ReadError::Reject(400, "bad Content-Length"))?,
-                )
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&connection.pending) {
+            Ok(httparse::Status::Complete(length)) => {
+                let head = interpret(&request)?;
+                connection.pending.drain(..length);
+                return Ok(head);
             }
-            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "content-encoding" => gzip = value.eq_ignore_ascii_case("gzip"),
-            "connection" => close = value.eq_ignore_ascii_case("close"),
-            _ => {}
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Failure::Reject(431, "too many header fields"))
+            }
+            Err(_) => return Err(Failure::Reject(400, "malformed request head")),
+        }
+        if connection.pending.len() >= MAX_HEAD_BYTES {
+            return Err(Failure::Reject(431, "request head too large"));
+        }
+        if connection.fill(deadline)? == 0 {
+            return Err(Failure::Gone);
         }
     }
-    let raw = if chunked {
-        read_chunked(reader, limits.max_body_bytes)?
-    } else {
-        let length = content_length.unwrap_or(0);
-        if length > limits.max_body_bytes {
-            return Err(ReadError::Reject(413, "request body too large"));
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn interpret(request: &httparse::Request) -> Result<Head, Failure> {
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(Failure::Reject(400, "incomplete request line"));
+    };
+    let mut close = version == 0;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut gzip = false;
+    let mut json = false;
+    let mut expect_continue = false;
+    for header in request.headers.iter() {
+        let value = header.value.trim_ascii();
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .map(|v| v.parse::<usize>().unwrap_or(usize::MAX))
+                .ok_or(Failure::Reject(400, "bad Content-Length"))?;
+            if length.is_some_and(|l| l != parsed) {
+                return Err(Failure::Reject(400, "conflicting Content-Length headers"));
+            }
+            length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if !value.eq_ignore_ascii_case(b"chunked") || chunked {
+                return Err(Failure::Reject(
+                    501,
+                    "unsupported Transfer-Encoding (chunked only)",
+                ));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            if value.eq_ignore_ascii_case(b"gzip") {
+                gzip = true;
+            } else if !value.eq_ignore_ascii_case(b"identity") {
+                return Err(Failure::Reject(
+                    415,
+                    "unsupported Content-Encoding (gzip or identity)",
+                ));
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            json = value
+                .get(..16)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"application/json"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(value, "close") {
+                close = true;
+            } else if has_token(value, "keep-alive") {
+                close = false;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         }
-        let mut body = vec![0; length];
-        reader
-            .read_exact(&mut body)
-            .map_err(|_| ReadError::Closed)?;
-        body
-    };
-    let body = if gzip {
-        gunzip(&raw, limits.max_body_bytes)?
-    } else {
-        raw
-    };
-    Ok(Request {
-        method,
-        path,
-        body,
+    }
+    if chunked && length.is_some() {
+        // Both framings at once is how requests are smuggled past proxies: refuse.
+        return Err(Failure::Reject(
+            400,
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(Head {
+        method: method.to_owned(),
+        target: target.to_owned(),
         close,
+        body: if chunked {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::Length(length.unwrap_or(0))
+        },
+        gzip,
+        json,
+        expect_continue,
     })
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>, max: usize) -> Result<Vec<u8>, ReadError> {
+fn read_body(
+    connection: &mut Connection,
+    head: &Head,
+    limits: &Limits,
+) -> Result<Vec<u8>, Failure> {
+    let too_large = Failure::Reject(413, "request body too large");
+    if let BodyFraming::Length(length) = head.body {
+        if length > limits.max_body_bytes {
+            return Err(too_large);
+        }
+    }
+    if head.expect_continue {
+        connection
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let deadline = Instant::now() + limits.body_timeout;
     let mut body = Vec::new();
+    match head.body {
+        BodyFraming::Length(length) => connection.read_into(&mut body, length, deadline)?,
+        BodyFraming::Chunked => loop {
+            let (consumed, size) = loop {
+                match httparse::parse_chunk_size(&connection.pending) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) if connection.pending.len() < 4096 => {
+                        if connection.fill(deadline)? == 0 {
+                            return Err(Failure::Gone);
+                        }
+                    }
+                    _ => return Err(Failure::Reject(400, "bad chunk size line")),
+                }
+            };
+            connection.pending.drain(..consumed);
+            let size =
+                usize::try_from(size).map_err(|_| Failure::Reject(413, "chunk too large"))?;
+            if size > limits.max_body_bytes.saturating_sub(body.len()) {
+                return Err(too_large);
+            }
+            if size == 0 {
+                read_trailers(connection, deadline)?;
+                break;
+            }
+            connection.read_into(&mut body, size, deadline)?;
+            connection.need(2, deadline)?;
+            if &connection.pending[..2] != b"\r\n" {
+                return Err(Failure::Reject(400, "chunk not followed by CRLF"));
+            }
+            connection.pending.drain(..2);
+        },
+    }
+    if head.gzip {
+        gunzip(&body, limits.max_body_bytes)
+    } else {
+        Ok(body)
+    }
+}
+
+/// The trailer section after the last chunk: header fields up to an empty line, all ignored.
+fn read_trailers(connection: &mut Connection, deadline: Instant) -> Result<(), Failure> {
     loop {
-        let mut budget = 1024;
-        let size_line = read_line(reader, &mut budget)?;
-        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
-            .map_err(|_| ReadError::Reject(400, "bad chunk size"))?;
-        if size == 0 {
-            let mut budget = MAX_HEADER_BYTES;
-            while !read_line(reader, &mut budget)?.trim().is_empty() {}
-            return Ok(body);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::parse_headers(&connection.pending, &mut headers) {
+            Ok(httparse::Status::Complete((length, _))) => {
+                connection.pending.drain(..length);
+                return Ok(());
+            }
+            Ok(httparse::Status::Partial) if connection.pending.len() < MAX_HEAD_BYTES => {
+                if connection.fill(deadline)? == 0 {
+                    return Err(Failure::Gone);
+                }
+            }
+            _ => return Err(Failure::Reject(400, "malformed chunked trailer")),
         }
-        if body.len() + size > max {
-            return Err(ReadError::Reject(413, "request body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size + 2, 0);
-        reader
-            .read_exact(&mut body[start..])
-            .map_err(|_| ReadError::Closed)?;
-        body.truncate(start + size);
     }
 }
 
 /// Decompresses with a cap, so a small "zip bomb" cannot exhaust memory.
-fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, ReadError> {
+fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(raw)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|_| ReadError::Reject(400, "body is not valid gzip"))?;
+        .map_err(|_| Failure::Reject(400, "body is not valid gzip"))?;
     if out.len() > max {
-        return Err(ReadError::Reject(413, "decompressed body too large"));
+        return Err(Failure::Reject(413, "decompressed body too large"));
     }
     Ok(out)
 }
@@ -244,22 +546,46 @@ fn rpc_status(message: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn handle(request: &Request, store: &Store) -> (u16, Vec<u8>) {
-    let known = matches!(
-        request.path.as_str(),
-        "/v1/traces" | "/v1/metrics" | "/v1/logs"
-    );
-    if !known {
-        return (
-            404,
-            b"not found: POST to /v1/traces, /v1/metrics or /v1/logs".to_vec(),
+fn protobuf(status: u16, body: Vec<u8>) -> Response {
+    Response {
+        status,
+        content_type: "application/x-protobuf",
+        body,
+        extra_headers: Vec::new(),
+    }
+}
+
+fn handle(head: &Head, body: &[u8], server: &Server) -> Response {
+    let store = &server.store;
+    let (path, query) = head
+        .target
+        .split_once('?')
+        .unwrap_or((head.target.as_str(), ""));
+    let ingest = matches!(path, "/v1/traces" | "/v1/metrics" | "/v1/logs");
+    if !ingest {
+        return match (head.method.as_str(), path) {
+            ("GET", "/") => super::live_page(store, query),
+            ("GET", "/changes") => Response::text(200, &store.changes().to_string()),
+            ("GET", _) => Response::text(
+                404,
+                "not found: the live view is at /; OTLP/HTTP goes to POST /v1/traces, /v1/metrics, /v1/logs",
+            ),
+            _ => Response::text(404, "not found: POST to /v1/traces, /v1/metrics or /v1/logs"),
+        };
+    }
+    if head.method != "POST" {
+        let mut response = Response::text(405, "method not allowed: use POST");
+        response.extra_headers.push(("Allow", "POST".into()));
+        return response;
+    }
+    if head.json {
+        store.count_rejected();
+        return Response::text(
+            415,
+            "OTLP/HTTP JSON is not supported here: send application/x-protobuf",
         );
     }
-    if request.method != "POST" {
-        return (405, b"method not allowed: use POST".to_vec());
-    }
-    let body = &request.body[..];
-    let decoded = match request.path.as_str() {
+    let decoded = match path {
         "/v1/traces" => ExportTraceServiceRequest::decode(body).map(|r| {
             store.add_traces(r, body.len());
             ExportTraceServiceResponse::default().encode_to_vec()
@@ -274,10 +600,10 @@ fn handle(request: &Request, store: &Store) -> (u16, Vec<u8>) {
         }),
     };
     match decoded {
-        Ok(response) => (200, response),
+        Ok(response) => protobuf(200, response),
         Err(e) => {
             store.count_rejected();
-            (
+            protobuf(
                 400,
                 rpc_status(&format!("body is not a valid OTLP protobuf message: {e}")),
             )
@@ -285,28 +611,40 @@ fn handle(request: &Request, store: &Store) -> (u16, Vec<u8>) {
     }
 }
 
-fn respond(
-    writer: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    close: bool,
-) -> io::Result<()> {
-    let reason = match status {
+fn reason(status: u16) -> &'static str {
+    match status {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         _ => "Service Unavailable",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
-        body.len(),
-        if close { "Connection: close\r\n" } else { "" }
+    }
+}
+
+fn respond(writer: &mut TcpStream, response: &Response, close: bool) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len(),
     );
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(body)?;
+    for (name, value) in &response.extra_headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if response.status == 503 {
+        head.push_str("Retry-After: 1\r\n");
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut all = head.into_bytes();
+    all.extend_from_slice(&response.body);
+    writer.write_all(&all)?;
     writer.flush()
 }

@@ -1,4 +1,5 @@
-//! What arrived, decoded, bounded: the oldest requests are evicted past a cap, and counted.
+//! What arrived, decoded, bounded in items and in bytes: the oldest requests are evicted past
+//! either cap, and counted.
 
 use crate::proto::collector::logs::v1::ExportLogsServiceRequest;
 use crate::proto::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -8,10 +9,11 @@ use std::collections::VecDeque;
 
 /// Counts of what the receiver accepted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counts {
     /// Requests answered 200.
     pub requests: u64,
-    /// Requests answered 400 (undecodable).
+    /// Requests refused (undecodable, too large, malformed, unsupported).
     pub rejected_requests: u64,
     /// Spans received.
     pub spans: u64,
@@ -21,25 +23,43 @@ pub struct Counts {
     pub log_records: u64,
     /// Decoded protobuf bytes received.
     pub bytes: u64,
-    /// Requests dropped from memory to stay under the cap (still counted above).
+    /// Requests dropped from memory to stay under the caps (still counted above).
     pub evicted_requests: u64,
+}
+
+/// A request as kept: what it cost against the caps travels with it.
+pub(crate) struct Kept<T> {
+    pub(crate) request: T,
+    items: usize,
+    bytes: usize,
 }
 
 #[derive(Default)]
 pub(crate) struct Inner {
-    pub(crate) traces: VecDeque<ExportTraceServiceRequest>,
-    pub(crate) metrics: VecDeque<ExportMetricsServiceRequest>,
-    pub(crate) logs: VecDeque<ExportLogsServiceRequest>,
+    pub(crate) traces: VecDeque<Kept<ExportTraceServiceRequest>>,
+    pub(crate) metrics: VecDeque<Kept<ExportMetricsServiceRequest>>,
+    pub(crate) logs: VecDeque<Kept<ExportLogsServiceRequest>>,
     pub(crate) counts: Counts,
     kept_items: usize,
+    kept_bytes: usize,
+    /// Arrival order of the kept requests, to evict the oldest of any signal first.
+    order: VecDeque<Signal>,
+}
+
+#[derive(Clone, Copy)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
 }
 
 pub(crate) struct Store {
     inner: Mutex<Inner>,
     max_items: usize,
+    max_bytes: usize,
 }
 
-fn span_count(r: &ExportTraceServiceRequest) -> usize {
+pub(crate) fn span_count(r: &ExportTraceServiceRequest) -> usize {
     r.resource_spans
         .iter()
         .flat_map(|rs| &rs.scope_spans)
@@ -47,7 +67,7 @@ fn span_count(r: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
-fn point_count(r: &ExportMetricsServiceRequest) -> usize {
+pub(crate) fn point_count(r: &ExportMetricsServiceRequest) -> usize {
     use crate::proto::metrics::v1::metric::Data;
     r.resource_metrics
         .iter()
@@ -64,7 +84,7 @@ fn point_count(r: &ExportMetricsServiceRequest) -> usize {
         .sum()
 }
 
-fn log_count(r: &ExportLogsServiceRequest) -> usize {
+pub(crate) fn log_count(r: &ExportLogsServiceRequest) -> usize {
     r.resource_logs
         .iter()
         .flat_map(|rl| &rl.scope_logs)
@@ -72,65 +92,131 @@ fn log_count(r: &ExportLogsServiceRequest) -> usize {
         .sum()
 }
 
+impl Inner {
+    pub(crate) fn traces(&self) -> impl Iterator<Item = &ExportTraceServiceRequest> + Clone {
+        self.traces.iter().map(|k| &k.request)
+    }
+
+    pub(crate) fn metrics(&self) -> impl Iterator<Item = &ExportMetricsServiceRequest> + Clone {
+        self.metrics.iter().map(|k| &k.request)
+    }
+
+    pub(crate) fn logs(&self) -> impl Iterator<Item = &ExportLogsServiceRequest> + Clone {
+        self.logs.iter().map(|k| &k.request)
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let Some(signal) = self.order.pop_front() else {
+            return false;
+        };
+        let (items, bytes) = match signal {
+            Signal::Traces => self.traces.pop_front().map(|k| (k.items, k.bytes)),
+            Signal::Metrics => self.metrics.pop_front().map(|k| (k.items, k.bytes)),
+            Signal::Logs => self.logs.pop_front().map(|k| (k.items, k.bytes)),
+        }
+        .unwrap_or((0, 0));
+        self.kept_items -= items;
+        self.kept_bytes -= bytes;
+        self.counts.evicted_requests += 1;
+        true
+    }
+}
+
 impl Store {
-    pub(crate) fn new(max_items: usize) -> Self {
+    /// `max_bytes` counts decoded protobuf bytes; the newest request is always kept.
+    pub(crate) fn new(max_items: usize, max_bytes: usize) -> Self {
         Store {
             inner: Mutex::new(Inner::default()),
             max_items: max_items.max(1),
+            max_bytes,
         }
     }
 
-    fn evict(&self, inner: &mut Inner) {
-        while inner.kept_items > self.max_items {
-            let freed = if let Some(r) = inner.traces.pop_front() {
-                span_count(&r)
-            } else if let Some(r) = inner.logs.pop_front() {
-                log_count(&r)
-            } else if let Some(r) = inner.metrics.pop_front() {
-                point_count(&r)
-            } else {
-                break;
-            };
-            inner.kept_items = inner.kept_items.saturating_sub(freed.max(1));
-            inner.counts.evicted_requests += 1;
+    fn keep<T>(
+        &self,
+        request: T,
+        items: usize,
+        bytes: usize,
+        signal: Signal,
+        queue: impl FnOnce(&mut Inner) -> &mut VecDeque<Kept<T>>,
+        count: impl FnOnce(&mut Counts, u64),
+    ) {
+        // An empty request still costs an entry, so a flood of them is bounded too.
+        let cost = items.max(1);
+        let mut inner = self.inner.lock();
+        while !inner.order.is_empty()
+            && (inner.kept_items + cost > self.max_items
+                || inner.kept_bytes + bytes > self.max_bytes)
+        {
+            inner.evict_oldest();
         }
+        inner.counts.requests += 1;
+        inner.counts.bytes += bytes as u64;
+        count(&mut inner.counts, items as u64);
+        inner.kept_items += cost;
+        inner.kept_bytes += bytes;
+        inner.order.push_back(signal);
+        queue(&mut inner).push_back(Kept {
+            request,
+            items: cost,
+            bytes,
+        });
     }
 
     pub(crate) fn add_traces(&self, request: ExportTraceServiceRequest, bytes: usize) {
         let n = span_count(&request);
-        let mut inner = self.inner.lock();
-        inner.counts.requests += 1;
-        inner.counts.spans += n as u64;
-        inner.counts.bytes += bytes as u64;
-        inner.kept_items += n.max(1);
-        inner.traces.push_back(request);
-        self.evict(&mut inner);
+        self.keep(
+            request,
+            n,
+            bytes,
+            Signal::Traces,
+            |i| &mut i.traces,
+            |c, n| c.spans += n,
+        );
     }
 
     pub(crate) fn add_metrics(&self, request: ExportMetricsServiceRequest, bytes: usize) {
         let n = point_count(&request);
-        let mut inner = self.inner.lock();
-        inner.counts.requests += 1;
-        inner.counts.data_points += n as u64;
-        inner.counts.bytes += bytes as u64;
-        inner.kept_items += n.max(1);
-        inner.metrics.push_back(request);
-        self.evict(&mut inner);
+        self.keep(
+            request,
+            n,
+            bytes,
+            Signal::Metrics,
+            |i| &mut i.metrics,
+            |c, n| c.data_points += n,
+        );
     }
 
     pub(crate) fn add_logs(&self, request: ExportLogsServiceRequest, bytes: usize) {
         let n = log_count(&request);
-        let mut inner = self.inner.lock();
-        inner.counts.requests += 1;
-        inner.counts.log_records += n as u64;
-        inner.counts.bytes += bytes as u64;
-        inner.kept_items += n.max(1);
-        inner.logs.push_back(request);
-        self.evict(&mut inner);
+        self.keep(
+            request,
+            n,
+            bytes,
+            Signal::Logs,
+            |i| &mut i.logs,
+            |c, n| c.log_records += n,
+        );
     }
 
     pub(crate) fn count_rejected(&self) {
         self.inner.lock().counts.rejected_requests += 1;
+    }
+
+    /// Grows whenever something was accepted or refused: the live page polls it.
+    pub(crate) fn changes(&self) -> u64 {
+        let counts = self.inner.lock().counts;
+        counts.requests + counts.rejected_requests
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        self.inner.lock().counts
+    }
+
+    /// Kept items and bytes, for tests of the caps.
+    pub(crate) fn kept(&self) -> (usize, usize) {
+        let inner = self.inner.lock();
+        (inner.kept_items, inner.kept_bytes)
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {

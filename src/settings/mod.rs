@@ -138,6 +138,7 @@ pub(crate) struct Tuning {
     pub(crate) retry: RetryPolicy,
     pub(crate) gzip: bool,
     pub(crate) span_limits: crate::trace::SpanLimits,
+    pub(crate) failure_report_interval: Duration,
     pub(crate) exemplar_filter: ExemplarFilter,
     pub(crate) process_metrics: bool,
     pub(crate) health_metrics: bool,
@@ -181,6 +182,7 @@ impl Default for Tuning {
             retry: RetryPolicy::default(),
             gzip: cfg!(feature = "gzip"),
             span_limits: crate::trace::SpanLimits::default(),
+            failure_report_interval: Duration::from_secs(60),
             exemplar_filter: ExemplarFilter::TraceBased,
             process_metrics: true,
             health_metrics: true,
@@ -515,6 +517,13 @@ impl SettingsBuilder {
     /// value length limit); set `max_value_chars` to bound hostile or huge values.
     pub fn span_limits(mut self, limits: crate::trace::SpanLimits) -> Self {
         self.settings.tuning.span_limits = limits;
+        self
+    }
+    /// How often, at most, the exporter logs a summary of an ongoing export failure (default
+    /// 60 s). The first failure and the recovery are told when they happen (the recovery waits
+    /// for the interval after the previous line, so a flapping endpoint stays a few lines).
+    pub fn failure_report_interval(mut self, interval: Duration) -> Self {
+        self.settings.tuning.failure_report_interval = interval;
         self
     }
     /// Which measurements carry exemplars (default [`ExemplarFilter::TraceBased`]).

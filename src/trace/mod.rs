@@ -22,8 +22,9 @@ pub(crate) use context::{current_ids, Ids};
 pub(crate) use context::{enter, restore, Saved};
 pub(crate) use id::random_u64;
 pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
+pub(crate) use span::push_attribute;
 #[cfg(feature = "tracing")]
-pub(crate) use span::{begin, push_attribute, Begun};
+pub(crate) use span::{begin, Begun};
 pub use span::{Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status};
 
 /// Describes a new span; `.start()` starts it as a child of the current span.

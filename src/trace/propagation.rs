@@ -95,22 +95,18 @@ const MAX_MEMBERS: usize = 32;
 const MAX_HEADER_CHARS: usize = 512;
 const LONG_MEMBER_CHARS: usize = 128;
 
+/// `(lcalpha / DIGIT) 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@")`: the key grammar
+/// of Trace Context Level 2, which also accepts every Level 1 `tenant@system` key.
 fn key_is_valid(key: &str) -> bool {
-    let simple = |k: &str, max: usize| {
-        let b = k.as_bytes();
-        !b.is_empty()
-            && b.len() <= max
-            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b.iter().all(|c| {
-                c.is_ascii_lowercase()
-                    || c.is_ascii_digit()
-                    || matches!(c, b'_' | b'-' | b'*' | b'/')
-            })
-    };
-    match key.split_once('@') {
-        Some((tenant, system)) => simple(tenant, 241) && simple(system, 14),
-        None => simple(key, 256),
-    }
+    let b = key.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+        })
 }
 
 fn value_is_valid(value: &str) -> bool {
@@ -122,11 +118,14 @@ fn value_is_valid(value: &str) -> bool {
         && !value.ends_with(' ')
 }
 
-/// Combines `tracestate` header values (in order) into one validated value. Any invalid member,
-/// a duplicate key or more than 32 members invalidates the whole header (`None`). Longer than
-/// 512 characters, whole members are dropped: first those over 128 characters, then from the right.
+/// Combines `tracestate` header values (in order) into one validated value. Any invalid member or
+/// more than 32 members invalidates the whole header (`None`). A key seen again keeps its first
+/// (leftmost, most recently written) entry: the spec lets a receiver drop such duplicates. Longer
+/// than 512 characters, whole members are dropped: first those over 128 characters, then from
+/// the right.
 pub fn parse_tracestate<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Arc<str>> {
     let mut members: Vec<&str> = Vec::new();
+    let mut seen_members = 0usize;
     for header in headers {
         for member in header.split(',') {
             let member = member.trim_matches(is_ows);
@@ -137,16 +136,14 @@ pub fn parse_tracestate<'a>(headers: impl IntoIterator<Item = &'a str>) -> Optio
             if !key_is_valid(key) || !value_is_valid(value) {
                 return None;
             }
-            if members
-                .iter()
-                .any(|m| m.split_once('=').map(|(k, _)| k) == Some(key))
-            {
-                return None;
+            seen_members += 1;
+            let key_with_equals = &member[..=key.len()];
+            if !members.iter().any(|m| m.starts_with(key_with_equals)) {
+                members.push(member);
             }
-            members.push(member);
         }
     }
-    if members.len() > MAX_MEMBERS {
+    if seen_members > MAX_MEMBERS {
         return None;
     }
     let joined_len =
@@ -160,14 +157,60 @@ pub fn parse_tracestate<'a>(headers: impl IntoIterator<Item = &'a str>) -> Optio
     (!members.is_empty()).then(|| Arc::from(members.join(",")))
 }
 
-/// The parent context carried by incoming headers, or `None` when `traceparent` is invalid
-/// (then `tracestate` is ignored too).
+/// The parent context carried by one `traceparent` and at most one `tracestate` value, or `None`
+/// when `traceparent` is invalid (then `tracestate` is ignored too). When the server can hand over
+/// every header value, use [`extract_headers`] (or [`extract_all`]): a repeated `traceparent` is
+/// invalid, and a repeated `tracestate` must be combined.
 pub fn extract(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContext> {
+    extract_all([traceparent], tracestate)
+}
+
+/// The parent context carried by every value of the incoming `traceparent` and `tracestate`
+/// headers, each in the order received. Anything but exactly one valid `traceparent` is `None`
+/// (a new trace starts, and `tracestate` is ignored); the `tracestate` values are combined.
+pub fn extract_all<'a>(
+    traceparents: impl IntoIterator<Item = &'a str>,
+    tracestates: impl IntoIterator<Item = &'a str>,
+) -> Option<SpanContext> {
+    let mut traceparents = traceparents.into_iter();
+    let traceparent = traceparents.next()?;
+    if traceparents.next().is_some() {
+        return None;
+    }
     let parent = parse_traceparent(traceparent)?;
     Some(
         SpanContext::new_remote(parent.trace_id, parent.span_id, parent.flags)
-            .with_trace_state(tracestate.and_then(|ts| parse_tracestate([ts]))),
+            .with_trace_state(parse_tracestate(tracestates)),
     )
+}
+
+/// The parent context carried by a request's headers, given as `(name, value)` pairs in the order
+/// received, a repeated header once per value; names match in any case. See [`extract_all`].
+///
+/// ```
+/// use plain_connect::trace::propagation;
+/// let headers = [
+///     ("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+///     ("tracestate", "a=1"),
+///     ("content-type", "application/json"),
+///     ("tracestate", "b=2"),
+/// ];
+/// let parent = propagation::extract_headers(headers).unwrap();
+/// assert_eq!(parent.trace_state(), Some("a=1,b=2"));
+/// ```
+pub fn extract_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<SpanContext> {
+    let mut traceparents: Vec<&str> = Vec::with_capacity(1);
+    let mut tracestates: Vec<&str> = Vec::new();
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("traceparent") {
+            traceparents.push(value);
+        } else if name.eq_ignore_ascii_case("tracestate") {
+            tracestates.push(value);
+        }
+    }
+    extract_all(traceparents, tracestates)
 }
 
 /// The headers to send with an outgoing request from the current span: `traceparent` and,
@@ -289,7 +332,18 @@ mod tests {
         );
         assert_eq!(parse_tracestate([""]), None);
         for bad in [
-            "A=1", "a=", "a=1,a=2", "a", "a=b=c", "@v=1", "a=1 x=", "é=1", "a=\u{7f}",
+            "A=1",
+            "a=",
+            "a",
+            "a=b=c",
+            "@v=1",
+            "@foo=1,bar=2",
+            "a=1 x=",
+            "é=1",
+            "a=\u{7f}",
+            "foo =1",
+            "foo.bar=1",
+            "_a=1",
         ] {
             assert_eq!(parse_tracestate([bad]), None, "{bad:?}");
         }
@@ -297,6 +351,80 @@ mod tests {
         assert_eq!(parse_tracestate([members.join(",").as_str()]), None);
         let members: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
         assert!(parse_tracestate([members.join(",").as_str()]).is_some());
+    }
+
+    #[test]
+    fn tracestate_keys_follow_the_level_2_grammar() {
+        for key in [
+            "foo@",
+            "foo@@bar",
+            "foo@bar@baz",
+            "0tenant@sys",
+            &"z".repeat(256),
+            &format!("{}@{}", "t".repeat(241), "v".repeat(14)),
+            &format!("{}@v", "t".repeat(242)),
+            &format!("t@{}", "v".repeat(15)),
+        ] {
+            let member = format!("{key}=1");
+            assert_eq!(
+                parse_tracestate(["foo=1", &member]).as_deref(),
+                Some(format!("foo=1,{member}").as_str()),
+                "{key:?}"
+            );
+        }
+        let too_long = format!("{}=1", "z".repeat(257));
+        assert_eq!(parse_tracestate(["foo=1", &too_long]), None);
+    }
+
+    #[test]
+    fn a_repeated_tracestate_key_keeps_its_first_entry() {
+        assert_eq!(parse_tracestate(["foo=1,foo=2"]).as_deref(), Some("foo=1"));
+        assert_eq!(
+            parse_tracestate(["foo=1", "foo=2"]).as_deref(),
+            Some("foo=1")
+        );
+        assert_eq!(
+            parse_tracestate(["a=1,foo=1,b=2", "foo=3,c=4"]).as_deref(),
+            Some("a=1,foo=1,b=2,c=4")
+        );
+        // A key that is a prefix of another is not a duplicate.
+        assert_eq!(
+            parse_tracestate(["foo=1,foobar=2,foo@x=3"]).as_deref(),
+            Some("foo=1,foobar=2,foo@x=3")
+        );
+        // Duplicates still count toward the 32-member limit of what was received.
+        let mut members: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
+        members.push("k0=again".into());
+        assert_eq!(parse_tracestate([members.join(",").as_str()]), None);
+    }
+
+    #[test]
+    fn extraction_takes_every_header_value() {
+        let tp = format!("00-{TRACE}-{SPAN}-01");
+        let other = format!("00-{TRACE}-{}-01", "1".repeat(16));
+        assert_eq!(extract_all([tp.as_str(), tp.as_str()], ["a=1"]), None);
+        assert_eq!(extract_all([tp.as_str(), other.as_str()], []), None);
+        assert_eq!(extract_all([], ["a=1"]), None);
+        let ctx = extract_all([tp.as_str()], ["a=1", "", "b=2"]).unwrap();
+        assert_eq!(ctx.trace_state(), Some("a=1,b=2"));
+
+        let headers = [
+            ("TRACEPARENT", tp.as_str()),
+            ("trace-parent", other.as_str()),
+            ("TraceState", "a=1"),
+            ("trace.state", "x=9"),
+            ("tracestate", "b=2"),
+        ];
+        let ctx = extract_headers(headers).unwrap();
+        assert_eq!(ctx.span_id().to_string(), SPAN);
+        assert_eq!(ctx.trace_state(), Some("a=1,b=2"));
+        assert_eq!(
+            extract_headers([("traceparent", tp.as_str()), ("Traceparent", tp.as_str())]),
+            None
+        );
+        // An invalid tracestate drops only the tracestate.
+        let ctx = extract_headers([("traceparent", tp.as_str()), ("tracestate", "@a=1")]).unwrap();
+        assert_eq!(ctx.trace_state(), None);
     }
 
     #[test]

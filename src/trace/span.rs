@@ -39,6 +39,14 @@ impl Status {
     pub fn error(description: impl Into<Str>) -> Self {
         Status::Error(description.into())
     }
+
+    /// Applies a later status: `Ok` is final; `Error` replaces `Unset` or an earlier `Error`.
+    pub(crate) fn update(&mut self, later: Status) {
+        match (&*self, &later) {
+            (Status::Ok, _) | (_, Status::Unset) => {}
+            _ => *self = later,
+        }
+    }
 }
 
 /// A timestamped event inside a span.
@@ -240,6 +248,72 @@ pub(crate) struct Begun {
     pub(crate) limits: SpanLimits,
 }
 
+/// What a span records, shared by [`Span`] and the `tracing` bridge.
+impl Begun {
+    /// The record and limits when recording.
+    fn recording(&mut self) -> Option<(&mut SpanData, SpanLimits)> {
+        Some((self.data.as_deref_mut()?, self.limits))
+    }
+
+    pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
+        if let Some((data, limits)) = self.recording() {
+            push_attribute(
+                &mut data.attributes,
+                &mut data.dropped_attributes,
+                limits.max_attributes,
+                limits.max_value_chars,
+                kv,
+            );
+        }
+    }
+
+    pub(crate) fn update_name(&mut self, name: Str) {
+        if let Some((data, _)) = self.recording() {
+            data.name = name;
+        }
+    }
+
+    pub(crate) fn add_event(&mut self, name: Str, attributes: Vec<KeyValue>) {
+        if let Some((data, limits)) = self.recording() {
+            if data.events.len() >= limits.max_events as usize {
+                data.dropped_events = data.dropped_events.saturating_add(1);
+                return;
+            }
+            let mut kept = Vec::with_capacity(attributes.len());
+            let mut dropped = 0;
+            for kv in attributes {
+                push_attribute(
+                    &mut kept,
+                    &mut dropped,
+                    limits.max_attributes_per_event,
+                    limits.max_value_chars,
+                    kv,
+                );
+            }
+            data.events.push(Event {
+                name,
+                time_unix_nanos: export::now_unix_nanos(),
+                attributes: kept,
+                dropped_attributes: dropped,
+            });
+        }
+    }
+
+    pub(crate) fn set_status(&mut self, status: Status) {
+        if let Some((data, _)) = self.recording() {
+            data.status.update(status);
+        }
+    }
+
+    /// Ends the span now and hands its record to the pipeline; later calls do nothing.
+    pub(crate) fn end(&mut self) {
+        if let Some(mut data) = self.data.take() {
+            data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
+            export::submit_span(data);
+        }
+    }
+}
+
 /// Decides sampling and draws ids for a new span under `parent` (invalid = a root). The one
 /// place span identity is made. Callers check [`export::is_installed`] first; a pipeline
 /// uninstalled in between makes an unsampled span.
@@ -346,10 +420,10 @@ impl Span {
         }
     }
 
-    /// The record and limits when recording.
-    fn recording(&mut self) -> Option<(&mut SpanData, SpanLimits)> {
+    /// The span's identity and record, when recording.
+    fn recording(&mut self) -> Option<&mut Begun> {
         let active = self.active.as_mut()?;
-        Some((active.begun.data.as_deref_mut()?, active.begun.limits))
+        active.begun.data.is_some().then_some(&mut active.begun)
     }
 
     /// The span's context (valid even when unsampled, while a pipeline is installed; with
@@ -368,63 +442,31 @@ impl Span {
     /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
     /// discarded and counted in `dropped_attributes_count`.
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
-        if let Some((data, limits)) = self.recording() {
-            push_attribute(
-                &mut data.attributes,
-                &mut data.dropped_attributes,
-                limits.max_attributes,
-                limits.max_value_chars,
-                KeyValue::new(key, value),
-            );
+        if let Some(begun) = self.recording() {
+            begun.set_attribute(KeyValue::new(key, value));
         }
     }
 
     /// Sets several attributes.
     pub fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
-        if let Some((data, limits)) = self.recording() {
+        if let Some(begun) = self.recording() {
             for kv in attributes {
-                push_attribute(
-                    &mut data.attributes,
-                    &mut data.dropped_attributes,
-                    limits.max_attributes,
-                    limits.max_value_chars,
-                    kv,
-                );
+                begun.set_attribute(kv);
             }
         }
     }
 
     /// Renames the span (e.g. once the HTTP route is known).
     pub fn update_name(&mut self, name: impl Into<Str>) {
-        if let Some((data, _)) = self.recording() {
-            data.name = name.into();
+        if let Some(begun) = self.recording() {
+            begun.update_name(name.into());
         }
     }
 
     /// Adds an event with attributes.
     pub fn add_event(&mut self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
-        if let Some((data, limits)) = self.recording() {
-            if data.events.len() >= limits.max_events as usize {
-                data.dropped_events = data.dropped_events.saturating_add(1);
-                return;
-            }
-            let mut kept = Vec::with_capacity(attributes.len());
-            let mut dropped = 0;
-            for kv in attributes {
-                push_attribute(
-                    &mut kept,
-                    &mut dropped,
-                    limits.max_attributes_per_event,
-                    limits.max_value_chars,
-                    kv,
-                );
-            }
-            data.events.push(Event {
-                name: name.into(),
-                time_unix_nanos: export::now_unix_nanos(),
-                attributes: kept,
-                dropped_attributes: dropped,
-            });
+        if let Some(begun) = self.recording() {
+            begun.add_event(name.into(), attributes);
         }
     }
 
@@ -458,17 +500,19 @@ impl Span {
 
     /// Sets the status. `Ok` is final; `Error` replaces `Unset` or an earlier `Error`.
     pub fn set_status(&mut self, status: Status) {
-        if let Some((data, _)) = self.recording() {
-            match (&data.status, &status) {
-                (Status::Ok, _) | (_, Status::Unset) => {}
-                _ => data.status = status,
-            }
+        if let Some(begun) = self.recording() {
+            begun.set_status(status);
         }
     }
 
     /// Links another span.
     pub fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
-        if let Some((data, limits)) = self.recording() {
+        if let Some(Begun {
+            data: Some(data),
+            limits,
+            ..
+        }) = self.recording()
+        {
             if data.links.len() >= limits.max_links as usize || !context.is_valid() {
                 data.dropped_links = data.dropped_links.saturating_add(1);
                 return;
@@ -499,10 +543,7 @@ impl Active {
             context::leave(self.begun.context.span_id, previous);
             self.previous = None;
         }
-        if let Some(mut data) = self.begun.data.take() {
-            data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
-            export::submit_span(data);
-        }
+        self.begun.end();
     }
 }
 

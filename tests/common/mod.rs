@@ -40,6 +40,14 @@ pub enum Behavior {
     Ok,
     /// That status with a google.rpc.Status body.
     Status(u16),
+    /// That status with a google.rpc.Status body carrying this message.
+    StatusMessage(u16, String),
+    /// That status with this body and Content-Type, as a proxy or gateway might answer.
+    Raw {
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
     /// That status with `Retry-After: <value>`.
     StatusWithRetryAfter(u16, String),
     /// 200 with `partial_success` set.
@@ -524,6 +532,22 @@ fn answer(
                 &rpc_status(code.into(), "test receiver says no"),
             )
         }
+        Behavior::StatusMessage(code, message) => {
+            record(state, head, body, code);
+            write_response(w, code, &[], &rpc_status(code.into(), &message))
+        }
+        Behavior::Raw {
+            status,
+            content_type,
+            body: response,
+        } => {
+            record(state, head, body, status);
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                response.len()
+            );
+            w.write_all(head.as_bytes()).is_ok() && w.write_all(&response).is_ok()
+        }
         Behavior::StatusWithRetryAfter(code, value) => {
             record(state, head, body, code);
             write_response(w, code, &[("Retry-After", value)], &rpc_status(14, "later"))
@@ -615,4 +639,93 @@ pub fn attr(attributes: &[KeyValue], key: &str) -> Option<any_value::Value> {
         .iter()
         .find(|a| a.key == key)
         .and_then(|a| a.value.as_ref()?.value.clone())
+}
+
+/// Every way a token could show in captured log text: plain, split across ureq's 16-byte
+/// hex/ASCII dump rows (the ASCII column joined, the hex column decoded), or as hex.
+pub fn token_leaks(captured: &[String], token: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let joined: String = captured.concat();
+    if joined.contains(token) {
+        found.push("in plain text".to_owned());
+    }
+    let token_hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    if joined.replace(' ', "").contains(&token_hex) {
+        found.push("as hex".to_owned());
+    }
+    // A dump row: 8 groups of 4 hex digits (or `--`), then the ASCII column.
+    let rows: Vec<(&str, &str)> = captured
+        .iter()
+        .filter_map(|line| {
+            let (hex, ascii) = line.split_at_checked(40)?;
+            let is_row = hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b' ' || b == b'-');
+            is_row.then_some((hex, ascii.trim_start()))
+        })
+        .collect();
+    let ascii: String = rows.iter().map(|(_, ascii)| *ascii).collect();
+    if ascii.contains(token) {
+        found.push("in the dump's ASCII column".to_owned());
+    }
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flat_map(|(hex, _)| {
+            let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+            digits
+                .chunks(2)
+                .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+                .collect::<Vec<u8>>()
+        })
+        .collect();
+    if bytes.windows(token.len()).any(|w| w == token.as_bytes()) {
+        found.push("in the dump's hex column".to_owned());
+    }
+    found
+}
+
+/// Serves TLS with the self-signed certificate; counts handshakes that completed and bytes of
+/// application data that arrived.
+#[cfg(feature = "tls")]
+pub fn untrusted_tls_server() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let certs = vec![rustls::pki_types::CertificateDer::from_pem_file(format!(
+        "{dir}/self-signed-cert.pem"
+    ))
+    .unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(format!("{dir}/self-signed-key.pem"))
+        .unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let (handshakes, app_bytes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (h, b) = (handshakes.clone(), app_bytes.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = tls.read(&mut buf) {
+                b.fetch_add(n, Ordering::SeqCst);
+            }
+            if !tls.conn.is_handshaking() {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (url, handshakes, app_bytes)
 }

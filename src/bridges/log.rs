@@ -4,17 +4,18 @@
 //! No feedback loop: records from this crate's own targets and anything logged on the exporter
 //! thread (its HTTP client's connection errors included) are never exported — a failing endpoint
 //! would otherwise feed itself. The app's own records, from any library and any target, are.
+//! On the exporter thread the wrapped logger gets only this crate's records and others' from
+//! INFO up: below that the HTTP client dumps the request bytes, export token included.
 
-use super::record::{CodeLocation, LogRecordData};
-use crate::attributes::{KeyValue, Str, Value};
+use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
+use crate::attributes::{Str, Value};
 use crate::export;
+use crate::logs::{CodeLocation, LogRecordData};
 use crate::trace::Ids;
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{LevelFilter, Log, Metadata, Record};
 use std::borrow::Cow;
-use std::cell::Cell;
-
-/// Attributes per record beyond which the rest are dropped and counted.
-const MAX_ATTRIBUTES: usize = 128;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 
 /// Wraps the app's logger and exports records to the installed pipeline.
 ///
@@ -39,22 +40,40 @@ impl LogBridge {
     }
 }
 
-/// Installs the bridge as the process's logger (wrapping `inner` when given) and widens
-/// `log::max_level` to the export floor of the installed pipeline, or to `Info` when none is
-/// installed yet; it never narrows what the wrapped logger asked for.
+/// Installs the bridge as the process's logger (wrapping `inner` when given) and sets
+/// `log::max_level` so that neither the wrapped logger nor the export loses a record.
+///
+/// It never narrows what the wrapped logger asked for. A logger built but not installed (as
+/// env_logger's `Builder::build()` leaves it) cannot say through `Box<dyn Log>` which levels it
+/// accepts, so unless the app set `log::max_level` itself before this call, the bridge opens it
+/// to `Trace` and lets the wrapped logger filter each record. To keep a disabled `trace!` at
+/// one comparison, set the level first (env_logger: `log::set_max_level(logger.filter())`).
+/// The level is then widened to the export floor of the installed pipeline (`Info` when none
+/// is installed yet).
+///
+/// ```
+/// let mut builder = env_logger::Builder::new();
+/// builder.parse_filters("info,my_app=debug");
+/// let logger = builder.build();
+/// log::set_max_level(logger.filter()); // optional: the cheap path for disabled records
+/// plain_connect::logs::install(Some(Box::new(logger))).unwrap();
+/// ```
 ///
 /// Fails if another logger is already installed (Rust allows one per process): then wrap that
 /// logger with [`LogBridge::wrap`] where it is created.
 pub fn install(inner: Option<Box<dyn Log>>) -> Result<(), log::SetLoggerError> {
-    let before = log::max_level();
+    let set_by_app = log::max_level();
+    let wrapped_wants = match (&inner, set_by_app) {
+        (Some(_), LevelFilter::Off) => LevelFilter::Trace,
+        _ => set_by_app,
+    };
     let bridge = match inner {
         Some(inner) => LogBridge::wrap(inner),
         None => LogBridge::export_only(),
     };
     log::set_boxed_logger(Box::new(bridge))?;
     let floor = export::log_floor().unwrap_or(LevelFilter::Info);
-    log::set_max_level(before.max(floor));
-    widen_max_level(floor);
+    log::set_max_level(wrapped_wants.max(floor));
     Ok(())
 }
 
@@ -65,44 +84,12 @@ pub(crate) fn widen_max_level(floor: LevelFilter) {
     }
 }
 
-/// This crate's own targets: `plain_connect` and `plain_connect::…`, not `plain_connectx`.
-fn is_own_target(target: &str) -> bool {
-    target
-        .strip_prefix("plain_connect")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-}
-
 thread_local! {
     /// Set while this thread is inside the bridge, so a wrapped logger that logs cannot recurse.
     static IN_BRIDGE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// OTLP severity number and text for a `log` level.
-pub(crate) fn severity(level: Level) -> (u8, &'static str) {
-    match level {
-        Level::Trace => (1, "TRACE"),
-        Level::Debug => (5, "DEBUG"),
-        Level::Info => (9, "INFO"),
-        Level::Warn => (13, "WARN"),
-        Level::Error => (17, "ERROR"),
-    }
-}
-
-fn export_floor() -> Option<LevelFilter> {
-    export::log_floor()
-}
-
-/// Whether a record with this metadata is to be exported (floor and feedback guard).
-fn wants_export(metadata: &Metadata<'_>, floor: Option<LevelFilter>) -> bool {
-    floor.is_some_and(|floor| metadata.level() <= floor)
-        && !is_own_target(metadata.target())
-        && !export::is_exporter_thread()
-}
-
-struct KvCollector<'a> {
-    attributes: &'a mut Vec<KeyValue>,
-    dropped: u32,
-}
+struct KvCollector<'a>(&'a mut RecordAttributes);
 
 impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
     fn visit_pair(
@@ -110,10 +97,6 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
         key: log::kv::Key<'kvs>,
         value: log::kv::Value<'kvs>,
     ) -> Result<(), log::kv::Error> {
-        if self.attributes.len() >= MAX_ATTRIBUTES {
-            self.dropped += 1;
-            return Ok(());
-        }
         let typed = if let Some(b) = value.to_bool() {
             Value::Bool(b)
         } else if let Some(i) = value.to_i64() {
@@ -127,15 +110,14 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
         } else {
             Value::from(value.to_string())
         };
-        self.attributes
-            .push(KeyValue::new(key.as_str().to_owned(), typed));
+        self.0.push(key.as_str().to_owned(), typed);
         Ok(())
     }
 }
 
 thread_local! {
     /// Targets seen on this thread, shared rather than allocated per record; bounded.
-    static TARGETS: std::cell::RefCell<Vec<std::sync::Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static TARGETS: RefCell<Vec<Arc<str>>> = const { RefCell::new(Vec::new()) };
 }
 
 const MAX_INTERNED_TARGETS: usize = 64;
@@ -145,11 +127,11 @@ fn interned_target(target: &str) -> Str {
         .try_with(|targets| {
             let mut targets = targets.borrow_mut();
             if let Some(found) = targets.iter().find(|t| &***t == target) {
-                return Str::Owned(std::sync::Arc::clone(found));
+                return Str::Owned(Arc::clone(found));
             }
-            let new: std::sync::Arc<str> = target.into();
+            let new: Arc<str> = target.into();
             if targets.len() < MAX_INTERNED_TARGETS {
-                targets.push(std::sync::Arc::clone(&new));
+                targets.push(Arc::clone(&new));
             }
             Str::Owned(new)
         })
@@ -159,8 +141,6 @@ fn interned_target(target: &str) -> Str {
 /// Turns a `log` record into an OTLP log record, correlated with the span `context` names when
 /// it is valid.
 pub(crate) fn to_record(record: &Record<'_>, context: Ids) -> LogRecordData {
-    let now = export::now_unix_nanos();
-    let (severity_number, severity_text) = severity(record.level());
     let body = match record.args().as_str() {
         Some(literal) => Cow::Borrowed(literal),
         None => Cow::Owned(record.args().to_string()),
@@ -176,19 +156,10 @@ pub(crate) fn to_record(record: &Record<'_>, context: Ids) -> LogRecordData {
             .module_path_static()
             .filter(|module| *module != record.target()),
     };
-    let mut attributes = Vec::new();
-    let mut collector = KvCollector {
-        attributes: &mut attributes,
-        dropped: 0,
-    };
-    let _ = record.key_values().visit(&mut collector);
-    let dropped_attributes = collector.dropped;
-    let correlated = context.is_valid();
-    LogRecordData {
-        time_unix_nanos: now,
-        observed_unix_nanos: now,
-        severity_number,
-        severity_text,
+    let mut attributes = RecordAttributes::default();
+    let _ = record.key_values().visit(&mut KvCollector(&mut attributes));
+    Bridged {
+        level: record.level(),
         body,
         scope: match record.module_path_static() {
             // The usual case: the target is the module path, a literal shared without counting.
@@ -197,36 +168,31 @@ pub(crate) fn to_record(record: &Record<'_>, context: Ids) -> LogRecordData {
         },
         code,
         attributes,
-        dropped_attributes,
-        trace_id: if correlated {
-            context.trace_id
-        } else {
-            Default::default()
-        },
-        span_id: if correlated {
-            context.span_id
-        } else {
-            Default::default()
-        },
-        flags: if correlated { context.flags } else { 0 },
     }
+    .into_record(context)
 }
 
 impl Log for LogBridge {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.enabled(metadata))
-            || wants_export(metadata, export_floor())
+        let (level, target) = (metadata.level(), metadata.target());
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.enabled(metadata) && reaches_app_output(level, target))
+            || is_exported(level, target, export::log_floor())
     }
 
     fn log(&self, record: &Record<'_>) {
+        let (level, target) = (record.level(), record.target());
         if let Some(inner) = &self.inner {
-            inner.log(record);
+            if reaches_app_output(level, target) {
+                inner.log(record);
+            }
         }
         // The level check comes first: a filtered record costs one comparison and no clock read.
-        let Some(floor) = export_floor() else {
+        let Some(floor) = export::log_floor() else {
             return;
         };
-        if record.level() > floor || !wants_export(record.metadata(), Some(floor)) {
+        if level > floor || !is_exported(level, target, Some(floor)) {
             return;
         }
         let entered = IN_BRIDGE
@@ -251,24 +217,7 @@ impl Log for LogBridge {
 mod tests {
     use super::*;
     use crate::trace::{SpanContext, SpanId, TraceId};
-
-    #[test]
-    fn severities_follow_the_log_data_model() {
-        assert_eq!(severity(Level::Trace), (1, "TRACE"));
-        assert_eq!(severity(Level::Debug), (5, "DEBUG"));
-        assert_eq!(severity(Level::Info), (9, "INFO"));
-        assert_eq!(severity(Level::Warn), (13, "WARN"));
-        assert_eq!(severity(Level::Error), (17, "ERROR"));
-    }
-
-    #[test]
-    fn own_targets_are_recognised_exactly() {
-        assert!(is_own_target("plain_connect"));
-        assert!(is_own_target("plain_connect::export"));
-        assert!(!is_own_target("plain_connectx"));
-        assert!(!is_own_target("ureq::unit"));
-        assert!(!is_own_target("app"));
-    }
+    use log::Level;
 
     #[test]
     fn records_carry_kv_code_location_and_the_span() {

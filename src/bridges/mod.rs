@@ -1,0 +1,173 @@
+//! The bridges from the logging ecosystems: `log` records ([`log`]) and `tracing` spans and
+//! events ([`tracing`], feature `tracing`) become this crate's log records and spans.
+//!
+//! Both share one path for a record: the same guards (this crate's own targets and the exporter
+//! thread are never exported, and the exporter thread's transport chatter never reaches the
+//! app's own output), the same severity table, the same attribute limit, and one constructor
+//! for a log record correlated with a span.
+
+pub mod log;
+#[cfg(feature = "tracing")]
+pub mod tracing;
+
+use crate::attributes::{KeyValue, Str, Value};
+use crate::export;
+use crate::logs::{CodeLocation, LogRecordData};
+use crate::trace::{push_attribute, Ids};
+use ::log::{Level, LevelFilter};
+use std::borrow::Cow;
+
+/// Attributes per log record beyond which new keys are dropped and counted (the OpenTelemetry
+/// SDK's default log record limit).
+const MAX_LOG_ATTRIBUTES: u32 = 128;
+
+/// This crate's own targets: `plain_connect` and `plain_connect::…`, not `plain_connectx`.
+fn is_own_target(target: &str) -> bool {
+    target
+        .strip_prefix("plain_connect")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+/// Whether a record at `level` from `target` is exported under `floor` (`None`: log export is
+/// off). Never this crate's own records nor anything on the exporter thread: a failing endpoint
+/// would otherwise feed itself.
+fn is_exported(level: Level, target: &str, floor: Option<LevelFilter>) -> bool {
+    floor.is_some_and(|floor| level <= floor)
+        && !is_own_target(target)
+        && !export::is_exporter_thread()
+}
+
+/// Whether a record may reach the app's own output (its wrapped logger, its other tracing
+/// layers). On the exporter thread only this crate's records and others' from INFO up do: below
+/// that its HTTP and TLS libraries dump the request on the wire, export token included.
+fn reaches_app_output(level: Level, target: &str) -> bool {
+    may_leave_exporter_thread(level, target) || !export::is_exporter_thread()
+}
+
+fn may_leave_exporter_thread(level: Level, target: &str) -> bool {
+    level <= Level::Info || is_own_target(target)
+}
+
+/// OTLP severity number and text for a level (the log data model's table).
+fn severity(level: Level) -> (u8, &'static str) {
+    match level {
+        Level::Trace => (1, "TRACE"),
+        Level::Debug => (5, "DEBUG"),
+        Level::Info => (9, "INFO"),
+        Level::Warn => (13, "WARN"),
+        Level::Error => (17, "ERROR"),
+    }
+}
+
+/// A record's attributes under the log record limit: unique keys, the rest dropped and counted.
+#[derive(Default)]
+struct RecordAttributes {
+    list: Vec<KeyValue>,
+    dropped: u32,
+}
+
+impl RecordAttributes {
+    fn push(&mut self, key: impl Into<Str>, value: Value) {
+        push_attribute(
+            &mut self.list,
+            &mut self.dropped,
+            MAX_LOG_ATTRIBUTES,
+            None,
+            KeyValue::new(key, value),
+        );
+    }
+}
+
+/// What a bridged record says, whichever ecosystem it came from.
+struct Bridged {
+    level: Level,
+    body: Cow<'static, str>,
+    scope: Str,
+    code: CodeLocation,
+    attributes: RecordAttributes,
+}
+
+impl Bridged {
+    /// The log record, correlated with the span `context` names when it is valid.
+    fn into_record(self, context: Ids) -> LogRecordData {
+        let now = export::now_unix_nanos();
+        let (severity_number, severity_text) = severity(self.level);
+        let correlated = context.is_valid();
+        LogRecordData {
+            time_unix_nanos: now,
+            observed_unix_nanos: now,
+            severity_number,
+            severity_text,
+            body: self.body,
+            scope: self.scope,
+            code: self.code,
+            attributes: self.attributes.list,
+            dropped_attributes: self.attributes.dropped,
+            trace_id: if correlated {
+                context.trace_id
+            } else {
+                Default::default()
+            },
+            span_id: if correlated {
+                context.span_id
+            } else {
+                Default::default()
+            },
+            flags: if correlated { context.flags } else { 0 },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_follow_the_log_data_model() {
+        assert_eq!(severity(Level::Trace), (1, "TRACE"));
+        assert_eq!(severity(Level::Debug), (5, "DEBUG"));
+        assert_eq!(severity(Level::Info), (9, "INFO"));
+        assert_eq!(severity(Level::Warn), (13, "WARN"));
+        assert_eq!(severity(Level::Error), (17, "ERROR"));
+    }
+
+    #[test]
+    fn own_targets_are_recognised_exactly() {
+        assert!(is_own_target("plain_connect"));
+        assert!(is_own_target("plain_connect::export"));
+        assert!(!is_own_target("plain_connectx"));
+        assert!(!is_own_target("ureq::unit"));
+        assert!(!is_own_target("app"));
+    }
+
+    #[test]
+    fn the_exporter_thread_keeps_only_info_and_up_from_other_targets() {
+        assert!(!may_leave_exporter_thread(Level::Trace, "ureq_proto::util"));
+        assert!(!may_leave_exporter_thread(Level::Debug, "rustls::client"));
+        assert!(may_leave_exporter_thread(Level::Warn, "ureq"));
+        assert!(may_leave_exporter_thread(
+            Level::Debug,
+            "plain_connect::export"
+        ));
+        assert!(
+            reaches_app_output(Level::Trace, "ureq_proto::util"),
+            "app threads: all"
+        );
+    }
+
+    #[test]
+    fn attributes_stop_at_the_limit_and_count_the_rest() {
+        let mut attributes = RecordAttributes::default();
+        for i in 0..MAX_LOG_ATTRIBUTES + 3 {
+            attributes.push(format!("k{i}"), Value::I64(i.into()));
+        }
+        attributes.push("k0", Value::I64(-1));
+        assert_eq!(attributes.list.len(), MAX_LOG_ATTRIBUTES as usize);
+        assert_eq!(attributes.dropped, 3);
+        assert_eq!(
+            attributes.list[0].value,
+            Value::I64(-1),
+            "a repeated key overwrites"
+        );
+    }
+}

@@ -1,0 +1,639 @@
+//! The `tracing` bridge (feature `tracing`): a [`tracing_subscriber::Layer`] that turns tracing
+//! spans into this crate's spans — fields become attributes, the parent comes from the tracing
+//! span tree — and tracing events into log records correlated with their span.
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt;
+//! let subscriber = tracing_subscriber::registry().with(plain_connect::tracing_bridge::layer());
+//! let _guard = tracing_core::dispatcher::set_default(&subscriber.into());
+//! // tracing::info_span!("checkout", cart.items = 3).in_scope(|| tracing::info!("paid"));
+//! ```
+//!
+//! While a tracing span is entered, it is also this crate's current span on that thread, so
+//! `log` records and spans started with [`crate::trace::span`] inside it nest under it.
+//!
+//! # Special fields
+//!
+//! The fields tracing-opentelemetry gives a meaning are read the same way, at creation or
+//! recorded later, and are not exported as attributes:
+//! - `otel.name`: the span's name (the tracing name is a `&'static str`; this one may be built
+//!   at run time, e.g. `otel.name = %format!("GET {route}")`).
+//! - `otel.kind`: `server`, `client`, `producer`, `consumer` or `internal` (any case).
+//! - `otel.status_code`: `ok` or `error` (any case); `otel.status_message` (or
+//!   `otel.status_description`) the error's description, and an error status by itself.
+//!
+//! # Errors
+//!
+//! An event with an `error` field — what `#[instrument(err)]` emits when the function returns
+//! `Err` — records an `exception` event on its span with `exception.message` set to the error's
+//! text, and becomes a log record whose body and `exception.message` are that text. When it has
+//! no message of its own (the `#[instrument(err)]` form), or whenever an event is at ERROR, the
+//! span's status becomes an error with that text.
+//!
+//! # Levels
+//!
+//! Events become log records under the same export floor as `log` records (the `log_level`
+//! setting, `PLAIN_CONNECT_LOG_LEVEL`). Spans are exported whatever their level, as
+//! tracing-opentelemetry does: choose which with tracing-subscriber's own filters, per layer so
+//! the console keeps its own — `layer().with_filter(LevelFilter::INFO)`, a `filter::Targets`,
+//! or an `EnvFilter` when the app enables tracing-subscriber's `env-filter` feature. A span a
+//! filter leaves out is skipped: its children and events nest under the nearest exported span.
+//!
+//! ```
+//! use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt, Layer};
+//! let exported = plain_connect::tracing_bridge::layer().with_filter(LevelFilter::INFO);
+//! let subscriber = tracing_subscriber::registry().with(exported);
+//! # drop(subscriber);
+//! ```
+//!
+//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included. When
+//! those records arrive as tracing events (through tracing-log's `LogTracer`), the layer turns
+//! them away for the whole subscriber: on the exporter thread only this crate's events and
+//! others' from INFO up go on. A per-layer filter on this layer hides the events it rejects from
+//! that guard: then keep TRACE and DEBUG of `ureq_proto` out of the console's filter too.
+//!
+//! # Remote parents
+//!
+//! A span for an incoming request continues the caller's trace with [`SpanExt::set_parent`],
+//! called before the span is first entered:
+//!
+//! ```
+//! use plain_connect::{trace::propagation, tracing_bridge::SpanExt};
+//! let span = tracing::info_span!("request", otel.kind = "server");
+//! if let Some(parent) = propagation::extract("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None) {
+//!     span.set_parent(parent);
+//! }
+//! let _entered = span.enter();
+//! ```
+//!
+//! Attaching the extracted context first ([`crate::trace::SpanContext::attach`]) does the same
+//! for every root tracing span created while it is attached.
+//!
+//! # HTTP and database spans
+//!
+//! A span with the semantic conventions' fields gets what [`crate::instrument`]'s helpers give,
+//! the duration histogram recorded whether or not the trace is sampled:
+//! - `otel.kind = "server"` with `http.request.method` and `http.response.status_code` (and
+//!   `url.scheme`, `http.route` when known): `http.server.request.duration`; a 5xx response
+//!   sets `error.type` and an error status.
+//! - `db.system.name`: `db.client.operation.duration`; a `db.query.text` is sanitised (literals
+//!   become `?`) and summarised into `db.operation.name`, `db.collection.name` and
+//!   `db.query.summary` unless those were given. `error.type` comes from the field, or is
+//!   `_OTHER` when the span ends with an error status.
+//!
+//! Span names stay the tracing names: set `otel.name` to follow the conventions' names.
+
+use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
+use crate::attributes::{KeyValue, Str, Value};
+use crate::export;
+use crate::instrument::{db, http, sql};
+use crate::logs::CodeLocation;
+use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind, Status};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Instant;
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::Layer;
+
+/// The layer; add it to a `tracing_subscriber::registry()`.
+pub fn layer() -> PlainConnectLayer {
+    PlainConnectLayer { _private: () }
+}
+
+/// See [`layer`].
+pub struct PlainConnectLayer {
+    _private: (),
+}
+
+/// What tracing-opentelemetry users bring: `tracing::Span` methods reaching the exported span.
+pub trait SpanExt {
+    /// Makes `parent` (e.g. extracted from an incoming `traceparent`) this span's parent. Call it
+    /// before the span is first entered and before its children or events: from then on its
+    /// identity is fixed. Returns false when it had no effect: no pipeline installed, the span
+    /// disabled, filtered out of the layer or already started, or a subscriber not built on
+    /// `tracing_subscriber::registry()`.
+    fn set_parent(&self, parent: SpanContext) -> bool;
+
+    /// The exported span's context, e.g. to inject a `traceparent` into an outgoing request
+    /// made outside the span's scope. Invalid when the span is not bridged.
+    fn context(&self) -> SpanContext;
+}
+
+impl SpanExt for tracing::Span {
+    fn set_parent(&self, parent: SpanContext) -> bool {
+        with_bridged(self, |bridged| bridged.set_parent(parent)).unwrap_or(false)
+    }
+
+    fn context(&self) -> SpanContext {
+        with_bridged(self, |bridged| bridged.start().context.clone()).unwrap_or_default()
+    }
+}
+
+/// Runs `f` on the bridged span behind a `tracing::Span`, found through the registry.
+fn with_bridged<T>(span: &tracing::Span, f: impl FnOnce(&mut BridgedSpan) -> T) -> Option<T> {
+    let mut f = Some(f);
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let span = registry.span(id)?;
+        let mut extensions = span.extensions_mut();
+        let bridged = extensions.get_mut::<BridgedSpan>()?;
+        f.take().map(|f| f(bridged))
+    })
+    .flatten()
+}
+
+/// The special fields (see the module documentation).
+const NAME_FIELD: &str = "otel.name";
+const KIND_FIELD: &str = "otel.kind";
+const STATUS_CODE_FIELD: &str = "otel.status_code";
+const STATUS_MESSAGE_FIELDS: [&str; 2] = ["otel.status_message", "otel.status_description"];
+/// The field `#[instrument(err)]` and the usual `error = %e` put the error in.
+const ERROR_FIELD: &str = "error";
+
+thread_local! {
+    /// Contexts replaced by entered tracing spans, restored on exit (entries can nest).
+    static ENTERED: RefCell<Vec<trace::Saved>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A tracing span's counterpart, kept in its extensions: the one place this bridge touches the
+/// span internals ([`Begun`]).
+///
+/// The identity is drawn when the span is first used (entered, given a child or an event, asked
+/// for its context, closed), not when it is created, so [`SpanExt::set_parent`] can still
+/// choose the parent and the sampling decision follows it. Until then fields wait in `pending`.
+struct BridgedSpan {
+    begun: Option<Begun>,
+    parent: SpanContext,
+    name: Str,
+    kind: SpanKind,
+    created_unix_nanos: u64,
+    pending: Vec<KeyValue>,
+    pending_dropped: u32,
+    pending_status: Status,
+    /// The text given with `otel.status_message`, for a later `otel.status_code = "error"`.
+    status_message: Option<String>,
+    failed: bool,
+    conventions: Conventions,
+}
+
+impl BridgedSpan {
+    fn new(name: Str, parent: SpanContext) -> Self {
+        BridgedSpan {
+            begun: None,
+            parent,
+            name,
+            kind: SpanKind::Internal,
+            created_unix_nanos: export::now_unix_nanos(),
+            pending: Vec::new(),
+            pending_dropped: 0,
+            pending_status: Status::Unset,
+            status_message: None,
+            failed: false,
+            conventions: Conventions::default(),
+        }
+    }
+
+    /// Draws the identity (once) and replays what was recorded before.
+    fn start(&mut self) -> &mut Begun {
+        let BridgedSpan {
+            begun,
+            parent,
+            name,
+            kind,
+            created_unix_nanos,
+            pending,
+            pending_dropped,
+            pending_status,
+            ..
+        } = self;
+        begun.get_or_insert_with(|| {
+            let mut begun = trace::begin(name.clone(), *kind, parent);
+            if let Some(data) = &mut begun.data {
+                data.start_unix_nanos = *created_unix_nanos;
+                data.dropped_attributes = *pending_dropped;
+            }
+            for kv in pending.drain(..) {
+                begun.set_attribute(kv);
+            }
+            begun.set_status(std::mem::take(pending_status));
+            begun
+        })
+    }
+
+    fn set_parent(&mut self, parent: SpanContext) -> bool {
+        if self.begun.is_some() {
+            return false;
+        }
+        self.parent = parent;
+        true
+    }
+
+    fn set_attribute(&mut self, kv: KeyValue) {
+        match &mut self.begun {
+            Some(begun) => begun.set_attribute(kv),
+            None => push_attribute(
+                &mut self.pending,
+                &mut self.pending_dropped,
+                trace::SpanLimits::default().max_attributes,
+                None,
+                kv,
+            ),
+        }
+    }
+
+    fn set_status(&mut self, status: Status) {
+        self.failed |= matches!(status, Status::Error(_));
+        match &mut self.begun {
+            Some(begun) => begun.set_status(status),
+            None => self.pending_status.update(status),
+        }
+    }
+
+    fn rename(&mut self, name: Str) {
+        if let Some(begun) = &mut self.begun {
+            begun.update_name(name.clone());
+        }
+        self.name = name;
+    }
+
+    fn set_kind(&mut self, kind: SpanKind) {
+        if let Some(data) = self.begun.as_mut().and_then(|b| b.data.as_mut()) {
+            data.kind = kind;
+        }
+        self.kind = kind;
+    }
+
+    fn add_event(&mut self, name: &'static str, attributes: Vec<KeyValue>) {
+        self.start().add_event(Str::Static(name), attributes);
+    }
+
+    /// One field of the span, at creation or recorded later.
+    fn record(&mut self, name: &'static str, value: Value) {
+        match name {
+            NAME_FIELD => self.rename(value.to_display_string().into()),
+            KIND_FIELD => {
+                if let Some(kind) = parse_kind(&value.to_display_string()) {
+                    self.set_kind(kind);
+                }
+            }
+            STATUS_CODE_FIELD => match value.to_display_string().to_ascii_lowercase().as_str() {
+                "ok" => self.set_status(Status::Ok),
+                "error" => {
+                    let message = self.status_message.clone().unwrap_or_default();
+                    self.set_status(Status::error(message));
+                }
+                _ => {}
+            },
+            _ if STATUS_MESSAGE_FIELDS.contains(&name) => {
+                let message = value.to_display_string();
+                self.status_message = Some(message.clone());
+                self.set_status(Status::error(message));
+            }
+            _ => {
+                self.conventions.capture(name, &value);
+                self.set_attribute(KeyValue::new(Str::Static(name), value));
+            }
+        }
+    }
+
+    /// Ends the span: what its conventional fields call for, then the record to the pipeline.
+    fn end(mut self) {
+        self.start();
+        let conventions = std::mem::take(&mut self.conventions);
+        let elapsed_secs = conventions.started.map(|s| s.elapsed().as_secs_f64());
+        if let (Some(system), Some(elapsed_secs)) = (conventions.db_system, elapsed_secs) {
+            let mut operation = conventions.db_operation;
+            let mut collection = conventions.db_collection;
+            if let Some(text) = conventions.db_query_text {
+                let summary = sql::summarize(&text);
+                for kv in db::summary_attributes(&summary) {
+                    let given = match kv.key.as_str() {
+                        "db.operation.name" => operation.is_some(),
+                        "db.collection.name" => collection.is_some(),
+                        _ => conventions.db_summary_given,
+                    };
+                    if !given {
+                        self.set_attribute(kv);
+                    }
+                }
+                self.set_attribute(KeyValue::new("db.query.text", sql::sanitize(&text)));
+                operation = operation.or(summary.operation);
+                collection = collection.or(summary.collection);
+            }
+            let error_type = conventions
+                .error_type
+                .clone()
+                .map(Str::from)
+                .or_else(|| self.failed.then_some(Str::Static("_OTHER")));
+            db::record_duration(
+                elapsed_secs,
+                system.into(),
+                operation,
+                collection,
+                conventions.db_namespace,
+                error_type,
+            );
+        }
+        let server = self.kind == SpanKind::Server;
+        if let (true, Some(method), Some(status_code), Some(elapsed_secs)) = (
+            server,
+            conventions.http_method,
+            conventions.http_status_code,
+            elapsed_secs,
+        ) {
+            let method = Str::Static(http::normalise_method(&method).unwrap_or("_OTHER"));
+            let scheme = conventions
+                .url_scheme
+                .map_or(Str::Static("http"), Str::from);
+            let failed = http::record_finished(
+                elapsed_secs,
+                method,
+                scheme,
+                conventions.http_route,
+                status_code,
+            );
+            if let Some((error_type, status)) = failed {
+                if conventions.error_type.is_none() {
+                    self.set_attribute(KeyValue::new("error.type", error_type));
+                }
+                self.set_status(status);
+            }
+        }
+        self.start().end();
+    }
+}
+
+fn parse_kind(text: &str) -> Option<SpanKind> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "server" => SpanKind::Server,
+        "client" => SpanKind::Client,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        "internal" => SpanKind::Internal,
+        _ => return None,
+    })
+}
+
+/// The semantic-convention fields the helpers' histograms need, kept whether or not the span is
+/// sampled (the histograms count every request).
+#[derive(Default)]
+struct Conventions {
+    /// When the first such field arrived: the operation's start.
+    started: Option<Instant>,
+    http_method: Option<String>,
+    http_route: Option<String>,
+    http_status_code: Option<u16>,
+    url_scheme: Option<String>,
+    db_system: Option<String>,
+    db_operation: Option<String>,
+    db_collection: Option<String>,
+    db_namespace: Option<String>,
+    db_query_text: Option<String>,
+    db_summary_given: bool,
+    error_type: Option<String>,
+}
+
+impl Conventions {
+    fn capture(&mut self, name: &str, value: &Value) {
+        if !(name.starts_with("http.")
+            || name.starts_with("db.")
+            || name == "url.scheme"
+            || name == "error.type")
+        {
+            return;
+        }
+        let text = || Some(value.to_display_string());
+        match name {
+            "http.request.method" => self.http_method = text(),
+            "http.route" => self.http_route = text(),
+            "http.response.status_code" => {
+                self.http_status_code = match value {
+                    Value::I64(code) => u16::try_from(*code).ok(),
+                    other => other.to_display_string().parse().ok(),
+                }
+            }
+            "url.scheme" => self.url_scheme = text(),
+            "db.system.name" | "db.system" => self.db_system = text(),
+            "db.operation.name" => self.db_operation = text(),
+            "db.collection.name" => self.db_collection = text(),
+            "db.namespace" => self.db_namespace = text(),
+            "db.query.text" => self.db_query_text = text(),
+            "db.query.summary" => self.db_summary_given = true,
+            "error.type" => self.error_type = text(),
+            _ => return,
+        }
+        self.started.get_or_insert_with(Instant::now);
+    }
+}
+
+/// Hands every field of a span to its [`BridgedSpan`].
+struct SpanFields<'a>(&'a mut BridgedSpan);
+
+impl Visit for SpanFields<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.record(field.name(), Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.record(field.name(), Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.record(field.name(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.record(field.name(), Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.record(field.name(), Value::from(value.to_owned()));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.record(field.name(), Value::from(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .record(field.name(), Value::from(format!("{value:?}")));
+    }
+}
+
+/// An event's fields: `message` is the body, `error` the error's text, the rest attributes.
+#[derive(Default)]
+struct EventFields {
+    attributes: RecordAttributes,
+    message: Option<String>,
+    error: Option<String>,
+}
+
+impl EventFields {
+    fn push(&mut self, field: &Field, value: Value) {
+        match field.name() {
+            "message" => self.message = Some(value.to_display_string()),
+            ERROR_FIELD => self.error = Some(value.to_display_string()),
+            name => self.attributes.push(Str::Static(name), value),
+        }
+    }
+}
+
+impl Visit for EventFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, Value::from(value.to_owned()));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, Value::from(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push(field, Value::from(format!("{value:?}")));
+    }
+}
+
+fn log_level(level: &Level) -> log::Level {
+    match *level {
+        Level::TRACE => log::Level::Trace,
+        Level::DEBUG => log::Level::Debug,
+        Level::INFO => log::Level::Info,
+        Level::WARN => log::Level::Warn,
+        _ => log::Level::Error,
+    }
+}
+
+impl<S> Layer<S> for PlainConnectLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !export::is_installed() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let parent = if attributes.is_root() {
+            SpanContext::none()
+        } else {
+            // The nearest bridged ancestor: spans created before the pipeline was installed,
+            // or left out by this layer's filter, are skipped.
+            span.scope()
+                .skip(1)
+                .find_map(|ancestor| {
+                    let mut extensions = ancestor.extensions_mut();
+                    let bridged = extensions.get_mut::<BridgedSpan>()?;
+                    Some(bridged.start().context.clone())
+                })
+                .unwrap_or_else(trace::current)
+        };
+        let mut bridged = BridgedSpan::new(Str::Static(attributes.metadata().name()), parent);
+        attributes.record(&mut SpanFields(&mut bridged));
+        span.extensions_mut().insert(bridged);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
+            values.record(&mut SpanFields(bridged));
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
+            let previous = trace::enter(&bridged.start().context);
+            let _ = ENTERED.try_with(|stack| stack.borrow_mut().push(previous));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let bridged = span.extensions().get::<BridgedSpan>().is_some();
+        if bridged {
+            if let Ok(Some(mut previous)) = ENTERED.try_with(|stack| stack.borrow_mut().pop()) {
+                trace::restore(&mut previous);
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let removed = span.extensions_mut().remove::<BridgedSpan>();
+        if let Some(bridged) = removed {
+            bridged.end();
+        }
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
+        let metadata = event.metadata();
+        reaches_app_output(log_level(metadata.level()), metadata.target())
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        let level = log_level(metadata.level());
+        let target = metadata.target();
+        let exported = is_exported(level, target, export::log_floor());
+        let span = ctx.event_span(event);
+        let mut extensions = span.as_ref().map(|span| span.extensions_mut());
+        let bridged = extensions
+            .as_mut()
+            .and_then(|extensions| extensions.get_mut::<BridgedSpan>());
+        if !exported && bridged.is_none() {
+            return;
+        }
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        let error_text = fields.error.take();
+        let context = match bridged {
+            Some(bridged) => {
+                if let Some(error) = &error_text {
+                    bridged.add_event(
+                        "exception",
+                        vec![KeyValue::new("exception.message", error.clone())],
+                    );
+                }
+                if level == log::Level::Error || (error_text.is_some() && fields.message.is_none())
+                {
+                    let description = error_text.clone().or_else(|| fields.message.clone());
+                    bridged.set_status(Status::error(description.unwrap_or_default()));
+                }
+                bridged.start().context.ids()
+            }
+            None => trace::current_ids(),
+        };
+        drop(extensions);
+        if !exported {
+            return;
+        }
+        if let Some(error) = &error_text {
+            fields
+                .attributes
+                .push("exception.message", Value::from(error.clone()));
+        }
+        let body = fields.message.or(error_text).unwrap_or_default();
+        let record = Bridged {
+            level,
+            body: Cow::Owned(body),
+            scope: Str::Static(target),
+            code: CodeLocation {
+                file: metadata.file().map(Str::Static),
+                line: metadata.line(),
+                namespace: None,
+            },
+            attributes: fields.attributes,
+        }
+        .into_record(context);
+        export::submit_log(record);
+    }
+}
