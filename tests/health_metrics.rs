@@ -31,8 +31,7 @@ fn last_health(receiver: &TestReceiver) -> BTreeMap<(String, String), i64> {
     let body = receiver
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/v1/metrics" && r.status_sent == 200)
-        .last()
+        .rfind(|r| r.path == "/v1/metrics" && r.status_sent == 200)
         .expect("a metrics request")
         .decoded_body;
     let mut health = BTreeMap::new();

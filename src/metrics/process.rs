@@ -55,12 +55,7 @@ fn register() {
          time and number of CPUs available to the process.",
     )
     .build();
-    let gauge_like: [(
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&Sample) -> Option<f64>,
-    ); 4] = [
+    let gauge_like: [(Name, Unit, Description, Reading); 4] = [
         (
             "process.memory.usage",
             "By",
@@ -105,6 +100,12 @@ fn register() {
     .description("The time the process has been running.")
     .build();
 }
+
+type Name = &'static str;
+type Unit = &'static str;
+type Description = &'static str;
+/// Picks one value out of a [`Sample`].
+type Reading = fn(&Sample) -> Option<f64>;
 
 /// One reading of the process's state.
 #[derive(Clone, Debug, Default, PartialEq)]
