@@ -3,7 +3,6 @@
 //!
 //!     cargo run --release --example soak --features receiver -- --minutes 5
 
-use plain_connect::export::RetryPolicy;
 use plain_connect::receiver::{Receiver, ReceiverOptions};
 use plain_connect::{metrics, trace, KeyValue, Resource, Settings, Telemetry};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,12 +49,13 @@ fn main() {
         .export_delay(Duration::from_millis(500))
         .metrics_interval(Duration::from_secs(2))
         .request_timeout(Duration::from_secs(2))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            max_elapsed: Duration::from_secs(3),
-        })
+        .retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(3)
+                .initial_backoff(Duration::from_millis(100))
+                .max_backoff(Duration::from_secs(1))
+                .max_elapsed(Duration::from_secs(3)),
+        )
         .build()
         .unwrap();
     let telemetry = Telemetry::start(settings, Resource::new("soak", "1")).unwrap();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 ///
 /// Keys and most values in instrumentation are literals; a `Str` keeps them free to copy.
 /// Equality, ordering and hashing go by the text, whichever variant holds it.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub enum Str {
     /// A string literal.
@@ -97,6 +98,7 @@ impl From<Cow<'static, str>> for Str {
 }
 
 /// An attribute value: a scalar or a homogeneous array of scalars.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A string.

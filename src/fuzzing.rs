@@ -1,5 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a public API).
 
+pub use crate::instrument::sql::{sanitize, summarize};
+pub use crate::trace::propagation::{format_traceparent, parse_tracestate};
+
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export::{encode::Encoder, transport, Signal};
 use crate::trace::{Event, SpanData, SpanId, SpanKind, Status, TraceId};
@@ -75,5 +78,8 @@ pub fn encode_span(
         dropped_links: 0,
         status: Status::Error(Str::from(text.to_owned())),
     };
-    Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&[span])
+    // As at hand-off: the span encoded on its own, then the exporter's request around it.
+    let mut entry = Vec::new();
+    crate::trace::span_entry(&mut entry, &span);
+    Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&[&entry])
 }

@@ -77,6 +77,9 @@
 
 mod attributes;
 mod bridges;
+mod core;
+// Paths kept while the other branches of this release move to the root re-exports; not API.
+#[doc(hidden)]
 pub mod export;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -84,10 +87,18 @@ pub mod fuzzing;
 pub mod instrument;
 pub mod logs;
 pub mod metrics;
+/// The generated OTLP protobuf types, public only where the API hands them out: what the
+/// embedded receiver decoded (feature `receiver`).
+#[cfg(any(feature = "receiver", feature = "fuzzing"))]
+pub mod proto;
+#[cfg(not(any(feature = "receiver", feature = "fuzzing")))]
+#[doc(hidden)]
 pub mod proto;
 #[cfg(feature = "receiver")]
 pub mod receiver;
+#[doc(hidden)]
 pub mod resource;
+#[doc(hidden)]
 pub mod settings;
 mod telemetry;
 pub mod trace;
@@ -96,6 +107,7 @@ pub use bridges::tracing as tracing_bridge;
 mod url;
 
 pub use attributes::{KeyValue, Str, Value};
+pub use export::{CountersSnapshot, ExportError, RetryPolicy, SignalCounts, SpanConsumer};
 pub use resource::Resource;
 pub use settings::{Settings, SettingsBuilder, SettingsError, SettingsFile, Token};
 pub use telemetry::{InitError, Telemetry};
@@ -105,6 +117,34 @@ pub use telemetry::{InitError, Telemetry};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 mod readme {}
+
+/// Misuse the compiler catches (doc tests only): types that will grow cannot be built from
+/// their fields or matched without a wildcard outside this crate.
+///
+/// ```compile_fail,E0639
+/// let counts = plain_connect::SignalCounts { enqueued: 1, exported: 1, dropped_queue_full: 0,
+///     dropped_send_failed: 0, dropped_rejected: 0 };
+/// ```
+/// ```compile_fail,E0004
+/// fn describe(error: plain_connect::ExportError) -> &'static str {
+///     match error {
+///         plain_connect::ExportError::Timeout => "timeout",
+///         plain_connect::ExportError::ShutDown => "shut down",
+///         plain_connect::ExportError::AlreadyInstalled { .. } => "installed",
+///         plain_connect::ExportError::Spawn(_) => "spawn",
+///     }
+/// }
+/// ```
+/// ```
+/// fn describe(error: plain_connect::ExportError) -> &'static str {
+///     match error {
+///         plain_connect::ExportError::Timeout => "timeout",
+///         _ => "other",
+///     }
+/// }
+/// ```
+#[cfg(doctest)]
+mod misuse {}
 
 /// Starts telemetry for this service: `service.name` and `service.version` come from the
 /// calling crate's `Cargo.toml`; settings are the defaults (or the ones given) with

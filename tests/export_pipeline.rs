@@ -23,12 +23,13 @@ fn start(
 }
 
 fn quick_retries(b: plain_connect::SettingsBuilder) -> plain_connect::SettingsBuilder {
-    b.retry(plain_connect::export::RetryPolicy {
-        max_attempts: 4,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_secs(5),
-        max_elapsed: Duration::from_secs(10),
-    })
+    b.retry(
+        plain_connect::RetryPolicy::default()
+            .max_attempts(4)
+            .initial_backoff(Duration::from_millis(50))
+            .max_backoff(Duration::from_secs(5))
+            .max_elapsed(Duration::from_secs(10)),
+    )
 }
 
 fn spans(n: usize) {
@@ -152,12 +153,13 @@ fn an_endpoint_that_is_down_then_up_recovers() {
     let receiver = TestReceiver::start();
     receiver.stop();
     let telemetry = start(&receiver, |b| {
-        quick_retries(b).retry(plain_connect::export::RetryPolicy {
-            max_attempts: 50,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(200),
-            max_elapsed: Duration::from_secs(20),
-        })
+        quick_retries(b).retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(50)
+                .initial_backoff(Duration::from_millis(100))
+                .max_backoff(Duration::from_millis(200))
+                .max_elapsed(Duration::from_secs(20)),
+        )
     });
     spans(4);
     std::thread::sleep(Duration::from_millis(300));

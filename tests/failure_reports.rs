@@ -275,7 +275,10 @@ fn a_pipeline_that_never_gets_through_says_what_to_check_in_its_first_line() {
             "http://nonexistent.invalid:4318".into(),
             "does not resolve: check the URL",
         ),
+        #[cfg(feature = "tls")]
         (https_to_plain, "https:// to a port that speaks plain http"),
+        #[cfg(not(feature = "tls"))]
+        (https_to_plain, "needs plain-connect's `tls` feature"),
         #[cfg(feature = "tls")]
         (
             common::untrusted_tls_server().0,

@@ -4,18 +4,17 @@
 mod common;
 
 use common::{Behavior, TestReceiver};
-use plain_connect::export::{RetryPolicy, SignalCounts};
 use plain_connect::trace;
+use plain_connect::SignalCounts;
 use plain_connect::{metrics, KeyValue, Resource, Settings, SettingsBuilder, Telemetry};
 use std::time::{Duration, Instant};
 
-fn quick_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
-        max_elapsed: Duration::from_secs(3),
-    }
+fn quick_retries() -> plain_connect::RetryPolicy {
+    plain_connect::RetryPolicy::default()
+        .max_attempts(3)
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(200))
+        .max_elapsed(Duration::from_secs(3))
 }
 
 fn start_at(url: &str, tune: impl FnOnce(SettingsBuilder) -> SettingsBuilder) -> Telemetry {
@@ -158,12 +157,13 @@ fn retry_after_garbage_dates_and_huge_values_are_handled() {
         Behavior::StatusWithRetryAfter(429, "99999999999".into()),
     ]);
     let telemetry = start_at(&receiver.endpoint(), |b| {
-        b.retry(RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_secs(5),
-            max_elapsed: Duration::from_secs(4),
-        })
+        b.retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(4)
+                .initial_backoff(Duration::from_millis(20))
+                .max_backoff(Duration::from_secs(5))
+                .max_elapsed(Duration::from_secs(4)),
+        )
     });
     spans(1);
     let started = Instant::now();

@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::proto::metrics::v1::metric::Data;
+use common::proto::trace::v1::{span::SpanKind, status::StatusCode};
 use common::{hex, int_attr, string_attr, TestReceiver};
 use plain_connect::instrument::{db, http};
-use plain_connect::proto::metrics::v1::metric::Data;
-use plain_connect::proto::trace::v1::{span::SpanKind, status::StatusCode};
 use plain_connect::{Resource, Settings, Telemetry};
 use std::time::Duration;
 

@@ -58,7 +58,7 @@ fn messages(receiver: &TestReceiver) -> Vec<String> {
         .log_records()
         .into_iter()
         .filter_map(|r| match r.body?.value? {
-            plain_connect::proto::common::v1::any_value::Value::StringValue(s) => Some(s),
+            common::proto::common::v1::any_value::Value::StringValue(s) => Some(s),
             _ => None,
         })
         .collect()
@@ -170,12 +170,13 @@ fn a_refusing_endpoint_does_not_feed_the_export_with_its_own_errors() {
     let telemetry = start(&closed, |b| {
         b.log_level("trace")
             .export_delay(Duration::from_millis(50))
-            .retry(plain_connect::export::RetryPolicy {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(20),
-                max_elapsed: Duration::from_secs(1),
-            })
+            .retry(
+                plain_connect::RetryPolicy::default()
+                    .max_attempts(2)
+                    .initial_backoff(Duration::from_millis(10))
+                    .max_backoff(Duration::from_millis(20))
+                    .max_elapsed(Duration::from_secs(1)),
+            )
     });
     let before = SEEN_BY_APP_LOGGER.lock().len();
     log::info!("app record one");

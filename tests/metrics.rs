@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::TestReceiver;
-use plain_connect::proto::metrics::v1::{
+use common::proto::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, HistogramDataPoint, Metric,
 };
+use common::TestReceiver;
 use plain_connect::{metrics, KeyValue, Resource, Settings, Telemetry};
 use std::time::Duration;
 
@@ -253,7 +253,7 @@ fn bad_instrument_names_are_clear_errors() {
     assert!(e.to_string().contains("already exists as a counter"), "{e}");
 }
 
-fn exemplars_of(metric: &Metric) -> Vec<plain_connect::proto::metrics::v1::Exemplar> {
+fn exemplars_of(metric: &Metric) -> Vec<common::proto::metrics::v1::Exemplar> {
     match metric.data.clone().unwrap() {
         Data::Histogram(h) => h
             .data_points
@@ -274,8 +274,8 @@ fn exemplars_of(metric: &Metric) -> Vec<plain_connect::proto::metrics::v1::Exemp
     }
 }
 
-fn exemplar_double(e: &plain_connect::proto::metrics::v1::Exemplar) -> f64 {
-    use plain_connect::proto::metrics::v1::exemplar::Value;
+fn exemplar_double(e: &common::proto::metrics::v1::Exemplar) -> f64 {
+    use common::proto::metrics::v1::exemplar::Value;
     match e.value.unwrap() {
         Value::AsDouble(v) => v,
         Value::AsInt(i) => i as f64,
@@ -335,7 +335,7 @@ fn measurements_under_a_sampled_span_carry_its_ids_as_exemplars() {
     assert_eq!(counter_exemplars.len(), 1);
     assert_eq!(
         counter_exemplars[0].value,
-        Some(plain_connect::proto::metrics::v1::exemplar::Value::AsInt(2))
+        Some(common::proto::metrics::v1::exemplar::Value::AsInt(2))
     );
     assert_eq!(counter_exemplars[0].trace_id, fast.trace_id().to_bytes());
 
@@ -457,13 +457,13 @@ fn no_overflow_series_unless_the_cap_is_reached_over_windows_with_idle_ones_betw
         .iter()
         .filter(|m| m.name.starts_with("test.windows."))
         .filter(|m| {
-            let attrs: Vec<Vec<plain_connect::proto::common::v1::KeyValue>> =
-                match m.data.clone().unwrap() {
-                    Data::Histogram(h) => h.data_points.into_iter().map(|p| p.attributes).collect(),
-                    Data::Sum(s) => s.data_points.into_iter().map(|p| p.attributes).collect(),
-                    Data::Gauge(g) => g.data_points.into_iter().map(|p| p.attributes).collect(),
-                    _ => Vec::new(),
-                };
+            let attrs: Vec<Vec<common::proto::common::v1::KeyValue>> = match m.data.clone().unwrap()
+            {
+                Data::Histogram(h) => h.data_points.into_iter().map(|p| p.attributes).collect(),
+                Data::Sum(s) => s.data_points.into_iter().map(|p| p.attributes).collect(),
+                Data::Gauge(g) => g.data_points.into_iter().map(|p| p.attributes).collect(),
+                _ => Vec::new(),
+            };
             attrs
                 .iter()
                 .any(|a| common::attr(a, "otel.metric.overflow").is_some())

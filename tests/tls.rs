@@ -5,7 +5,6 @@
 
 mod common;
 
-use plain_connect::export::RetryPolicy;
 use plain_connect::{trace, Resource, Settings, Telemetry};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,12 +18,13 @@ fn a_certificate_that_does_not_verify_fails_and_nothing_leaks() {
         // One request to count: the span batch's (no process or health metrics).
         .process_metrics(false)
         .health_metrics(false)
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(50),
-            max_elapsed: Duration::from_secs(2),
-        })
+        .retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(3)
+                .initial_backoff(Duration::from_millis(20))
+                .max_backoff(Duration::from_millis(50))
+                .max_elapsed(Duration::from_secs(2)),
+        )
         .build()
         .unwrap();
     let telemetry = Telemetry::start(settings, Resource::new("tls-test", "1")).unwrap();

@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::proto::trace::v1::{span::SpanKind as WireKind, status::StatusCode, Span};
 use common::{hex, int_attr, string_attr, TestReceiver};
-use plain_connect::proto::trace::v1::{span::SpanKind as WireKind, status::StatusCode, Span};
 use plain_connect::trace::{self, SpanKind, Status};
 use plain_connect::{Resource, Settings, Telemetry};
 use std::sync::{Arc, Mutex};
@@ -280,7 +280,7 @@ fn hostile_attribute_values_are_bounded_and_encoded_validly() {
     assert!(string_attr(&span.attributes, "lossy")
         .unwrap()
         .contains('\u{fffd}'));
-    use plain_connect::proto::common::v1::any_value::Value;
+    use common::proto::common::v1::any_value::Value;
     match common::attr(&span.attributes, "nan") {
         Some(Value::DoubleValue(v)) => assert!(v.is_nan()),
         other => panic!("{other:?}"),

@@ -513,7 +513,10 @@ fn the_export_token_never_reaches_other_layers_through_tracing_log() {
         // `log` records (the exporter's HTTP client's among them) become tracing events, and
         // the global subscriber is what the exporter thread dispatches to.
         tracing_log::LogTracer::init().unwrap();
-        let subscriber = tracing_subscriber::registry().with(Console).with(layer());
+        // This crate's layer filtered, so its own callbacks cannot veto what the console gets.
+        let subscriber = tracing_subscriber::registry()
+            .with(Console)
+            .with(layer().with_filter(LevelFilter::INFO));
         tracing::subscriber::set_global_default(subscriber).unwrap();
     });
     log::set_max_level(log::LevelFilter::Trace);

@@ -6,6 +6,7 @@
 //!     cargo run --release --manifest-path bench/Cargo.toml -- --quick  # a smaller one
 //!     ... -- --only SpanFlood                                          # one workload
 //!     ... -- --no-instructions                                         # skip valgrind
+//!     ... -- --callgrind-dir DIR   # keep each callgrind profile, for callgrind_annotate
 //!
 //! Each (library, workload, round) runs in its own child process of this binary, so libraries
 //! never share a global logger, a background thread or a heap, and peak RSS is per run. The
@@ -53,17 +54,22 @@ struct Bench {
     tally: counting_receiver::Tally,
     sizes: Sizes,
     run_id: u32,
+    /// Where callgrind profiles are kept (`<lib>-<workload>.callgrind`); None: deleted.
+    callgrind_dir: Option<std::path::PathBuf>,
 }
 
 impl Bench {
     fn run(&mut self, lib: Lib, workload: Workload, count_instructions: bool) -> Run {
         self.run_id += 1;
         let service = format!("bench-{}-{}", lib.arg(), self.run_id);
-        let out = std::env::temp_dir().join(format!(
-            "plain-connect-bench-{}-{}.callgrind",
-            std::process::id(),
-            self.run_id
-        ));
+        let out = match &self.callgrind_dir {
+            Some(dir) => dir.join(format!("{}-{}.callgrind", lib.arg(), workload.arg())),
+            None => std::env::temp_dir().join(format!(
+                "plain-connect-bench-{}-{}.callgrind",
+                std::process::id(),
+                self.run_id
+            )),
+        };
         let (mut command, sizes) = if count_instructions {
             (instructions::command(&self.exe, &out), Sizes::Instructions)
         } else {
@@ -90,7 +96,9 @@ impl Bench {
             .then(|| instructions::total(&out))
             .flatten()
             .map(|total| total as f64 / report.measured_ops.max(1) as f64);
-        let _ = std::fs::remove_file(&out);
+        if self.callgrind_dir.is_none() {
+            let _ = std::fs::remove_file(&out);
+        }
         if workload.signal() == library::Signal::Traces && report.produced > 0 {
             // Children flush before exiting; the receiver counts a request before answering it,
             // but give the last connection a moment anyway.
@@ -317,6 +325,14 @@ fn main() {
         .map(|w| Workload::parse(w).unwrap_or_else(|| panic!("unknown workload {w}")));
     let count_instructions =
         !args.iter().any(|a| a == "--no-instructions") && instructions::available();
+    let callgrind_dir = args
+        .iter()
+        .position(|a| a == "--callgrind-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    if let Some(dir) = &callgrind_dir {
+        std::fs::create_dir_all(dir).expect("callgrind directory");
+    }
     let (endpoint, tally) = counting_receiver::start();
     let sizes = if quick { Sizes::Quick } else { Sizes::Full };
     let mut bench = Bench {
@@ -325,6 +341,7 @@ fn main() {
         tally,
         sizes,
         run_id: 0,
+        callgrind_dir,
     };
     let rounds = if quick { 3 } else { 7 };
     let started = Instant::now();
@@ -338,6 +355,12 @@ fn main() {
          instructions per op on the app thread: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if count_instructions { "callgrind, one run of 3000 ops after 2000 warm-up" } else { "not counted" }
+    );
+    println!(
+        "command: cargo run --release --manifest-path bench/Cargo.toml{}{}; load average at start: {}",
+        if args.is_empty() { "" } else { " -- " },
+        args.join(" "),
+        load_average()
     );
     println!();
     let mut table = Table::new();
@@ -370,7 +393,21 @@ fn main() {
         sustain_rows(&mut bench, &mut table);
     }
     println!();
-    println!("({} s)", started.elapsed().as_secs());
+    println!(
+        "({} s; load average at the end: {})",
+        started.elapsed().as_secs(),
+        load_average()
+    );
+}
+
+/// The 1, 5 and 15 minute load averages: how much else wanted the cores meanwhile.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn burst_row(bench: &mut Bench, table: &mut Table, rounds: usize) {

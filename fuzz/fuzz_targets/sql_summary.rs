@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plain_connect::instrument::sql::{sanitize, summarize};
+use plain_connect::fuzzing::{sanitize, summarize};
 
 fuzz_target!(|data: &[u8]| {
     let sql = String::from_utf8_lossy(data);

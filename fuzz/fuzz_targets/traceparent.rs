@@ -2,7 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plain_connect::trace::propagation::{extract, format_traceparent, parse_tracestate};
+use plain_connect::fuzzing::{format_traceparent, parse_tracestate};
+use plain_connect::trace::propagation::extract;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -46,11 +46,9 @@
 //! # drop(subscriber);
 //! ```
 //!
-//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included. When
-//! those records arrive as tracing events (through tracing-log's `LogTracer`), the layer turns
-//! them away for the whole subscriber: on the exporter thread only this crate's events and
-//! others' from INFO up go on. A per-layer filter on this layer hides the events it rejects from
-//! that guard: then keep TRACE and DEBUG of `ureq_proto` out of the console's filter too.
+//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included: no
+//! tracing subscriber hears the exporter's HTTP exchanges, so an app that turns `log` records
+//! into tracing events (tracing-log's `LogTracer`) never prints them, whatever its filters.
 //!
 //! # Remote parents
 //!
@@ -83,9 +81,8 @@
 //!
 //! Span names stay the tracing names: set `otel.name` to follow the conventions' names.
 
-use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
+use super::{is_exported, Bridged, RecordAttributes};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::export;
 use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
 use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind, Status};
@@ -188,7 +185,7 @@ impl BridgedSpan {
             parent,
             name,
             kind: SpanKind::Internal,
-            created_unix_nanos: export::now_unix_nanos(),
+            created_unix_nanos: crate::core::now_unix_nanos(),
             pending: Vec::new(),
             pending_dropped: 0,
             pending_status: Status::Unset,
@@ -516,7 +513,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !export::is_installed() {
+        if !crate::core::is_installed() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -574,16 +571,11 @@ where
         }
     }
 
-    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
-        let metadata = event.metadata();
-        reaches_app_output(log_level(metadata.level()), metadata.target())
-    }
-
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let level = log_level(metadata.level());
         let target = metadata.target();
-        let exported = is_exported(level, target, export::log_floor());
+        let exported = is_exported(level, target, crate::core::log_floor());
         let span = ctx.event_span(event);
         let mut extensions = span.as_ref().map(|span| span.extensions_mut());
         let bridged = extensions
@@ -634,6 +626,6 @@ where
             attributes: fields.attributes,
         }
         .into_record(context);
-        export::submit_log(record);
+        crate::logs::submit(&record);
     }
 }

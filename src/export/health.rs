@@ -7,8 +7,8 @@
 //! the next export carries the totals. These points are not counted in the metric-point
 //! counters they report (no feedback).
 
-use super::counters::{Counters, SignalCounters};
 use crate::attributes::KeyValue;
+use crate::core::counters::{Counters, SignalCounters};
 use crate::metrics::{MetricData, MetricPoints, Number, NumberPoint, Temporality};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -64,10 +64,29 @@ const REJECTED: &str = "rejected";
 const SEND_FAILED: &str = "send_failed";
 const QUEUE_FULL: &str = "queue_full";
 
-/// The health metrics as of now. `queue_capacity`: items the queue holds (spans and log
-/// records share it).
-pub(crate) fn collect(counters: &Counters, queue_capacity: usize, now: u64) -> Vec<MetricData> {
-    let start = counters.started_unix_nanos;
+/// One pipeline's health reporting.
+pub(crate) struct Health {
+    /// The pipeline's start: where the cumulative sums begin.
+    started_unix_nanos: u64,
+    /// Items the queue holds (spans and log records share it).
+    queue_capacity: usize,
+}
+
+impl Health {
+    pub(crate) fn new(queue_capacity: usize) -> Health {
+        Health {
+            started_unix_nanos: crate::core::now_unix_nanos(),
+            queue_capacity,
+        }
+    }
+
+    /// The health metrics as of `now`.
+    pub(crate) fn collect(&self, counters: &Counters, now: u64) -> Vec<MetricData> {
+        collect(counters, self.queue_capacity, self.started_unix_nanos, now)
+    }
+}
+
+fn collect(counters: &Counters, queue_capacity: usize, start: u64, now: u64) -> Vec<MetricData> {
     let point = |attributes: Vec<KeyValue>, value: u64| NumberPoint {
         attributes,
         start_unix_nanos: start,
@@ -165,7 +184,7 @@ mod tests {
         SignalCounters::add(&counters.spans.exported, 6);
         SignalCounters::add(&counters.spans.dropped_rejected, 1);
         SignalCounters::add(&counters.spans.dropped_queue_full, 4);
-        let metrics = collect(&counters, 512, counters.started_unix_nanos + 1);
+        let metrics = collect(&counters, 512, 1, 2);
         let value = |name: &str, error: Option<&str>| -> Option<i64> {
             let metric = metrics.iter().find(|m| m.name.as_str() == name)?;
             let MetricPoints::Sum { points, .. } = &metric.points else {

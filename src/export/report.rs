@@ -141,6 +141,8 @@ pub(crate) enum Cause {
     Timeout,
     /// Certificate or handshake failure.
     Tls,
+    /// An https:// URL in a build without the `tls` feature.
+    TlsUnavailable,
     /// Reset, protocol error, stalled body.
     Network,
     /// A status the endpoint answered with.
@@ -192,6 +194,10 @@ fn hint(cause: Cause, url: &str) -> Option<String> {
             "no trusted TLS connection to {url}: check the server's certificate (its name, expiry, \
              and issuer: a private CA needs the `platform-roots` feature and the CA in the system \
              store) and the URL's scheme (https:// to a plain-http port fails like this)"
+        ),
+        Cause::TlsUnavailable => format!(
+            "{url} is https://, which needs plain-connect's `tls` feature (on by default) that \
+             this build lacks: enable it, or use http:// for a collector on this machine"
         ),
         Cause::Network if url.starts_with("https://") => format!(
             "the connection to {url} broke off: check the URL's scheme and port (https:// to a \

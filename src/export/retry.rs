@@ -2,16 +2,25 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How hard the exporter tries before it drops a batch and counts it.
+/// How hard the exporter tries before it drops a batch and counts it: the default (6 attempts,
+/// 0.5 s doubling to at most 30 s, 60 s in all) with any part changed.
+///
+/// ```
+/// use plain_connect::RetryPolicy;
+/// use std::time::Duration;
+/// let patient = RetryPolicy::default().max_attempts(10).max_elapsed(Duration::from_secs(300));
+/// # let _ = plain_connect::Settings::builder().retry(patient);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included.
+    // Public, undocumented, only while other branches move to the methods; then pub(crate).
+    #[doc(hidden)]
     pub max_attempts: u32,
-    /// The first backoff; doubled after each failure.
+    #[doc(hidden)]
     pub initial_backoff: Duration,
-    /// No single wait is longer than this, `Retry-After` included.
+    #[doc(hidden)]
     pub max_backoff: Duration,
-    /// No batch is retried once this much time has passed since its first attempt.
+    #[doc(hidden)]
     pub max_elapsed: Duration,
 }
 
@@ -27,6 +36,27 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+    /// The first backoff; doubled after each failure.
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+    /// No single wait is longer than this, `Retry-After` included.
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+    /// No batch is retried once this much time has passed since its first attempt.
+    pub fn max_elapsed(mut self, elapsed: Duration) -> Self {
+        self.max_elapsed = elapsed;
+        self
+    }
+
     /// The wait before attempt `attempt + 1` (attempt counts from 1): the server's `Retry-After`
     /// when given, else `initial · 2^(attempt-1)` scaled by a random factor in [0.5, 1.0)
     /// so that many clients do not retry in lockstep; both capped at `max_backoff`.

@@ -9,7 +9,7 @@
 
 pub mod db;
 pub mod http;
-pub mod sql;
+pub(crate) mod sql;
 
 use crate::metrics::{self, Histogram};
 use std::sync::OnceLock;

@@ -3,13 +3,8 @@
 //!
 //! One small tokenizer serves both jobs. It works on bytes, runs in linear time, and never
 //! panics: unterminated strings and comments simply run to the end of the text.
-//!
-//! ```
-//! use plain_connect::instrument::sql;
-//! let s = sql::summarize(r#"SELECT * FROM "users" u JOIN orders o ON o.user_id = u.id"#);
-//! assert_eq!(s.summary.as_deref(), Some("SELECT users orders"));
-//! assert_eq!(sql::sanitize("SELECT * FROM t WHERE a = 'x' AND b > 10"), "SELECT * FROM t WHERE a = ? AND b > ?");
-//! ```
+//! Not public: [`db::query`](super::db::query) applies it (the fuzz targets reach it through the
+//! `fuzzing` feature).
 
 /// What the conventions derive from a query.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -347,6 +342,16 @@ mod tests {
 
     fn some(s: &str) -> Option<String> {
         Some(s.to_owned())
+    }
+
+    #[test]
+    fn a_join_is_summarised_and_literals_sanitised() {
+        let s = summarize(r#"SELECT * FROM "users" u JOIN orders o ON o.user_id = u.id"#);
+        assert_eq!(s.summary.as_deref(), Some("SELECT users orders"));
+        assert_eq!(
+            sanitize("SELECT * FROM t WHERE a = 'x' AND b > 10"),
+            "SELECT * FROM t WHERE a = ? AND b > ?"
+        );
     }
 
     #[test]

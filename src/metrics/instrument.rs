@@ -306,7 +306,7 @@ impl<I> InstrumentBuilder<I> {
                 source: Source::Aggregated(Aggregator::new(
                     aggregation,
                     self.cardinality_limit,
-                    crate::export::now_unix_nanos(),
+                    crate::core::now_unix_nanos(),
                 )),
             })
         })
@@ -321,7 +321,7 @@ impl<I> InstrumentBuilder<I> {
         let name = self.name.clone();
         register(&name, kind, || {
             validate_unit(&self.name, &self.unit)?;
-            let now = crate::export::now_unix_nanos();
+            let now = crate::core::now_unix_nanos();
             Ok(Instrument {
                 name: self.name,
                 description: self.description,

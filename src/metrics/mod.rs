@@ -21,10 +21,8 @@ mod process;
 mod spin;
 
 pub use crate::settings::ExemplarFilter;
-pub use data::{
-    Exemplar, HistogramPoint, MetricData, MetricPoints, Number, NumberPoint, Temporality,
-};
-pub(crate) use exemplar::set_recording;
+pub(crate) use data::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};
+pub(crate) use exemplar::recording_mode;
 pub(crate) use instrument::collect;
 pub use instrument::{
     counter, default_boundaries, f64_counter, f64_up_down_counter, histogram, invalid_measurements,

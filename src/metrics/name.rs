@@ -3,6 +3,7 @@
 use std::fmt;
 
 /// Why an instrument could not be created.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetricsError {
     /// The name breaks `ALPHA 0*254 ("_" / "." / "-" / "/" / ALPHA / DIGIT)`.

@@ -209,6 +209,7 @@ fn live_page(store: &store::Store, query: &str) -> server::Response {
             ("Cache-Control", "no-store".into()),
             ("X-Content-Type-Options", "nosniff".into()),
         ],
+        head_only: false,
     }
 }
 

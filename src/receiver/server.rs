@@ -190,6 +190,8 @@ pub(crate) struct Response {
     pub(crate) content_type: &'static str,
     pub(crate) body: Vec<u8>,
     pub(crate) extra_headers: Vec<(&'static str, String)>,
+    /// Answering HEAD: the headers of the response, without its body.
+    pub(crate) head_only: bool,
 }
 
 impl Response {
@@ -199,6 +201,7 @@ impl Response {
             content_type: "text/plain; charset=utf-8",
             body: message.as_bytes().to_vec(),
             extra_headers: Vec::new(),
+            head_only: false,
         }
     }
 }
@@ -211,8 +214,14 @@ enum Failure {
 }
 
 impl From<io::Error> for Failure {
-    fn from(_: io::Error) -> Self {
-        Failure::Gone
+    /// A deadline that passed mid-request is answered (408); anything else means the peer is gone.
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                Failure::Reject(408, "request timeout: the request did not arrive in time")
+            }
+            _ => Failure::Gone,
+        }
     }
 }
 
@@ -285,7 +294,10 @@ fn serve_connection(stream: TcpStream, server: &Server, slot: &SlotGuard) {
         slot.enter(Phase::Handling);
         match outcome {
             Ok((head, body)) => {
-                let response = handle(&head, &body, server);
+                let mut response = handle(&head, &body, server);
+                if head.method == "HEAD" {
+                    response.head_only = true;
+                }
                 if respond(&mut connection.stream, &response, head.close).is_err() || head.close {
                     return;
                 }
@@ -327,9 +339,12 @@ fn read_head(
     slot: &SlotGuard,
 ) -> Result<Head, Failure> {
     // The idle wait ends at the first byte; the whole head must follow within head_timeout.
-    if connection.pending.is_empty() && connection.fill(Instant::now() + limits.idle_timeout)? == 0
-    {
-        return Err(Failure::Gone);
+    if connection.pending.is_empty() {
+        // Silence between requests is no error: the connection just ends.
+        match connection.fill(Instant::now() + limits.idle_timeout) {
+            Ok(0) | Err(_) => return Err(Failure::Gone),
+            Ok(_) => {}
+        }
     }
     slot.enter(Phase::Head);
     let deadline = Instant::now() + limits.head_timeout;
@@ -552,6 +567,7 @@ fn protobuf(status: u16, body: Vec<u8>) -> Response {
         content_type: "application/x-protobuf",
         body,
         extra_headers: Vec::new(),
+        head_only: false,
     }
 }
 
@@ -564,9 +580,9 @@ fn handle(head: &Head, body: &[u8], server: &Server) -> Response {
     let ingest = matches!(path, "/v1/traces" | "/v1/metrics" | "/v1/logs");
     if !ingest {
         return match (head.method.as_str(), path) {
-            ("GET", "/") => super::live_page(store, query),
-            ("GET", "/changes") => Response::text(200, &store.changes().to_string()),
-            ("GET", _) => Response::text(
+            ("GET" | "HEAD", "/") => super::live_page(store, query),
+            ("GET" | "HEAD", "/changes") => Response::text(200, &store.changes().to_string()),
+            ("GET" | "HEAD", _) => Response::text(
                 404,
                 "not found: the live view is at /; OTLP/HTTP goes to POST /v1/traces, /v1/metrics, /v1/logs",
             ),
@@ -619,6 +635,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
+        408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         _ => "Service Unavailable",
@@ -644,7 +661,9 @@ fn respond(writer: &mut TcpStream, response: &Response, close: bool) -> io::Resu
     }
     head.push_str("\r\n");
     let mut all = head.into_bytes();
-    all.extend_from_slice(&response.body);
+    if !response.head_only {
+        all.extend_from_slice(&response.body);
+    }
     writer.write_all(&all)?;
     writer.flush()
 }

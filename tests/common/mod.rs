@@ -3,21 +3,29 @@
 //! to misbehave (error statuses, Retry-After, hangs, slow answers, resets, redirects, going down).
 #![allow(dead_code)]
 
-use flate2::read::GzDecoder;
-use parking_lot::Mutex;
-use plain_connect::proto::collector::logs::v1::{
+/// The generated OTLP types: the crate's own where it makes them public (the receiver hands
+/// them out), else compiled here from the same generated source.
+#[cfg(feature = "receiver")]
+pub use plain_connect::proto;
+#[cfg(not(feature = "receiver"))]
+#[path = "../../src/proto/mod.rs"]
+pub mod proto;
+
+use self::proto::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use plain_connect::proto::collector::metrics::v1::{
+use self::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use plain_connect::proto::collector::trace::v1::{
+use self::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use plain_connect::proto::common::v1::{any_value, KeyValue};
-use plain_connect::proto::logs::v1::{LogRecord, ResourceLogs};
-use plain_connect::proto::metrics::v1::{Metric, ResourceMetrics};
-use plain_connect::proto::trace::v1::{ResourceSpans, Span};
+use self::proto::common::v1::{any_value, KeyValue};
+use self::proto::logs::v1::{LogRecord, ResourceLogs};
+use self::proto::metrics::v1::{Metric, ResourceMetrics};
+use self::proto::trace::v1::{ResourceSpans, Span};
+use flate2::read::GzDecoder;
+use parking_lot::Mutex;
 use prost::Message;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,7 +2,8 @@
 //!
 //! For spans and log records, once the pipeline is flushed:
 //! `produced = enqueued + dropped_queue_full` and
-//! `enqueued = exported + dropped_send_failed + dropped_rejected`.
+//! `enqueued = exported + dropped_send_failed + dropped_rejected`. A pipeline has its own
+//! counters; a record made while none is installed is not produced into any.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -31,28 +32,14 @@ impl SignalCounters {
     }
 }
 
-#[derive(Debug)]
+#[derive(Default, Debug)]
 pub(crate) struct Counters {
     pub(crate) spans: SignalCounters,
     pub(crate) logs: SignalCounters,
     pub(crate) metric_points: SignalCounters,
     pub(crate) requests_sent: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
-    /// When counting began (the pipeline's start): the start of the health metrics' sums.
-    pub(crate) started_unix_nanos: u64,
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            spans: SignalCounters::default(),
-            logs: SignalCounters::default(),
-            metric_points: SignalCounters::default(),
-            requests_sent: AtomicU64::new(0),
-            requests_failed: AtomicU64::new(0),
-            started_unix_nanos: super::now_unix_nanos(),
-        }
-    }
+    pub(crate) span_consumer_panics: AtomicU64,
 }
 
 impl Counters {
@@ -63,11 +50,13 @@ impl Counters {
             metric_points: self.metric_points.snapshot(),
             requests_sent: self.requests_sent.load(Relaxed),
             requests_failed: self.requests_failed.load(Relaxed),
+            span_consumer_panics: self.span_consumer_panics.load(Relaxed),
         }
     }
 }
 
 /// Item counts for one signal.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SignalCounts {
     /// Accepted into the export queue.
@@ -92,6 +81,7 @@ impl SignalCounts {
 }
 
 /// A point-in-time copy of the pipeline's counters; see [`crate::Telemetry::counters`].
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CountersSnapshot {
     /// Spans.
@@ -105,4 +95,6 @@ pub struct CountersSnapshot {
     pub requests_sent: u64,
     /// HTTP request attempts that failed (each retry counts).
     pub requests_failed: u64,
+    /// Calls of a span consumer that panicked (caught: export went on).
+    pub span_consumer_panics: u64,
 }
