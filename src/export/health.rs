@@ -59,7 +59,7 @@ const METRIC_POINTS: Names = Names {
     processor: None,
 };
 
-/// `error.type` values, one per way an item is lost (see [`super::SignalCounts`]).
+/// `error.type` values, one per way an item is lost (see `SignalCounts`).
 const REJECTED: &str = "rejected";
 const SEND_FAILED: &str = "send_failed";
 const QUEUE_FULL: &str = "queue_full";
