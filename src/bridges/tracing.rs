@@ -428,31 +428,31 @@ impl Conventions {
     }
 }
 
-/// Hands every field of a span to its [`BridgedSpan`].
-struct SpanFields<'a>(&'a mut BridgedSpan);
+/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`], an event's to its
+/// [`EventFields`].
+struct Fields<F: FnMut(&'static str, Value)>(F);
 
-impl Visit for SpanFields<'_> {
+impl<F: FnMut(&'static str, Value)> Visit for Fields<F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.record(field.name(), Value::F64(value));
+        (self.0)(field.name(), Value::F64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.record(field.name(), Value::I64(value));
+        (self.0)(field.name(), Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.record(field.name(), Value::from(value));
+        (self.0)(field.name(), Value::from(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.record(field.name(), Value::Bool(value));
+        (self.0)(field.name(), Value::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.record(field.name(), Value::from(value.to_owned()));
+        (self.0)(field.name(), Value::from(value.to_owned()));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.record(field.name(), Value::from(value.to_string()));
+        (self.0)(field.name(), Value::from(value.to_string()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .record(field.name(), Value::from(format!("{value:?}")));
+        (self.0)(field.name(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -465,36 +465,12 @@ struct EventFields {
 }
 
 impl EventFields {
-    fn push(&mut self, field: &Field, value: Value) {
-        match field.name() {
+    fn push(&mut self, name: &'static str, value: Value) {
+        match name {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
             name => self.attributes.push(Str::Static(name), value),
         }
-    }
-}
-
-impl Visit for EventFields {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, Value::F64(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, Value::I64(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, Value::Bool(value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, Value::from(value.to_owned()));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.push(field, Value::from(value.to_string()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.push(field, Value::from(format!("{value:?}")));
     }
 }
 
@@ -532,7 +508,7 @@ where
                 .unwrap_or_else(trace::current)
         };
         let mut bridged = BridgedSpan::new(Str::Static(attributes.metadata().name()), parent);
-        attributes.record(&mut SpanFields(&mut bridged));
+        attributes.record(&mut Fields(|name, value| bridged.record(name, value)));
         span.extensions_mut().insert(bridged);
     }
 
@@ -540,7 +516,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
-            values.record(&mut SpanFields(bridged));
+            values.record(&mut Fields(|name, value| bridged.record(name, value)));
         }
     }
 
@@ -585,7 +561,7 @@ where
             return;
         }
         let mut fields = EventFields::default();
-        event.record(&mut fields);
+        event.record(&mut Fields(|name, value| fields.push(name, value)));
         let error_text = fields.error.take();
         let context = match bridged {
             Some(bridged) => {

@@ -95,7 +95,7 @@ impl Pipeline {
         let now = Instant::now();
         let exporter = Exporter {
             transport: Transport::new(config.endpoint.clone()),
-            reporter: Reporter::new(&config.endpoint, config.report_interval),
+            reporter: Reporter::new(&config, Arc::clone(&counters)),
             encoder: Encoder::new(&config.resource),
             shared: Arc::clone(&shared),
             counters,
