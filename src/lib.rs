@@ -77,6 +77,7 @@
 
 mod attributes;
 mod bridges;
+mod core;
 // Paths kept while the other branches of this release move to the root re-exports; not API.
 #[doc(hidden)]
 pub mod export;

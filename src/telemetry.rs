@@ -1,11 +1,12 @@
 //! The handle the app holds: start, flush, shut down, read the counters.
 
+use crate::core::sampler::Sampler;
+use crate::core::SignalConfig;
 use crate::export::{
-    CountersSnapshot, Endpoint, ExportError, Pipeline, PipelineConfig, SignalConfig, SpanConsumer,
+    CountersSnapshot, Endpoint, ExportError, Pipeline, PipelineConfig, SpanConsumer,
 };
 use crate::resource::Resource;
 use crate::settings::{Settings, SettingsError, Token};
-use crate::trace::sampler::Sampler;
 use std::time::Duration;
 
 /// Why telemetry could not start.
@@ -88,7 +89,7 @@ impl Telemetry {
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
             crate::logs::widen_max_level(floor);
         }
-        crate::metrics::set_recording(true, settings.exemplar_filter());
+        crate::metrics::enable_process_metrics(settings.process_metrics());
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })
@@ -152,7 +153,12 @@ impl Drop for Telemetry {
 /// Resolves settings and resource into what the pipeline runs with.
 fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
     let tuning = settings.tuning();
-    let handoff_size = 128.min(tuning.max_export_batch_size).max(1);
+    // A thread hands over at most a sixteenth of the queue at once, so a small queue still
+    // fills to the brim before anything is dropped.
+    let handoff_size = 1024
+        .min(tuning.max_export_batch_size)
+        .min(tuning.max_queue_size / 16)
+        .max(1);
     PipelineConfig {
         endpoint: Endpoint {
             traces_url: settings.signal_url("traces"),
@@ -186,14 +192,16 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
             },
             span_limits: tuning.span_limits,
             log_floor: settings.export_logs().then(|| settings.log_level()),
+            metrics_mode: crate::metrics::recording_mode(settings.exemplar_filter()),
         },
-        queue_batches: tuning.max_queue_size.div_ceil(handoff_size),
+        max_queue_size: tuning.max_queue_size,
         handoff_size,
         max_export_batch: tuning.max_export_batch_size,
         span_delay: tuning.span_delay,
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
+        health_metrics: tuning.health_metrics,
         report_interval: tuning.failure_report_interval,
     }
 }

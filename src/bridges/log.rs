@@ -9,7 +9,6 @@
 
 use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
 use crate::attributes::{Str, Value};
-use crate::export;
 use crate::logs::{CodeLocation, LogRecordData};
 use crate::trace::Ids;
 use log::{LevelFilter, Log, Metadata, Record};
@@ -72,7 +71,7 @@ pub fn install(inner: Option<Box<dyn Log>>) -> Result<(), log::SetLoggerError> {
         None => LogBridge::export_only(),
     };
     log::set_boxed_logger(Box::new(bridge))?;
-    let floor = export::log_floor().unwrap_or(LevelFilter::Info);
+    let floor = crate::core::log_floor().unwrap_or(LevelFilter::Info);
     log::set_max_level(wrapped_wants.max(floor));
     Ok(())
 }
@@ -178,7 +177,7 @@ impl Log for LogBridge {
         self.inner
             .as_ref()
             .is_some_and(|i| i.enabled(metadata) && reaches_app_output(level, target))
-            || is_exported(level, target, export::log_floor())
+            || is_exported(level, target, crate::core::log_floor())
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -189,7 +188,7 @@ impl Log for LogBridge {
             }
         }
         // The level check comes first: a filtered record costs one comparison and no clock read.
-        let Some(floor) = export::log_floor() else {
+        let Some(floor) = crate::core::log_floor() else {
             return;
         };
         if level > floor || !is_exported(level, target, Some(floor)) {
@@ -202,7 +201,7 @@ impl Log for LogBridge {
             return;
         }
         let data = to_record(record, crate::trace::current_ids());
-        export::submit_log(data);
+        crate::logs::submit(&data);
         let _ = IN_BRIDGE.try_with(|flag| flag.set(false));
     }
 

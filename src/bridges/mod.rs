@@ -2,16 +2,14 @@
 //! events ([`tracing`], feature `tracing`) become this crate's log records and spans.
 //!
 //! Both share one path for a record: the same guards (this crate's own targets and the exporter
-//! thread are never exported, and the exporter thread's transport chatter never reaches the
-//! app's own output), the same severity table, the same attribute limit, and one constructor
-//! for a log record correlated with a span.
+//! thread are never exported), the same severity table, the same attribute limit, and one
+//! constructor for a log record correlated with a span.
 
 pub mod log;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 
 use crate::attributes::{KeyValue, Str, Value};
-use crate::export;
 use crate::logs::{CodeLocation, LogRecordData};
 use crate::trace::{push_attribute, Ids};
 use ::log::{Level, LevelFilter};
@@ -34,14 +32,13 @@ fn is_own_target(target: &str) -> bool {
 fn is_exported(level: Level, target: &str, floor: Option<LevelFilter>) -> bool {
     floor.is_some_and(|floor| level <= floor)
         && !is_own_target(target)
-        && !export::is_exporter_thread()
+        && !crate::core::is_exporter_thread()
 }
 
-/// Whether a record may reach the app's own output (its wrapped logger, its other tracing
-/// layers). On the exporter thread only this crate's records and others' from INFO up do: below
+/// Whether a record may reach the app's own logger. On the exporter thread only this crate's records and others' from INFO up do: below
 /// that its HTTP and TLS libraries dump the request on the wire, export token included.
 fn reaches_app_output(level: Level, target: &str) -> bool {
-    may_leave_exporter_thread(level, target) || !export::is_exporter_thread()
+    may_leave_exporter_thread(level, target) || !crate::core::is_exporter_thread()
 }
 
 fn may_leave_exporter_thread(level: Level, target: &str) -> bool {
@@ -90,7 +87,7 @@ struct Bridged {
 impl Bridged {
     /// The log record, correlated with the span `context` names when it is valid.
     fn into_record(self, context: Ids) -> LogRecordData {
-        let now = export::now_unix_nanos();
+        let now = crate::core::now_unix_nanos();
         let (severity_number, severity_text) = severity(self.level);
         let correlated = context.is_valid();
         LogRecordData {

@@ -1,33 +1,22 @@
-//! Our plain Rust values → OTLP protobuf bytes.
-//!
-//! Spans and log records, the high-volume signals, are written straight to the wire
-//! ([`super::wire`]); metrics, a few points a minute, go through the prost types.
+//! OTLP export requests: the records the app threads encoded, wrapped in the resource and
+//! scope; metrics, a few points a minute, through the prost types.
 
-use super::wire::{OneOf, Writer};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::logs::LogRecordData;
+use crate::core::wire::Writer;
 use crate::metrics::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};
 use crate::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::common::v1::{self as pc, any_value, AnyValue, ArrayValue, InstrumentationScope};
 use crate::proto::metrics::v1 as pm;
 use crate::proto::resource::v1::Resource;
-use crate::trace::{SpanData, SpanKind, Status};
 use prost::Message;
 
-/// `Span.flags` bits: the low 8 are the W3C trace flags; these say whether the parent is remote.
-const SPAN_FLAGS_HAS_IS_REMOTE: u32 = 0x100;
-const SPAN_FLAGS_IS_REMOTE: u32 = 0x200;
-
-/// Encodes batches for one service: the resource and scope are built (and encoded) once.
+/// Encodes requests for one service: the resource and scope are built (and encoded) once.
 pub(crate) struct Encoder {
     resource: Resource,
     scope: InstrumentationScope,
     encoded_resource: Vec<u8>,
     encoded_scope: Vec<u8>,
 }
-
-/// Bytes a span or log record takes on the wire, about: sizes the buffer up front.
-const TYPICAL_RECORD_BYTES: usize = 192;
 
 impl Encoder {
     pub(crate) fn new(resource_attributes: &[KeyValue]) -> Self {
@@ -50,45 +39,49 @@ impl Encoder {
         }
     }
 
-    /// An `ExportTraceServiceRequest`.
-    pub(crate) fn traces(&self, spans: &[SpanData]) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(256 + spans.len() * TYPICAL_RECORD_BYTES);
+    /// An `ExportTraceServiceRequest` around spans already encoded as `ScopeSpans.spans`
+    /// entries (`trace::span_entry`).
+    pub(crate) fn traces(&self, entries: &[&[u8]]) -> Vec<u8> {
+        let bytes: usize = entries.iter().map(|e| e.len()).sum();
+        let mut buf = Vec::with_capacity(64 + self.encoded_resource.len() + bytes);
         Writer::new(&mut buf).message(1, |resource_spans| {
             resource_spans.encoded_message(1, &self.encoded_resource);
             resource_spans.message(2, |scope_spans| {
                 scope_spans.encoded_message(1, &self.encoded_scope);
-                for s in spans {
-                    scope_spans.message(2, |w| span(w, s));
+                for entry in entries {
+                    scope_spans.raw(entry);
                 }
             });
         });
         buf
     }
 
-    /// An `ExportLogsServiceRequest`. Records are grouped into one `ScopeLogs` per `log`
-    /// target, in order of first appearance.
-    pub(crate) fn logs(&self, records: &[LogRecordData]) -> Vec<u8> {
-        let mut scopes: Vec<&Str> = Vec::new();
+    /// An `ExportLogsServiceRequest` around records already encoded, each with its scope name
+    /// (`logs::log_frame`). Records are grouped into one `ScopeLogs` per scope, in order of
+    /// first appearance.
+    pub(crate) fn logs(&self, records: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut scopes: Vec<&[u8]> = Vec::new();
         let mut scope_of = Vec::with_capacity(records.len());
-        for record in records {
-            let index = match scopes.iter().position(|s| **s == record.scope) {
+        for (scope, _) in records {
+            let index = match scopes.iter().position(|s| s == scope) {
                 Some(i) => i,
                 None => {
-                    scopes.push(&record.scope);
+                    scopes.push(scope);
                     scopes.len() - 1
                 }
             };
             scope_of.push(index);
         }
-        let mut buf = Vec::with_capacity(256 + records.len() * TYPICAL_RECORD_BYTES);
+        let bytes: usize = records.iter().map(|(s, r)| s.len() + r.len()).sum();
+        let mut buf = Vec::with_capacity(64 + self.encoded_resource.len() + bytes);
         Writer::new(&mut buf).message(1, |resource_logs| {
             resource_logs.encoded_message(1, &self.encoded_resource);
             for (index, scope) in scopes.iter().enumerate() {
                 resource_logs.message(2, |scope_logs| {
-                    scope_logs.message(1, |w| w.str(1, scope.as_str()));
+                    scope_logs.message(1, |w| w.bytes(1, scope));
                     let in_scope = records.iter().zip(&scope_of).filter(|(_, s)| **s == index);
-                    for (record, _) in in_scope {
-                        scope_logs.message(2, |w| log_record(w, record));
+                    for ((_, record), _) in in_scope {
+                        scope_logs.raw(record);
                     }
                 });
             }
@@ -144,128 +137,6 @@ pub(crate) fn key_value(kv: &KeyValue) -> pc::KeyValue {
         value: Some(any_value(&kv.value)),
         ..Default::default()
     }
-}
-
-fn any_value_wire(w: &mut Writer<'_>, value: &Value) {
-    let array = |w: &mut Writer<'_>, members: &mut dyn Iterator<Item = OneOf<'_>>| {
-        w.message(5, |array| {
-            for member in members {
-                array.message(1, |v| v.oneof(member_field(member), member));
-            }
-        });
-    };
-    match value {
-        Value::Str(s) => w.oneof(1, OneOf::Str(s.as_str())),
-        Value::Bool(b) => w.oneof(2, OneOf::Bool(*b)),
-        Value::I64(i) => w.oneof(3, OneOf::Int(*i)),
-        Value::F64(f) => w.oneof(4, OneOf::Double(*f)),
-        Value::StrArray(v) => array(w, &mut v.iter().map(|s| OneOf::Str(s.as_str()))),
-        Value::BoolArray(v) => array(w, &mut v.iter().map(|b| OneOf::Bool(*b))),
-        Value::I64Array(v) => array(w, &mut v.iter().map(|i| OneOf::Int(*i))),
-        Value::F64Array(v) => array(w, &mut v.iter().map(|f| OneOf::Double(*f))),
-    }
-}
-
-/// The `AnyValue` field number of a scalar member.
-fn member_field(member: OneOf<'_>) -> u32 {
-    match member {
-        OneOf::Str(_) => 1,
-        OneOf::Bool(_) => 2,
-        OneOf::Int(_) => 3,
-        OneOf::Double(_) => 4,
-    }
-}
-
-/// `KeyValue` fields 1 (key) and 2 (value).
-fn key_value_wire(w: &mut Writer<'_>, kv: &KeyValue) {
-    w.str(1, kv.key.as_str());
-    w.message(2, |v| any_value_wire(v, &kv.value));
-}
-
-fn key_values_wire(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
-    for kv in attributes {
-        w.message(field, |m| key_value_wire(m, kv));
-    }
-}
-
-/// `Span.kind` (`SpanKind` enum numbers).
-fn span_kind(kind: SpanKind) -> u64 {
-    match kind {
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    }
-}
-
-/// `Span.flags` and `Link.flags`: the W3C flags plus whether the parent (or linked) span is remote.
-fn remote_flags(flags: u8, is_remote: bool) -> u32 {
-    u32::from(flags) | SPAN_FLAGS_HAS_IS_REMOTE | if is_remote { SPAN_FLAGS_IS_REMOTE } else { 0 }
-}
-
-/// A `Span`, fields in tag order (as prost writes them).
-fn span(w: &mut Writer<'_>, s: &SpanData) {
-    w.bytes(1, &s.trace_id.to_bytes());
-    w.bytes(2, &s.span_id.to_bytes());
-    w.str(3, s.trace_state.as_deref().unwrap_or_default());
-    if s.parent_span_id.is_valid() {
-        w.bytes(4, &s.parent_span_id.to_bytes());
-    }
-    w.str(5, s.name.as_str());
-    w.uint(6, span_kind(s.kind));
-    w.fixed64(7, s.start_unix_nanos);
-    w.fixed64(8, s.end_unix_nanos);
-    key_values_wire(w, 9, &s.attributes);
-    w.uint(10, u64::from(s.dropped_attributes));
-    for e in &s.events {
-        w.message(11, |m| {
-            m.fixed64(1, e.time_unix_nanos);
-            m.str(2, e.name.as_str());
-            key_values_wire(m, 3, &e.attributes);
-            m.uint(4, u64::from(e.dropped_attributes));
-        });
-    }
-    w.uint(12, u64::from(s.dropped_events));
-    for l in &s.links {
-        w.message(13, |m| {
-            m.bytes(1, &l.context.trace_id().to_bytes());
-            m.bytes(2, &l.context.span_id().to_bytes());
-            m.str(3, l.context.trace_state().unwrap_or_default());
-            key_values_wire(m, 4, &l.attributes);
-            m.fixed32(6, remote_flags(l.context.flags(), l.context.is_remote()));
-        });
-    }
-    w.uint(14, u64::from(s.dropped_links));
-    // `Status`: message (2), then code (3: 1 ok, 2 error).
-    match &s.status {
-        Status::Unset => {}
-        Status::Ok => w.message(15, |m| m.uint(3, 1)),
-        Status::Error(description) => w.message(15, |m| {
-            m.str(2, description.as_str());
-            m.uint(3, 2);
-        }),
-    }
-    w.fixed32(16, remote_flags(s.flags, s.parent_is_remote));
-}
-
-/// A `LogRecord`, fields in tag order (as prost writes them).
-fn log_record(w: &mut Writer<'_>, r: &LogRecordData) {
-    let correlated = r.trace_id.is_valid() && r.span_id.is_valid();
-    w.fixed64(1, r.time_unix_nanos);
-    w.uint(2, u64::from(r.severity_number));
-    w.str(3, r.severity_text);
-    w.message(5, |body| body.oneof(1, OneOf::Str(&r.body)));
-    for kv in r.all_attributes() {
-        w.message(6, |m| key_value_wire(m, &kv));
-    }
-    w.uint(7, u64::from(r.dropped_attributes));
-    if correlated {
-        w.fixed32(8, u32::from(r.flags));
-        w.bytes(9, &r.trace_id.to_bytes());
-        w.bytes(10, &r.span_id.to_bytes());
-    }
-    w.fixed64(11, r.observed_unix_nanos);
 }
 
 fn temporality(t: Temporality) -> i32 {
@@ -359,11 +230,45 @@ mod tests {
     //! the oracle: the bytes must be exactly what prost writes for the same values.
     use super::*;
     use crate::attributes::Str;
+    use crate::core::wire::next_field;
+    use crate::logs::LogRecordData;
     use crate::proto::collector::logs::v1::ExportLogsServiceRequest;
     use crate::proto::collector::trace::v1::ExportTraceServiceRequest;
     use crate::proto::logs::v1 as pl;
     use crate::proto::trace::v1 as pt;
-    use crate::trace::{Event, Link, SpanContext, SpanId, TraceId};
+    use crate::trace::{Event, Link, SpanContext, SpanData, SpanId, SpanKind, Status, TraceId};
+
+    const SPAN_FLAGS_HAS_IS_REMOTE: u32 = 0x100;
+    const SPAN_FLAGS_IS_REMOTE: u32 = 0x200;
+
+    /// What the exporter does with a thread's buffer: split it into its entries.
+    fn fields(buf: &[u8]) -> Vec<&[u8]> {
+        let mut at = 0;
+        std::iter::from_fn(|| next_field(buf, &mut at).map(|(whole, _)| whole)).collect()
+    }
+
+    fn ours_traces(encoder: &Encoder, spans: &[SpanData]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for s in spans {
+            crate::trace::span_entry(&mut buf, s);
+        }
+        encoder.traces(&fields(&buf))
+    }
+
+    fn ours_logs(encoder: &Encoder, records: &[LogRecordData]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for r in records {
+            crate::logs::log_frame(&mut buf, r);
+        }
+        let mut at = 0;
+        let frames: Vec<(&[u8], &[u8])> = std::iter::from_fn(|| {
+            let (_, scope) = next_field(&buf, &mut at)?;
+            let (record, _) = next_field(&buf, &mut at)?;
+            Some((scope, record))
+        })
+        .collect();
+        encoder.logs(&frames)
+    }
 
     fn span_kind(kind: SpanKind) -> pt::span::SpanKind {
         match kind {
@@ -637,7 +542,7 @@ mod tests {
         let encoder = encoder();
         let spans = sample_spans();
         for n in [0, 1, 2, 5, spans.len()] {
-            let ours = encoder.traces(&spans[..n]);
+            let ours = ours_traces(&encoder, &spans[..n]);
             assert_eq!(ours, prost_traces(&encoder, &spans[..n]), "{n} spans");
             let decoded = ExportTraceServiceRequest::decode(&ours[..]).expect("decodes");
             let sent = &decoded.resource_spans[0].scope_spans[0].spans;
@@ -702,7 +607,7 @@ mod tests {
         let encoder = encoder();
         let records = sample_records();
         for n in [0, 1, 2, 3, records.len()] {
-            let ours = encoder.logs(&records[..n]);
+            let ours = ours_logs(&encoder, &records[..n]);
             assert_eq!(ours, prost_logs(&encoder, &records[..n]), "{n} records");
             let decoded = ExportLogsServiceRequest::decode(&ours[..]).expect("decodes");
             let sent: usize = decoded.resource_logs[0]

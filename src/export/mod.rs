@@ -1,24 +1,18 @@
-//! The export pipeline: hand-off from app threads, batching, encoding, transport, retries.
+//! The exporter: batching what the app threads encoded, transport, retries.
 //!
-//! Data flows one way: app thread → per-thread buffer → bounded queue → exporter thread →
-//! encode (protobuf) → gzip → HTTP POST. Only this module knows about HTTP and protobuf.
+//! Data flows one way: app thread → encoded into its own buffer (`core::handoff`) → queue
+//! bounded in records → exporter thread → request assembled around the bytes → gzip → HTTP
+//! POST. Only this module knows about HTTP.
 
-mod clock;
-mod counters;
 pub(crate) mod encode;
-mod handoff;
+mod health;
 mod pipeline;
 mod report;
 pub(crate) mod retry;
 pub(crate) mod transport;
-mod wire;
 
-pub(crate) use clock::now_unix_nanos;
-pub use counters::{CountersSnapshot, SignalCounts};
-pub(crate) use handoff::{
-    is_installed, log_floor, sampler, submit_log, submit_span, with_signal_config, SignalConfig,
-};
-pub use pipeline::is_exporter_thread;
+pub use crate::core::counters::{CountersSnapshot, SignalCounts};
+pub use crate::core::is_exporter_thread;
 pub(crate) use pipeline::{Pipeline, PipelineConfig};
 pub use retry::RetryPolicy;
 pub(crate) use transport::Endpoint;

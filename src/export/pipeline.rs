@@ -2,32 +2,35 @@
 //! and accounts for every item. Flush and shutdown honour their deadline whatever the endpoint
 //! does: retry waits are interruptible and request timeouts are cut to the time left.
 
-use super::counters::{Counters, SignalCounters};
 use super::encode::Encoder;
-use super::handoff::{self, Shared, SignalConfig};
 use super::report::Reporter;
 use super::retry::RetryPolicy;
 use super::transport::{Attempt, Endpoint, Transport};
 use super::{ExportError, Signal, SpanConsumer};
 use crate::attributes::KeyValue;
-use crate::logs::LogRecordData;
-use crate::trace::SpanData;
-use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
+use crate::core::counters::{Counters, SignalCounters};
+use crate::core::wire::next_field;
+use crate::core::{self, Chunk, Encoded, Shared, SignalConfig};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What travels from the app threads to the exporter.
-pub(crate) enum Batch {
-    Spans(Vec<SpanData>),
-    Logs(Vec<LogRecordData>),
-}
-
 enum Control {
-    Flush { deadline: Instant, done: Sender<()> },
-    Shutdown { deadline: Instant, done: Sender<()> },
+    Flush {
+        deadline: Instant,
+        done: Sender<()>,
+    },
+    /// `after_uninstall`: the generation that followed this pipeline's, under which its final
+    /// metrics collection may still run.
+    Shutdown {
+        deadline: Instant,
+        after_uninstall: Option<u64>,
+        done: Sender<()>,
+    },
 }
 
 impl Control {
@@ -44,9 +47,9 @@ pub(crate) struct PipelineConfig {
     pub(crate) endpoint: Endpoint,
     pub(crate) resource: Vec<KeyValue>,
     pub(crate) signals: SignalConfig,
-    /// Batches the queue holds; each is at most `handoff_size` items.
-    pub(crate) queue_batches: usize,
-    /// Items a thread buffers before handing them over.
+    /// Spans and log records the queue holds (handed over, not yet sent).
+    pub(crate) max_queue_size: usize,
+    /// Records a thread buffers before handing them over.
     pub(crate) handoff_size: usize,
     /// Items per export request.
     pub(crate) max_export_batch: usize,
@@ -56,17 +59,11 @@ pub(crate) struct PipelineConfig {
     pub(crate) retry: RetryPolicy,
     /// At most one line about an ongoing failure per this interval.
     pub(crate) report_interval: Duration,
+    /// Export the pipeline's own `otel.sdk.*` metrics ([`super::health`]).
+    pub(crate) health_metrics: bool,
 }
 
-thread_local! {
-    static ON_EXPORTER_THREAD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// True on the exporter thread: whatever is logged there (its HTTP client's errors included)
-/// must not be exported, or a failing endpoint would feed itself.
-pub fn is_exporter_thread() -> bool {
-    ON_EXPORTER_THREAD.try_with(Cell::get).unwrap_or(false)
-}
+type Consumers = Arc<Mutex<Vec<Box<dyn SpanConsumer>>>>;
 
 /// The app's handle on a running pipeline.
 pub(crate) struct Pipeline {
@@ -74,49 +71,54 @@ pub(crate) struct Pipeline {
     control: Sender<Control>,
     stopped: Receiver<()>,
     thread: Option<JoinHandle<()>>,
-    consumers: Arc<Mutex<Vec<Box<dyn SpanConsumer>>>>,
+    consumers: Consumers,
 }
 
 impl Pipeline {
     /// Spawns the exporter thread and installs the pipeline for the whole process.
     pub(crate) fn start(config: PipelineConfig, installed_at: String) -> Result<Self, ExportError> {
         let counters = Arc::new(Counters::default());
-        let (queue_tx, queue_rx) = bounded(config.queue_batches.max(1));
+        // Unbounded as a channel: the bound is on records, kept by `Shared`.
+        let (queue_tx, queue_rx) = unbounded();
         let (control_tx, control_rx) = bounded(64);
         let (stopped_tx, stopped_rx) = bounded(1);
         let shared = Arc::new(Shared::new(
             config.signals,
             Arc::clone(&counters),
             queue_tx,
+            config.max_queue_size,
             config.handoff_size,
         ));
-        handoff::install(Arc::clone(&shared), installed_at)
+        core::install(Arc::clone(&shared), installed_at)
             .map_err(|first| ExportError::AlreadyInstalled { first })?;
-        let consumers: Arc<Mutex<Vec<Box<dyn SpanConsumer>>>> = Arc::default();
+        let consumers: Consumers = Arc::default();
         let now = Instant::now();
         let exporter = Exporter {
             transport: Transport::new(config.endpoint.clone()),
-            reporter: Reporter::new(&config.endpoint, config.report_interval),
+            reporter: Reporter::new(&config, Arc::clone(&counters)),
             encoder: Encoder::new(&config.resource),
             shared: Arc::clone(&shared),
             counters,
             queue: queue_rx,
             control: control_rx,
             consumers: Arc::clone(&consumers),
-            spans: Vec::new(),
-            logs: Vec::new(),
+            spans: Waiting::default(),
+            logs: Waiting::default(),
             next_span_export: now + config.span_delay,
             next_log_export: now + config.log_delay,
             next_metrics: now + config.metrics_interval,
-            last_metrics_collection: super::now_unix_nanos(),
             stop_deadline: None,
+            after_uninstall: None,
             stashed: Vec::new(),
+            health: config
+                .health_metrics
+                .then(|| super::health::Health::new(config.max_queue_size)),
             config,
         };
         let thread = std::thread::Builder::new()
             .name("plain-connect-exporter".into())
             .spawn(move || {
-                ON_EXPORTER_THREAD.with(|flag| flag.set(true));
+                core::mark_exporter_thread();
                 exporter.run();
                 let _ = stopped_tx.send(());
             });
@@ -129,7 +131,8 @@ impl Pipeline {
                 consumers,
             }),
             Err(e) => {
-                handoff::uninstall(&shared);
+                core::uninstall(&shared);
+                shared.close();
                 Err(ExportError::Spawn(e.to_string()))
             }
         }
@@ -145,13 +148,12 @@ impl Pipeline {
 
     fn request(
         &self,
-        timeout: Duration,
-        make: impl FnOnce(Instant, Sender<()>) -> Control,
+        deadline: Instant,
+        make: impl FnOnce(Sender<()>) -> Control,
     ) -> Result<(), ExportError> {
-        let deadline = Instant::now() + timeout;
         let (done_tx, done_rx) = bounded(1);
         self.control
-            .send_deadline(make(deadline, done_tx), deadline)
+            .send_deadline(make(done_tx), deadline)
             .map_err(|_| ExportError::Timeout)?;
         done_rx
             .recv_deadline(deadline)
@@ -163,21 +165,26 @@ impl Pipeline {
         if self.thread.is_none() {
             return Err(ExportError::ShutDown);
         }
-        self.request(timeout, |deadline, done| Control::Flush { deadline, done })
+        let deadline = Instant::now() + timeout;
+        self.request(deadline, |done| Control::Flush { deadline, done })
     }
 
-    /// Flushes, stops the exporter thread and uninstalls the pipeline. Returns by the deadline
-    /// even if the endpoint hangs (the thread then ends on its own when its request times out).
+    /// Uninstalls the pipeline (nothing more is recorded into it), exports what it holds and
+    /// stops the exporter thread. Returns by the deadline even if the endpoint hangs: the
+    /// pipeline is closed then, so its thread, which ends when its request times out, takes
+    /// nothing more and touches no process-wide state.
     pub(crate) fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
         let Some(thread) = self.thread.take() else {
             return Err(ExportError::ShutDown);
         };
-        handoff::uninstall(&self.shared);
         let deadline = Instant::now() + timeout;
-        let result = self.request(timeout, |deadline, done| Control::Shutdown {
+        let after_uninstall = core::uninstall(&self.shared);
+        let result = self.request(deadline, |done| Control::Shutdown {
             deadline,
+            after_uninstall,
             done,
         });
+        self.shared.close();
         if self.stopped.recv_deadline(deadline).is_ok() {
             let _ = thread.join();
         }
@@ -191,6 +198,87 @@ impl Drop for Pipeline {
     }
 }
 
+/// Encoded records of one signal waiting on the exporter, in arrival order, in the buffers the
+/// app threads wrote them into.
+#[derive(Default)]
+struct Waiting {
+    buffers: VecDeque<Encoded>,
+    /// Where the records not yet taken start in the front buffer.
+    front_offset: usize,
+    count: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, encoded: Encoded) {
+        if encoded.count > 0 {
+            self.count += encoded.count;
+            self.buffers.push_back(encoded);
+        }
+    }
+
+    /// The first `max` records, each its `fields` length-delimited fields (1 for a span, 2 for
+    /// a log record: its scope, then itself), as (whole field, body) pairs.
+    fn front(&self, max: usize, fields: usize) -> Vec<[(&[u8], &[u8]); 2]> {
+        let mut records = Vec::with_capacity(max.min(self.count));
+        let mut offset = self.front_offset;
+        'buffers: for encoded in &self.buffers {
+            let bytes = &encoded.bytes[..];
+            while records.len() < max {
+                let mut record = [(&[][..], &[][..]); 2];
+                for field in record.iter_mut().take(fields) {
+                    match next_field(bytes, &mut offset) {
+                        Some(f) => *field = f,
+                        None => {
+                            offset = 0;
+                            continue 'buffers;
+                        }
+                    }
+                }
+                records.push(record);
+            }
+            break;
+        }
+        records
+    }
+
+    /// Forgets the first `n` records (taken with [`Waiting::front`]); emptied buffers go back
+    /// to the app threads.
+    fn consume(&mut self, n: usize, fields: usize, shared: &Shared) {
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.buffers.front_mut() else {
+                break;
+            };
+            let mut offset = self.front_offset;
+            while left > 0 && offset < front.bytes.len() {
+                for _ in 0..fields {
+                    if next_field(&front.bytes, &mut offset).is_none() {
+                        offset = front.bytes.len();
+                    }
+                }
+                left -= 1;
+                self.count -= 1;
+            }
+            if offset >= front.bytes.len() {
+                let done = self.buffers.pop_front().expect("the front buffer");
+                shared.recycle(done.bytes);
+                self.front_offset = 0;
+            } else {
+                self.front_offset = offset;
+            }
+        }
+    }
+
+    /// Forgets everything, returning how many records that was.
+    fn clear(&mut self, shared: &Shared) -> usize {
+        for encoded in self.buffers.drain(..) {
+            shared.recycle(encoded.bytes);
+        }
+        self.front_offset = 0;
+        std::mem::take(&mut self.count)
+    }
+}
+
 struct Exporter {
     config: PipelineConfig,
     transport: Transport,
@@ -198,37 +286,30 @@ struct Exporter {
     encoder: Encoder,
     shared: Arc<Shared>,
     counters: Arc<Counters>,
-    queue: Receiver<Batch>,
+    queue: Receiver<Chunk>,
     control: Receiver<Control>,
-    consumers: Arc<Mutex<Vec<Box<dyn SpanConsumer>>>>,
-    spans: Vec<SpanData>,
-    logs: Vec<LogRecordData>,
+    consumers: Consumers,
+    spans: Waiting,
+    logs: Waiting,
     next_span_export: Instant,
     next_log_export: Instant,
     next_metrics: Instant,
-    last_metrics_collection: u64,
     /// Set while a flush or shutdown is being served: no wait or request may outlast it.
     stop_deadline: Option<Instant>,
+    /// Set by shutdown: see [`Control::Shutdown`].
+    after_uninstall: Option<u64>,
     /// Control messages that arrived during a retry wait, served next.
     stashed: Vec<Control>,
-}
-
-/// Takes the whole batches of `max` items from the front of `pending` (everything when `all`),
-/// leaving the partial rest. Only that rest is moved, so draining a deep queue (a flush after a
-/// burst) costs one pass, not one copy of the remainder per batch.
-fn take_batches<T>(pending: &mut Vec<T>, max: usize, all: bool) -> Vec<T> {
-    let ready = if all {
-        pending.len()
-    } else {
-        pending.len() - pending.len() % max
-    };
-    let rest = pending.split_off(ready);
-    std::mem::replace(pending, rest)
+    health: Option<super::health::Health>,
 }
 
 impl Exporter {
     fn run(mut self) {
         loop {
+            if self.shared.is_closed() {
+                self.abandon();
+                return;
+            }
             if !self.stashed.is_empty() {
                 let control = self.stashed.remove(0);
                 if self.serve(control) {
@@ -251,7 +332,7 @@ impl Exporter {
                         return;
                     }
                 },
-                recv(self.queue) -> batch => if let Ok(batch) = batch { self.accept(batch) },
+                recv(self.queue) -> chunk => if let Ok(chunk) = chunk { self.accept(chunk) },
                 default(wake.saturating_duration_since(now)) => {},
             }
             self.on_timers();
@@ -262,6 +343,12 @@ impl Exporter {
     fn serve(&mut self, control: Control) -> bool {
         let deadline = control.deadline();
         self.stop_deadline = Some(self.stop_deadline.map_or(deadline, |d| d.min(deadline)));
+        if let Control::Shutdown {
+            after_uninstall, ..
+        } = &control
+        {
+            self.after_uninstall = *after_uninstall;
+        }
         self.export_everything();
         self.stop_deadline = None;
         match control {
@@ -270,37 +357,56 @@ impl Exporter {
                 false
             }
             Control::Shutdown { done, .. } => {
+                self.abandon();
                 let _ = done.send(());
                 true
             }
         }
     }
 
-    fn accept(&mut self, batch: Batch) {
-        match batch {
-            Batch::Spans(mut spans) => {
-                self.spans.append(&mut spans);
-                self.shared.recycle_span_buffer(spans);
-                if self.spans.len() >= self.config.max_export_batch {
-                    self.export_spans(false);
-                }
-            }
-            Batch::Logs(mut logs) => {
-                self.logs.append(&mut logs);
-                if self.logs.len() >= self.config.max_export_batch {
-                    self.export_logs(false);
-                }
-            }
+    /// Counts what is still held as dropped (a shutdown that ran out of time, or a closed
+    /// pipeline), so the counters add up.
+    fn abandon(&mut self) {
+        while let Ok(chunk) = self.queue.try_recv() {
+            self.take(chunk);
+        }
+        let spans = self.spans.clear(&self.shared);
+        let logs = self.logs.clear(&self.shared);
+        SignalCounters::add(&self.counters.spans.dropped_send_failed, spans);
+        SignalCounters::add(&self.counters.logs.dropped_send_failed, logs);
+        self.shared.release(spans + logs);
+    }
+
+    fn take(&mut self, chunk: Chunk) {
+        self.spans.push(chunk.spans);
+        self.logs.push(chunk.logs);
+    }
+
+    fn accept(&mut self, chunk: Chunk) {
+        self.take(chunk);
+        if self.spans.count >= self.config.max_export_batch {
+            self.export_spans(false);
+        }
+        if self.logs.count >= self.config.max_export_batch {
+            self.export_logs(false);
+        }
+    }
+
+    fn sweep(&mut self) {
+        let mut chunks = Vec::new();
+        self.shared.sweep(&mut chunks);
+        for chunk in chunks {
+            self.take(chunk);
         }
     }
 
     fn on_timers(&mut self) {
         let now = Instant::now();
         if now >= self.next_span_export || now >= self.next_log_export {
-            self.shared.sweep(&mut self.spans, &mut self.logs);
+            self.sweep();
         }
         if now >= self.next_span_export {
-            super::clock::resync();
+            core::clock::resync();
             self.export_spans(true);
             self.next_span_export = Instant::now() + self.config.span_delay;
         }
@@ -315,12 +421,9 @@ impl Exporter {
     }
 
     fn export_everything(&mut self) {
-        self.shared.sweep(&mut self.spans, &mut self.logs);
-        while let Ok(batch) = self.queue.try_recv() {
-            match batch {
-                Batch::Spans(mut s) => self.spans.append(&mut s),
-                Batch::Logs(mut l) => self.logs.append(&mut l),
-            }
+        self.sweep();
+        while let Ok(chunk) = self.queue.try_recv() {
+            self.take(chunk);
         }
         self.export_spans(true);
         self.export_logs(true);
@@ -330,31 +433,90 @@ impl Exporter {
     /// Sends full batches, and the remainder too when `all`.
     fn export_spans(&mut self, all: bool) {
         let max = self.config.max_export_batch.max(1);
-        let ready = take_batches(&mut self.spans, max, all);
-        for batch in ready.chunks(max) {
-            for consumer in self.consumers.lock().iter_mut() {
-                consumer.consume(batch);
+        while self.spans.count >= max || (all && self.spans.count > 0) {
+            if self.shared.is_closed() {
+                return;
             }
-            let body = self.encoder.traces(batch);
-            self.deliver(Signal::Traces, body, batch.len());
+            let (body, n) = {
+                let records = self.spans.front(max, 1);
+                self.feed_consumers(&records);
+                let entries: Vec<&[u8]> = records.iter().map(|[(whole, _), _]| *whole).collect();
+                (self.encoder.traces(&entries), records.len())
+            };
+            if n == 0 {
+                // Never ours: bytes that are not whole fields. Dropped and counted.
+                let n = self.spans.clear(&self.shared);
+                SignalCounters::add(&self.counters.spans.dropped_send_failed, n);
+                self.shared.release(n);
+                return;
+            }
+            self.spans.consume(n, 1, &self.shared);
+            self.deliver(Signal::Traces, body, n);
+            self.shared.release(n);
+        }
+    }
+
+    /// Hands the batch to the span consumers, decoded; a consumer that panics is counted and
+    /// keeps its place (the exporter and the app threads carry on).
+    fn feed_consumers(&self, records: &[[(&[u8], &[u8]); 2]]) {
+        let mut consumers = self.consumers.lock();
+        if consumers.is_empty() {
+            return;
+        }
+        let spans = crate::trace::decode_spans(records.iter().map(|[(_, body), _]| *body));
+        for consumer in consumers.iter_mut() {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                consumer.consume(&spans);
+            }));
+            if outcome.is_err() {
+                self.counters
+                    .span_consumer_panics
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
     fn export_logs(&mut self, all: bool) {
         let max = self.config.max_export_batch.max(1);
-        let ready = take_batches(&mut self.logs, max, all);
-        for batch in ready.chunks(max) {
-            let body = self.encoder.logs(batch);
-            self.deliver(Signal::Logs, body, batch.len());
+        while self.logs.count >= max || (all && self.logs.count > 0) {
+            if self.shared.is_closed() {
+                return;
+            }
+            let (body, n) = {
+                let records = self.logs.front(max, 2);
+                let frames: Vec<(&[u8], &[u8])> = records
+                    .iter()
+                    .map(|[(_, scope), (whole, _)]| (*scope, *whole))
+                    .collect();
+                (self.encoder.logs(&frames), records.len())
+            };
+            if n == 0 {
+                let n = self.logs.clear(&self.shared);
+                SignalCounters::add(&self.counters.logs.dropped_send_failed, n);
+                self.shared.release(n);
+                return;
+            }
+            self.logs.consume(n, 2, &self.shared);
+            self.deliver(Signal::Logs, body, n);
+            self.shared.release(n);
         }
     }
 
+    /// Collects and sends the process's metrics, only in this pipeline's name: never once
+    /// another pipeline has been installed.
     fn export_metrics(&mut self) {
-        let now = super::now_unix_nanos();
-        let metrics = crate::metrics::collect(now);
-        self.last_metrics_collection = now;
+        let now = core::now_unix_nanos();
+        let Some(mut metrics) = core::while_current(&self.shared, self.after_uninstall, || {
+            crate::metrics::collect(now)
+        }) else {
+            return;
+        };
         let points: usize = metrics.iter().map(|m| m.points.len()).sum();
-        if points == 0 {
+        // Counted before the health points join: they are never counted in themselves.
+        if let Some(health) = &self.health {
+            metrics.extend(health.collect(&self.counters, now));
+        }
+        if metrics.is_empty() {
             return;
         }
         SignalCounters::add(&self.counters.metric_points.enqueued, points);
@@ -454,24 +616,5 @@ impl Exporter {
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::take_batches;
-
-    #[test]
-    fn whole_batches_leave_in_order_and_the_rest_waits() {
-        let mut pending: Vec<u32> = (0..10).collect();
-        assert_eq!(
-            take_batches(&mut pending, 4, false),
-            (0..8).collect::<Vec<_>>()
-        );
-        assert_eq!(pending, [8, 9]);
-        assert!(take_batches(&mut pending, 4, false).is_empty());
-        assert_eq!(pending, [8, 9]);
-        assert_eq!(take_batches(&mut pending, 4, true), [8, 9]);
-        assert!(pending.is_empty());
     }
 }

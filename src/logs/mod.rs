@@ -19,4 +19,7 @@ mod record;
 
 pub(crate) use crate::bridges::log::widen_max_level;
 pub use crate::bridges::log::{install, LogBridge};
+#[cfg(test)]
+pub(crate) use record::log_frame;
+pub(crate) use record::submit;
 pub(crate) use record::{CodeLocation, LogRecordData};

@@ -1,6 +1,8 @@
 //! A log record as handed to the export pipeline.
 
 use crate::attributes::{KeyValue, Str};
+use crate::core::handoff::{self, Kind};
+use crate::core::wire::{key_values, OneOf, Writer};
 use crate::trace::{SpanId, TraceId};
 use std::borrow::Cow;
 
@@ -46,7 +48,9 @@ pub struct CodeLocation {
 }
 
 impl LogRecordData {
-    /// The code location followed by the record's own attributes, as exported.
+    /// The code location followed by the record's own attributes, as exported (what the prost
+    /// oracle test builds from).
+    #[cfg(test)]
     pub fn all_attributes(&self) -> impl Iterator<Item = KeyValue> + '_ {
         let code = &self.code;
         let file = code
@@ -62,4 +66,59 @@ impl LogRecordData {
             .chain(namespace)
             .chain(self.attributes.iter().cloned())
     }
+}
+
+/// The field of `ScopeLogs` that holds its records; a record's frame in a thread's buffer is its
+/// scope name (field 1), then the record as this field, so the exporter can group records by
+/// scope without decoding them.
+pub(crate) const SCOPE_LOGS_RECORD_FIELD: u32 = 2;
+
+/// Appends `record`'s frame: its scope name, then its `ScopeLogs.log_records` entry.
+pub(crate) fn log_frame(buf: &mut Vec<u8>, record: &LogRecordData) {
+    let mut w = Writer::new(buf);
+    // Written even when empty, so every frame has two fields.
+    w.message(1, |w| w.raw(record.scope.as_str().as_bytes()));
+    w.message(SCOPE_LOGS_RECORD_FIELD, |w| log_record(w, record));
+}
+
+/// A `LogRecord`, fields in tag order (as prost writes them).
+fn log_record(w: &mut Writer<'_>, r: &LogRecordData) {
+    let correlated = r.trace_id.is_valid() && r.span_id.is_valid();
+    w.fixed64(1, r.time_unix_nanos);
+    w.uint(2, u64::from(r.severity_number));
+    w.str(3, r.severity_text);
+    w.message(5, |body| body.oneof(1, OneOf::Str(&r.body)));
+    let code = &r.code;
+    if let Some(file) = &code.file {
+        w.message(6, |m| {
+            m.str(1, "code.file.path");
+            m.message(2, |v| v.oneof(1, OneOf::Str(file.as_str())));
+        });
+    }
+    if let Some(line) = code.line {
+        w.message(6, |m| {
+            m.str(1, "code.line.number");
+            m.message(2, |v| v.oneof(3, OneOf::Int(i64::from(line))));
+        });
+    }
+    if let Some(namespace) = code.namespace {
+        w.message(6, |m| {
+            m.str(1, "code.namespace");
+            m.message(2, |v| v.oneof(1, OneOf::Str(namespace)));
+        });
+    }
+    key_values(w, 6, &r.attributes);
+    w.uint(7, u64::from(r.dropped_attributes));
+    if correlated {
+        w.fixed32(8, u32::from(r.flags));
+        w.bytes(9, &r.trace_id.to_bytes());
+        w.bytes(10, &r.span_id.to_bytes());
+    }
+    w.fixed64(11, r.observed_unix_nanos);
+}
+
+/// Hands a finished log record to the installed pipeline, encoded into this thread's buffer
+/// (nothing happens when none is installed). What the log bridges call.
+pub(crate) fn submit(record: &LogRecordData) {
+    handoff::submit(Kind::Log, |buf| log_frame(buf, record));
 }

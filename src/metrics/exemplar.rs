@@ -13,31 +13,28 @@ use super::data::{Exemplar, Number};
 use super::spin::Guarded;
 use crate::settings::ExemplarFilter;
 use crate::trace::{SpanId, TraceId, FLAG_SAMPLED};
-use std::sync::atomic::{AtomicU8, Ordering};
+
 use std::sync::OnceLock;
 
 /// Measurements a sum's reservoir keeps per window: a small fixed reservoir, enough to link a
 /// counter's window to a few of the traces behind it.
 pub(crate) const SUM_RESERVOIR_SIZE: usize = 4;
 
-/// What the record path does, in one process-wide byte read once per measurement: nothing
-/// (no pipeline), aggregate only, or aggregate and offer exemplars.
+/// What the record path does, in one process-wide byte (kept by `core`, set while a pipeline
+/// is installed) read once per measurement: nothing (no pipeline), aggregate only, or aggregate
+/// and offer exemplars.
 const OFF: u8 = 0;
 const NO_EXEMPLARS: u8 = 1;
 const TRACE_BASED: u8 = 2;
 const ALWAYS_ON: u8 = 3;
 
-static MODE: AtomicU8 = AtomicU8::new(OFF);
-
-/// Turns recording on (with the exemplar filter) or off for the whole process.
-pub(crate) fn set_recording(on: bool, filter: ExemplarFilter) {
-    let mode = match (on, filter) {
-        (false, _) => OFF,
-        (true, ExemplarFilter::AlwaysOff) => NO_EXEMPLARS,
-        (true, ExemplarFilter::AlwaysOn) => ALWAYS_ON,
-        (true, _) => TRACE_BASED,
-    };
-    MODE.store(mode, Ordering::Relaxed);
+/// The recording mode an installed pipeline with this exemplar filter sets.
+pub(crate) fn recording_mode(filter: ExemplarFilter) -> u8 {
+    match filter {
+        ExemplarFilter::AlwaysOff => NO_EXEMPLARS,
+        ExemplarFilter::AlwaysOn => ALWAYS_ON,
+        _ => TRACE_BASED,
+    }
 }
 
 /// The recording mode; [`Mode::is_on`] is the disabled fast path.
@@ -47,7 +44,7 @@ pub(crate) struct Mode(u8);
 impl Mode {
     #[inline]
     pub(crate) fn current() -> Mode {
-        Mode(MODE.load(Ordering::Relaxed))
+        Mode(crate::core::metrics_mode())
     }
 
     #[inline]
@@ -84,7 +81,7 @@ impl Offer {
     fn now(ids: Option<(TraceId, SpanId)>) -> Offer {
         let (trace_id, span_id) = ids.map_or((0, 0), |(t, s)| (t.0, s.0));
         Offer {
-            time_unix_nanos: crate::export::now_unix_nanos().max(1),
+            time_unix_nanos: crate::core::now_unix_nanos().max(1),
             trace_id,
             span_id,
         }

@@ -17,11 +17,12 @@ mod data;
 mod exemplar;
 mod instrument;
 mod name;
+mod process;
 mod spin;
 
 pub use crate::settings::ExemplarFilter;
 pub(crate) use data::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};
-pub(crate) use exemplar::set_recording;
+pub(crate) use exemplar::recording_mode;
 pub(crate) use instrument::collect;
 pub use instrument::{
     counter, default_boundaries, f64_counter, f64_up_down_counter, histogram, invalid_measurements,
@@ -32,3 +33,4 @@ pub use instrument::{
     HTTP_SERVER_DURATION_BOUNDS, SECONDS_BOUNDS,
 };
 pub use name::MetricsError;
+pub(crate) use process::enable as enable_process_metrics;

@@ -343,6 +343,16 @@ impl Settings {
         let mut warnings = self.otel.warnings.clone();
         if self.is_export_active() {
             warnings.extend(self.credentials_in_clear());
+            let https = SIGNALS
+                .iter()
+                .any(|signal| self.signal_url(signal).starts_with("https://"));
+            if https && !cfg!(feature = "tls") {
+                warnings.push(
+                    "an export URL is https:// but this build lacks plain-connect's `tls` \
+                     feature: every export to it will fail"
+                        .to_owned(),
+                );
+            }
         } else if self.export_enabled
             && !self.otel.sdk_disabled
             && self.export_url != DEFAULT_EXPORT_URL
@@ -851,6 +861,8 @@ fn redacted_url(raw: &str) -> String {
 
 const HEADER_EXPECTED: &str = "header names made of letters, digits and -, and values with no \
      control characters (CR, LF, NUL...), which an HTTP header cannot carry";
+const TOKEN_EXPECTED: &str =
+    "a token with no control characters (CR, LF, NUL...), which an HTTP header cannot carry";
 
 /// Whether the HTTP client will send this header: the check it applies itself, made at init so a
 /// bad value is one clear error instead of a failure of every export.
@@ -860,11 +872,11 @@ pub(crate) fn is_valid_header(name: &str, value: &str) -> bool {
 }
 
 /// A secret bound for a header; the error never quotes it.
-fn secret_error(variable: &str) -> SettingsError {
+fn secret_error(variable: &str, expected: &'static str) -> SettingsError {
     SettingsError {
         variable: variable.to_owned(),
         value: None,
-        expected: HEADER_EXPECTED,
+        expected,
     }
 }
 
@@ -873,7 +885,7 @@ fn parse_token(raw: &str, variable: &str) -> Result<Token, SettingsError> {
     if is_valid_header("authorization", &format!("Bearer {token}")) {
         Ok(Token::new(token))
     } else {
-        Err(secret_error(variable))
+        Err(secret_error(variable, TOKEN_EXPECTED))
     }
 }
 

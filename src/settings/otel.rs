@@ -103,7 +103,7 @@ fn parse_headers(
         .iter()
         .all(|(name, value)| super::is_valid_header(name, value))
     {
-        errors.push(super::secret_error(variable));
+        errors.push(super::secret_error(variable, super::HEADER_EXPECTED));
         return None;
     }
     Some(

@@ -11,15 +11,18 @@
 //! ```
 
 mod context;
+mod encode;
 mod id;
 pub mod propagation;
-pub(crate) mod sampler;
 mod span;
 
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
 pub(crate) use context::{current_ids, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
+pub(crate) use encode::decode_spans;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use encode::span_entry;
 pub(crate) use id::random_u64;
 pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
 pub(crate) use span::push_attribute;

@@ -3,7 +3,9 @@
 use super::context::{self, SpanContext, FLAG_SAMPLED};
 use super::id::{new_span_id, new_trace_id, SpanId, TraceId};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::export;
+use crate::core::handoff::{self, Kind};
+pub use crate::core::SpanLimits;
+use crate::core::{self as state, now_unix_nanos};
 use std::marker::PhantomData;
 
 /// What the span represents (OTLP `Span.SpanKind`).
@@ -69,33 +71,6 @@ pub struct Link {
     pub context: SpanContext,
     /// Attributes.
     pub attributes: Vec<KeyValue>,
-}
-
-/// Per-span limits (OpenTelemetry SDK defaults: 128 of each, no value length limit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SpanLimits {
-    /// Attributes per span; later new keys are discarded and counted.
-    pub max_attributes: u32,
-    /// Events per span.
-    pub max_events: u32,
-    /// Links per span.
-    pub max_links: u32,
-    /// Attributes per event or link.
-    pub max_attributes_per_event: u32,
-    /// Strings are cut to this many characters when set.
-    pub max_value_chars: Option<u32>,
-}
-
-impl Default for SpanLimits {
-    fn default() -> Self {
-        SpanLimits {
-            max_attributes: 128,
-            max_events: 128,
-            max_links: 128,
-            max_attributes_per_event: 128,
-            max_value_chars: None,
-        }
-    }
 }
 
 /// A finished, sampled span as handed to the export pipeline and to span consumers.
@@ -179,7 +154,7 @@ impl SpanBuilder {
     /// valid ids (so propagation and log correlation work) but records nothing.
     #[inline(always)]
     pub fn start(mut self) -> Span {
-        if !export::is_installed() {
+        if !state::is_installed() {
             if self.parent.is_none() {
                 return Span::noop();
             }
@@ -292,7 +267,7 @@ impl Begun {
             }
             data.events.push(Event {
                 name,
-                time_unix_nanos: export::now_unix_nanos(),
+                time_unix_nanos: now_unix_nanos(),
                 attributes: kept,
                 dropped_attributes: dropped,
             });
@@ -308,25 +283,25 @@ impl Begun {
     /// Ends the span now and hands its record to the pipeline; later calls do nothing.
     pub(crate) fn end(&mut self) {
         if let Some(mut data) = self.data.take() {
-            data.end_unix_nanos = export::now_unix_nanos().max(data.start_unix_nanos);
-            export::submit_span(data);
+            data.end_unix_nanos = now_unix_nanos().max(data.start_unix_nanos);
+            submit(&data);
         }
     }
 }
 
 /// Decides sampling and draws ids for a new span under `parent` (invalid = a root). The one
-/// place span identity is made. Callers check [`export::is_installed`] first; a pipeline
+/// place span identity is made. Callers check [`state::is_installed`] first; a pipeline
 /// uninstalled in between makes an unsampled span.
 #[inline(always)]
 pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
-    let sampler = export::sampler();
+    let sampler = state::sampler();
     let parent_valid = parent.is_valid();
     let trace_id = if parent_valid {
         parent.trace_id
     } else {
         new_trace_id()
     };
-    let sampled = sampler.should_sample(parent, trace_id);
+    let sampled = sampler.should_sample(parent_valid.then(|| parent.is_sampled()), trace_id.0);
     let inherited_flags = if parent_valid { parent.flags } else { 0 };
     let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
     let context = SpanContext {
@@ -337,7 +312,7 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
         trace_state: parent.trace_state.clone(),
     };
     let (data, limits) = if sampled {
-        let limits = export::with_signal_config(|c| c.span_limits).unwrap_or_default();
+        let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
         (Some(new_record(name, kind, &context, parent)), limits)
     } else {
         (None, SpanLimits::default())
@@ -371,7 +346,7 @@ fn new_record(
         trace_state: parent.trace_state.clone(),
         name,
         kind,
-        start_unix_nanos: export::now_unix_nanos(),
+        start_unix_nanos: now_unix_nanos(),
         end_unix_nanos: 0,
         attributes: Vec::new(),
         dropped_attributes: 0,
@@ -561,6 +536,13 @@ impl std::fmt::Debug for Span {
             .field("recording", &self.is_recording())
             .finish()
     }
+}
+
+/// Hands a finished span to the installed pipeline, encoded into this thread's buffer (nothing
+/// happens when none is installed). The one way a finished span leaves, the `tracing` bridge's
+/// included.
+pub(crate) fn submit(data: &SpanData) {
+    handoff::submit(Kind::Span, |buf| super::encode::span_entry(buf, data));
 }
 
 /// The one place attribute limits are applied: unique keys, count limit, value length limit.

@@ -5,9 +5,6 @@
 //! rounding step), so a trace crossing services in several languages is kept or dropped as one.
 //! A child follows its parent's sampled flag, whether the parent is local or remote.
 
-use super::context::SpanContext;
-use super::id::TraceId;
-
 /// The sampling rule installed with the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Sampler {
@@ -51,17 +48,17 @@ impl Sampler {
     }
 
     /// The decision for a root span with this trace id.
-    pub(crate) fn samples_trace(&self, trace_id: TraceId) -> bool {
-        let low = trace_id.0 as u64;
+    pub(crate) fn samples_trace(&self, trace_id: u128) -> bool {
+        let low = trace_id as u64;
         (low >> 1) < self.upper_bound
     }
 
-    /// The decision for a new span under `parent` (invalid parent = root).
-    pub(crate) fn should_sample(&self, parent: &SpanContext, trace_id: TraceId) -> bool {
-        if parent.is_valid() && self.parent_based {
-            parent.is_sampled()
-        } else {
-            self.samples_trace(trace_id)
+    /// The decision for a new span: `parent_sampled` is the valid parent's sampled flag, `None`
+    /// for a root.
+    pub(crate) fn should_sample(&self, parent_sampled: Option<bool>, trace_id: u128) -> bool {
+        match parent_sampled {
+            Some(sampled) if self.parent_based => sampled,
+            _ => self.samples_trace(trace_id),
         }
     }
 }
@@ -69,7 +66,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::id::{new_trace_id, SpanId};
+    use crate::trace::{new_trace_id, TraceId};
 
     /// The reference algorithm, written the way the official Rust SDK writes it.
     fn reference(rate: f64, trace_id: [u8; 16]) -> bool {
@@ -93,7 +90,7 @@ mod tests {
         ];
         for (hex, rate, expected) in cases {
             let id = TraceId(u128::from_str_radix(hex, 16).unwrap());
-            let ours = Sampler::ratio(*rate).samples_trace(id);
+            let ours = Sampler::ratio(*rate).samples_trace(id.0);
             assert_eq!(ours, reference(*rate, id.to_bytes()), "{hex} @ {rate}");
             assert_eq!(ours, *expected, "{hex} @ {rate}");
         }
@@ -106,7 +103,7 @@ mod tests {
         let mut kept = 0;
         for _ in 0..n {
             let id = new_trace_id();
-            let ours = sampler.samples_trace(id);
+            let ours = sampler.samples_trace(id.0);
             assert_eq!(ours, reference(0.1, id.to_bytes()));
             kept += usize::from(ours);
         }
@@ -120,18 +117,19 @@ mod tests {
         let high = Sampler::ratio(0.6);
         for _ in 0..10_000 {
             let id = new_trace_id();
-            assert!(!low.samples_trace(id) || high.samples_trace(id));
+            assert!(!low.samples_trace(id.0) || high.samples_trace(id.0));
         }
     }
 
     #[test]
     fn children_follow_the_parent_whatever_the_rate() {
-        let id = new_trace_id();
-        let sampled_parent = SpanContext::new_remote(id, SpanId(1), 1);
-        let unsampled_parent = SpanContext::new_remote(id, SpanId(1), 0);
-        assert!(Sampler::ratio(0.0).should_sample(&sampled_parent, id));
-        assert!(!Sampler::ratio(1.0).should_sample(&unsampled_parent, id));
-        assert!(Sampler::ratio(1.0).should_sample(&SpanContext::none(), id));
-        assert!(!Sampler::ratio(0.0).should_sample(&SpanContext::none(), id));
+        let id = new_trace_id().0;
+        assert!(Sampler::ratio(0.0).should_sample(Some(true), id));
+        assert!(!Sampler::ratio(1.0).should_sample(Some(false), id));
+        assert!(Sampler::ratio(1.0).should_sample(None, id));
+        assert!(!Sampler::ratio(0.0).should_sample(None, id));
+        assert!(!Sampler::ratio(0.0)
+            .ignoring_parent()
+            .should_sample(Some(true), id));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! For spans and log records, once the pipeline is flushed:
 //! `produced = enqueued + dropped_queue_full` and
-//! `enqueued = exported + dropped_send_failed + dropped_rejected`.
+//! `enqueued = exported + dropped_send_failed + dropped_rejected`. A pipeline has its own
+//! counters; a record made while none is installed is not produced into any.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -38,6 +39,7 @@ pub(crate) struct Counters {
     pub(crate) metric_points: SignalCounters,
     pub(crate) requests_sent: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
+    pub(crate) span_consumer_panics: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +50,7 @@ impl Counters {
             metric_points: self.metric_points.snapshot(),
             requests_sent: self.requests_sent.load(Relaxed),
             requests_failed: self.requests_failed.load(Relaxed),
+            span_consumer_panics: self.span_consumer_panics.load(Relaxed),
         }
     }
 }
@@ -92,4 +95,6 @@ pub struct CountersSnapshot {
     pub requests_sent: u64,
     /// HTTP request attempts that failed (each retry counts).
     pub requests_failed: u64,
+    /// Calls of a span consumer that panicked (caught: export went on).
+    pub span_consumer_panics: u64,
 }

@@ -1,8 +1,10 @@
-//! Protobuf wire format, written straight into one reusable buffer.
+//! Protobuf wire format, written straight into a reusable buffer.
 //!
-//! Spans and log records are encoded from our own values without building prost messages
-//! first: no per-field `String`, no per-attribute `Vec`, one buffer per batch. Fields at their
-//! proto3 default (0, empty) are left out, as prost leaves them out.
+//! Spans and log records are encoded from our own values at hand-off, on the recording thread,
+//! without building prost messages first: no per-field `String`, no per-attribute `Vec`. Fields
+//! at their proto3 default (0, empty) are left out, as prost leaves them out.
+
+use crate::attributes::{KeyValue, Value};
 
 /// Wire type of varint fields (`uint32`, `int64`, `bool`, enums).
 const VARINT: u32 = 0;
@@ -135,6 +137,85 @@ impl<'a> Writer<'a> {
         self.varint(encoded.len() as u64);
         self.buf.extend_from_slice(encoded);
     }
+
+    /// Bytes that already are whole encoded fields of this message.
+    pub(crate) fn raw(&mut self, fields: &[u8]) {
+        self.buf.extend_from_slice(fields);
+    }
+}
+
+/// An `AnyValue` message body.
+pub(crate) fn any_value(w: &mut Writer<'_>, value: &Value) {
+    let array = |w: &mut Writer<'_>, members: &mut dyn Iterator<Item = OneOf<'_>>| {
+        w.message(5, |array| {
+            for member in members {
+                array.message(1, |v| v.oneof(member_field(member), member));
+            }
+        });
+    };
+    match value {
+        Value::Str(s) => w.oneof(1, OneOf::Str(s.as_str())),
+        Value::Bool(b) => w.oneof(2, OneOf::Bool(*b)),
+        Value::I64(i) => w.oneof(3, OneOf::Int(*i)),
+        Value::F64(f) => w.oneof(4, OneOf::Double(*f)),
+        Value::StrArray(v) => array(w, &mut v.iter().map(|s| OneOf::Str(s.as_str()))),
+        Value::BoolArray(v) => array(w, &mut v.iter().map(|b| OneOf::Bool(*b))),
+        Value::I64Array(v) => array(w, &mut v.iter().map(|i| OneOf::Int(*i))),
+        Value::F64Array(v) => array(w, &mut v.iter().map(|f| OneOf::Double(*f))),
+    }
+}
+
+/// The `AnyValue` field number of a scalar member.
+fn member_field(member: OneOf<'_>) -> u32 {
+    match member {
+        OneOf::Str(_) => 1,
+        OneOf::Bool(_) => 2,
+        OneOf::Int(_) => 3,
+        OneOf::Double(_) => 4,
+    }
+}
+
+/// A `KeyValue` message body: fields 1 (key) and 2 (value).
+pub(crate) fn key_value(w: &mut Writer<'_>, kv: &KeyValue) {
+    w.str(1, kv.key.as_str());
+    w.message(2, |v| any_value(v, &kv.value));
+}
+
+/// Each of `attributes` as a `KeyValue` message in field `field`.
+pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
+    for kv in attributes {
+        w.message(field, |m| key_value(m, kv));
+    }
+}
+
+/// Reads a varint at `*at`, moving past it; `None` on a truncated or overlong one.
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The next length-delimited field in `bytes` from `*at`: its whole encoding (tag, length and
+/// body) and its body, moving past it. `None` at the end or on bytes that are not such a field
+/// (our own buffers always are).
+pub(crate) fn next_field<'b>(bytes: &'b [u8], at: &mut usize) -> Option<(&'b [u8], &'b [u8])> {
+    let start = *at;
+    let tag = read_varint(bytes, at)?;
+    if tag & 7 != u64::from(LEN) {
+        return None;
+    }
+    let len = usize::try_from(read_varint(bytes, at)?).ok()?;
+    let body_start = *at;
+    let end = body_start.checked_add(len).filter(|&e| e <= bytes.len())?;
+    *at = end;
+    Some((&bytes[start..end], &bytes[body_start..end]))
 }
 
 #[cfg(test)]

@@ -1,0 +1,318 @@
+//! The app-thread side of the pipeline: per-thread buffers of encoded records, and the queue
+//! to the exporter, bounded in items.
+//!
+//! A finished span or log record is written in the OTLP wire format into a buffer owned by the
+//! recording thread (an uncontended lock, no channel operation, nothing allocated per record).
+//! A full buffer, or the buffer of a thread that exits, is handed to the exporter as one
+//! [`Chunk`] if the queue has room for its items; the exporter also sweeps every thread's buffer
+//! on its timer and on flush, so an idle thread's records still leave within the export delay.
+//! The bound counts records, whatever the size of the chunks they travel in: every record
+//! handed over and not yet sent (or dropped) by the exporter counts against it. Nothing here
+//! blocks; a full queue drops the chunk and counts its records.
+
+use super::counters::{Counters, SignalCounters};
+use super::SignalConfig;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+/// A thread's buffer is this big; it is handed over once three quarters full (or at
+/// `handoff_items` records), so a record rarely makes it grow and queued chunks use most of
+/// the memory they hold.
+const BUFFER_BYTES: usize = 32 * 1024;
+const HANDOFF_BYTES: usize = BUFFER_BYTES / 4 * 3;
+/// A thread's first buffer starts small: a short-lived thread that records one span should not
+/// queue a buffer sized for a thousand.
+const FIRST_BUFFER_BYTES: usize = 1024;
+
+/// Encoded records of one signal, back to back.
+#[derive(Default, Debug)]
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) count: usize,
+}
+
+/// What travels from a recording thread to the exporter: spans and log records, encoded.
+#[derive(Default, Debug)]
+pub(crate) struct Chunk {
+    pub(crate) spans: Encoded,
+    pub(crate) logs: Encoded,
+}
+
+impl Chunk {
+    pub(crate) fn items(&self) -> usize {
+        self.spans.count + self.logs.count
+    }
+}
+
+/// Which record buffer a submission writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Span,
+    Log,
+}
+
+type Slot = Mutex<Chunk>;
+
+/// State shared by the app threads and the exporter thread of one installed pipeline.
+pub(crate) struct Shared {
+    pub(crate) signals: SignalConfig,
+    pub(crate) counters: Arc<Counters>,
+    queue: Sender<Chunk>,
+    /// Records handed over and not yet sent or dropped by the exporter.
+    queued: AtomicUsize,
+    capacity: usize,
+    /// Set once shutdown is over: what is handed over afterwards is counted as dropped, never
+    /// kept.
+    closed: AtomicBool,
+    /// Emptied buffers the exporter hands back, so neither side allocates a buffer per chunk.
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    slots: Mutex<Vec<Weak<Slot>>>,
+    handoff_items: usize,
+}
+
+impl Shared {
+    /// `capacity` records may be queued at once; a thread hands over every `handoff_items`.
+    pub(crate) fn new(
+        signals: SignalConfig,
+        counters: Arc<Counters>,
+        queue: Sender<Chunk>,
+        capacity: usize,
+        handoff_items: usize,
+    ) -> Self {
+        Shared {
+            signals,
+            counters,
+            queue,
+            queued: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            closed: AtomicBool::new(false),
+            spare: crossbeam_channel::bounded(64),
+            slots: Mutex::new(Vec::new()),
+            handoff_items: handoff_items.max(1),
+        }
+    }
+
+    /// After this, nothing more is queued: handed-over records are counted as dropped.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Takes room for `n` records in the queue; false when it would exceed the bound.
+    fn reserve(&self, n: usize) -> bool {
+        let mut queued = self.queued.load(Ordering::Relaxed);
+        loop {
+            if queued + n > self.capacity {
+                return false;
+            }
+            match self.queued.compare_exchange_weak(
+                queued,
+                queued + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => queued = now,
+            }
+        }
+    }
+
+    /// Gives back the room of `n` records the exporter has sent or dropped.
+    pub(crate) fn release(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Counts `chunk`'s records as accepted if the bound has room, else as dropped; true when
+    /// accepted (the exporter then owns their room until it releases it).
+    pub(crate) fn admit(&self, chunk: &Chunk) -> bool {
+        let n = chunk.items();
+        if n == 0 {
+            return false;
+        }
+        let admitted = !self.is_closed() && self.reserve(n);
+        for (counters, n) in [
+            (&self.counters.spans, chunk.spans.count),
+            (&self.counters.logs, chunk.logs.count),
+        ] {
+            let outcome = if admitted {
+                &counters.enqueued
+            } else {
+                &counters.dropped_queue_full
+            };
+            SignalCounters::add(outcome, n);
+        }
+        admitted
+    }
+
+    /// Hands a chunk to the exporter, or drops and counts it when the queue is full.
+    fn enqueue(&self, chunk: Chunk) {
+        if !self.admit(&chunk) {
+            return;
+        }
+        if let Err(refused) = self.queue.send(chunk) {
+            // The exporter thread is gone: the records are dropped after all.
+            let chunk = refused.into_inner();
+            self.release(chunk.items());
+            let move_count = |c: &SignalCounters, n: usize| {
+                c.enqueued.fetch_sub(n as u64, Ordering::Relaxed);
+                SignalCounters::add(&c.dropped_queue_full, n);
+            };
+            move_count(&self.counters.spans, chunk.spans.count);
+            move_count(&self.counters.logs, chunk.logs.count);
+        }
+    }
+
+    /// An empty buffer: a recycled one if any, else a small new one.
+    fn buffer(&self) -> Vec<u8> {
+        self.spare
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(FIRST_BUFFER_BYTES))
+    }
+
+    /// Gives an emptied buffer back for reuse (the exporter calls this).
+    pub(crate) fn recycle(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity()) {
+            let _ = self.spare.0.try_send(buffer);
+        }
+    }
+
+    /// Takes every thread's buffered records into `into`, as far as the bound allows (the
+    /// exporter's sweep); returns how many records were taken.
+    pub(crate) fn sweep(&self, into: &mut Vec<Chunk>) -> usize {
+        let mut taken = 0;
+        let mut slots = self.slots.lock();
+        slots.retain(|weak| match weak.upgrade() {
+            Some(slot) => {
+                let mut pending = slot.lock();
+                if pending.items() > 0 {
+                    let chunk = std::mem::take(&mut *pending);
+                    drop(pending);
+                    // Not admitted: dropped, and counted by `admit`.
+                    if self.admit(&chunk) {
+                        taken += chunk.items();
+                        into.push(chunk);
+                    }
+                }
+                true
+            }
+            None => false,
+        });
+        taken
+    }
+
+    fn new_slot(&self) -> Arc<Slot> {
+        let slot = Arc::new(Mutex::new(Chunk::default()));
+        self.slots.lock().push(Arc::downgrade(&slot));
+        slot
+    }
+
+    /// Hands over whatever `slot` holds (a thread that exits or moves to a new pipeline),
+    /// trimmed so a nearly empty buffer does not hold a full one's memory in the queue.
+    fn hand_over(&self, slot: &Slot) {
+        let mut chunk = std::mem::take(&mut *slot.lock());
+        if chunk.items() > 0 {
+            for encoded in [&mut chunk.spans, &mut chunk.logs] {
+                if encoded.bytes.capacity() > 2 * encoded.bytes.len() + FIRST_BUFFER_BYTES {
+                    encoded.bytes.shrink_to_fit();
+                }
+            }
+            self.enqueue(chunk);
+        }
+    }
+}
+
+/// This thread's view of the installed pipeline, refreshed when the generation changes.
+struct Local {
+    generation: u64,
+    shared: Option<Arc<Shared>>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Local {
+    fn refresh(&mut self, generation: u64) {
+        self.hand_over();
+        self.shared = super::installed_shared();
+        self.slot = self.shared.as_ref().map(|s| s.new_slot());
+        self.generation = generation;
+    }
+
+    fn hand_over(&mut self) {
+        if let (Some(shared), Some(slot)) = (&self.shared, &self.slot) {
+            shared.hand_over(slot);
+        }
+    }
+}
+
+impl Drop for Local {
+    /// A thread that ends hands its buffered records over rather than losing them.
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = const {
+        RefCell::new(Local { generation: 0, shared: None, slot: None })
+    };
+}
+
+/// Runs `f` with this thread's view of the installed pipeline; `None` when none is installed
+/// (or during thread teardown).
+fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
+    LOCAL
+        .try_with(|cell| {
+            let generation = super::GENERATION.load(Ordering::Relaxed);
+            if cell.try_borrow().ok()?.generation != generation {
+                cell.try_borrow_mut().ok()?.refresh(generation);
+            }
+            let local = cell.try_borrow().ok()?;
+            match (&local.shared, &local.slot) {
+                (Some(shared), Some(slot)) => Some(f(shared, slot)),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
+}
+
+/// The installed pipeline's signal settings, or `None` when export is off.
+pub(crate) fn with_signal_config<R>(f: impl FnOnce(&SignalConfig) -> R) -> Option<R> {
+    if !super::is_installed() {
+        return None;
+    }
+    with_local(|shared, _| f(&shared.signals))
+}
+
+/// Writes one record into this thread's buffer with `write` (which appends its encoding);
+/// nothing happens when no pipeline is installed. Returns whether it was written.
+#[inline]
+pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    with_local(|shared, slot| {
+        let mut pending = slot.lock();
+        let encoded = match kind {
+            Kind::Span => &mut pending.spans,
+            Kind::Log => &mut pending.logs,
+        };
+        if encoded.bytes.capacity() == 0 {
+            encoded.bytes = shared.buffer();
+        }
+        write(&mut encoded.bytes);
+        encoded.count += 1;
+        if pending.items() >= shared.handoff_items
+            || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
+        {
+            let chunk = std::mem::take(&mut *pending);
+            drop(pending);
+            shared.enqueue(chunk);
+        }
+    })
+    .is_some()
+}
