@@ -242,14 +242,14 @@ pub fn check_export(record: &Record, received: &plain_connect::receiver::Receive
     for (traceparent, _) in &record.calls {
         let Some(parsed) = traceparent
             .as_deref()
-            .and_then(propagation::parse_traceparent)
+            .and_then(|value| propagation::extract(value, None))
         else {
             continue;
         };
         let client = clients.iter().find(|(trace, span, _)| {
-            *trace == parsed.trace_id.to_string() && *span == parsed.span_id.to_string()
+            *trace == parsed.trace_id().to_string() && *span == parsed.span_id().to_string()
         });
-        let sampled = parsed.flags & 1 == 1;
+        let sampled = parsed.is_sampled();
         match client {
             Some((_, _, parent)) if sampled => {
                 if !servers.iter().any(|(_, server, _)| server == parent) {

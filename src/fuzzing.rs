@@ -1,7 +1,18 @@
 //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a public API).
 
 pub use crate::instrument::sql::{sanitize, summarize};
-pub use crate::trace::propagation::{format_traceparent, parse_tracestate};
+
+/// `00-<trace id>-<span id>-<flags>` for a context, as sent.
+pub fn format_traceparent(context: &crate::trace::SpanContext) -> String {
+    crate::trace::propagation::format_traceparent(context)
+}
+
+/// `tracestate` header values combined and validated, as extraction does.
+pub fn parse_tracestate<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+) -> Option<std::sync::Arc<str>> {
+    crate::trace::propagation::parse_tracestate(headers)
+}
 
 use crate::attributes::{KeyValue, Str, Value};
 use crate::export::{encode::Encoder, transport, Signal};

@@ -7,9 +7,9 @@ use plain_connect::trace::{self, propagation, SpanContext, SpanKind};
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 fn injected() -> Vec<(String, String)> {
-    let mut headers = Vec::new();
-    propagation::inject(|name, value| headers.push((name.to_owned(), value.to_owned())));
-    headers
+    propagation::headers()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
 }
 
 fn pair(name: &str, value: &str) -> (String, String) {

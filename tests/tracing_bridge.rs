@@ -513,7 +513,10 @@ fn the_export_token_never_reaches_other_layers_through_tracing_log() {
         // `log` records (the exporter's HTTP client's among them) become tracing events, and
         // the global subscriber is what the exporter thread dispatches to.
         tracing_log::LogTracer::init().unwrap();
-        let subscriber = tracing_subscriber::registry().with(Console).with(layer());
+        // This crate's layer filtered, so its own callbacks cannot veto what the console gets.
+        let subscriber = tracing_subscriber::registry()
+            .with(Console)
+            .with(layer().with_filter(LevelFilter::INFO));
         tracing::subscriber::set_global_default(subscriber).unwrap();
     });
     log::set_max_level(log::LevelFilter::Trace);
@@ -551,5 +554,35 @@ fn the_export_token_never_reaches_other_layers_through_tracing_log() {
             .iter()
             .any(|m| m == "the app's own wire dump"),
         "the app's own records from the same library still print"
+    );
+}
+
+#[test]
+fn errors_mark_their_span_even_when_log_export_is_off() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token("t")
+        .export_logs(false)
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let _ = charge(99);
+        tracing::info_span!("handled").in_scope(|| tracing::warn!("retrying"));
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    assert!(receiver.log_records().is_empty());
+    let spans = receiver.spans();
+    let charged = spans.iter().find(|s| s.name == "charge").unwrap();
+    assert_eq!(status(charged).0, StatusCode::Error as i32);
+    assert!(charged.events.iter().any(|e| e.name == "exception"));
+    let handled = spans.iter().find(|s| s.name == "handled").unwrap();
+    assert_eq!(
+        status(handled).0,
+        StatusCode::Unset as i32,
+        "a warning is not an error"
     );
 }

@@ -2,9 +2,8 @@
 //! events ([`tracing`], feature `tracing`) become this crate's log records and spans.
 //!
 //! Both share one path for a record: the same guards (this crate's own targets and the exporter
-//! thread are never exported, and the exporter thread's transport chatter never reaches the
-//! app's own output), the same severity table, the same attribute limit, and one constructor
-//! for a log record correlated with a span.
+//! thread are never exported), the same severity table, the same attribute limit, and one
+//! constructor for a log record correlated with a span.
 
 pub mod log;
 #[cfg(feature = "tracing")]
@@ -36,8 +35,7 @@ fn is_exported(level: Level, target: &str, floor: Option<LevelFilter>) -> bool {
         && !crate::core::is_exporter_thread()
 }
 
-/// Whether a record may reach the app's own output (its wrapped logger, its other tracing
-/// layers). On the exporter thread only this crate's records and others' from INFO up do: below
+/// Whether a record may reach the app's own logger. On the exporter thread only this crate's records and others' from INFO up do: below
 /// that its HTTP and TLS libraries dump the request on the wire, export token included.
 fn reaches_app_output(level: Level, target: &str) -> bool {
     may_leave_exporter_thread(level, target) || !crate::core::is_exporter_thread()

@@ -46,11 +46,9 @@
 //! # drop(subscriber);
 //! ```
 //!
-//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included. When
-//! those records arrive as tracing events (through tracing-log's `LogTracer`), the layer turns
-//! them away for the whole subscriber: on the exporter thread only this crate's events and
-//! others' from INFO up go on. A per-layer filter on this layer hides the events it rejects from
-//! that guard: then keep TRACE and DEBUG of `ureq_proto` out of the console's filter too.
+//! The exporter's HTTP client logs the bytes it sends at TRACE, export token included: no
+//! tracing subscriber hears the exporter's HTTP exchanges, so an app that turns `log` records
+//! into tracing events (tracing-log's `LogTracer`) never prints them, whatever its filters.
 //!
 //! # Remote parents
 //!
@@ -83,7 +81,7 @@
 //!
 //! Span names stay the tracing names: set `otel.name` to follow the conventions' names.
 
-use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
+use super::{is_exported, Bridged, RecordAttributes};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
@@ -135,13 +133,11 @@ impl SpanExt for tracing::Span {
 
 /// Runs `f` on the bridged span behind a `tracing::Span`, found through the registry.
 fn with_bridged<T>(span: &tracing::Span, f: impl FnOnce(&mut BridgedSpan) -> T) -> Option<T> {
-    let mut f = Some(f);
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let span = registry.span(id)?;
         let mut extensions = span.extensions_mut();
-        let bridged = extensions.get_mut::<BridgedSpan>()?;
-        f.take().map(|f| f(bridged))
+        Some(f(extensions.get_mut::<BridgedSpan>()?))
     })
     .flatten()
 }
@@ -430,31 +426,31 @@ impl Conventions {
     }
 }
 
-/// Hands every field of a span to its [`BridgedSpan`].
-struct SpanFields<'a>(&'a mut BridgedSpan);
+/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`], an event's to its
+/// [`EventFields`].
+struct Fields<F: FnMut(&'static str, Value)>(F);
 
-impl Visit for SpanFields<'_> {
+impl<F: FnMut(&'static str, Value)> Visit for Fields<F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.record(field.name(), Value::F64(value));
+        (self.0)(field.name(), Value::F64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.record(field.name(), Value::I64(value));
+        (self.0)(field.name(), Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.record(field.name(), Value::from(value));
+        (self.0)(field.name(), Value::from(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.record(field.name(), Value::Bool(value));
+        (self.0)(field.name(), Value::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.record(field.name(), Value::from(value.to_owned()));
+        (self.0)(field.name(), Value::from(value.to_owned()));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.record(field.name(), Value::from(value.to_string()));
+        (self.0)(field.name(), Value::from(value.to_string()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .record(field.name(), Value::from(format!("{value:?}")));
+        (self.0)(field.name(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -467,36 +463,12 @@ struct EventFields {
 }
 
 impl EventFields {
-    fn push(&mut self, field: &Field, value: Value) {
-        match field.name() {
+    fn push(&mut self, name: &'static str, value: Value) {
+        match name {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
             name => self.attributes.push(Str::Static(name), value),
         }
-    }
-}
-
-impl Visit for EventFields {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, Value::F64(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, Value::I64(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, Value::Bool(value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, Value::from(value.to_owned()));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.push(field, Value::from(value.to_string()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.push(field, Value::from(format!("{value:?}")));
     }
 }
 
@@ -534,7 +506,7 @@ where
                 .unwrap_or_else(trace::current)
         };
         let mut bridged = BridgedSpan::new(Str::Static(attributes.metadata().name()), parent);
-        attributes.record(&mut SpanFields(&mut bridged));
+        attributes.record(&mut Fields(|name, value| bridged.record(name, value)));
         span.extensions_mut().insert(bridged);
     }
 
@@ -542,7 +514,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
-            values.record(&mut SpanFields(bridged));
+            values.record(&mut Fields(|name, value| bridged.record(name, value)));
         }
     }
 
@@ -573,16 +545,17 @@ where
         }
     }
 
-    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
-        let metadata = event.metadata();
-        reaches_app_output(log_level(metadata.level()), metadata.target())
-    }
-
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let level = log_level(metadata.level());
         let target = metadata.target();
         let exported = is_exported(level, target, crate::core::log_floor());
+        // Not exported, an event matters only to its span's status: at ERROR or with an error.
+        let marks_span =
+            level == log::Level::Error || metadata.fields().field(ERROR_FIELD).is_some();
+        if !exported && !marks_span {
+            return;
+        }
         let span = ctx.event_span(event);
         let mut extensions = span.as_ref().map(|span| span.extensions_mut());
         let bridged = extensions
@@ -592,7 +565,7 @@ where
             return;
         }
         let mut fields = EventFields::default();
-        event.record(&mut fields);
+        event.record(&mut Fields(|name, value| fields.push(name, value)));
         let error_text = fields.error.take();
         let context = match bridged {
             Some(bridged) => {
@@ -628,7 +601,7 @@ where
             code: CodeLocation {
                 file: metadata.file().map(Str::Static),
                 line: metadata.line(),
-                namespace: None,
+                namespace: metadata.module_path().filter(|module| *module != target),
             },
             attributes: fields.attributes,
         }

@@ -5,12 +5,17 @@
 //! A failure is told once when it starts, with the reason and (while nothing has ever got through,
 //! or when the credentials are refused) what to check; then at most one line per interval with
 //! what was dropped since the last line, per signal and reason; then once when export works
-//! again. The counters stay exact; only the words are rate-limited.
+//! again. Items the app threads dropped because the export queue was full are told the same way.
+//! The counters stay exact; only the words are rate-limited.
 
+use super::pipeline::PipelineConfig;
 use super::transport::Endpoint;
 use super::Signal;
+use crate::core::counters::Counters;
 use crate::settings::Token;
 use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Characters of server-supplied text kept in a log line.
@@ -234,14 +239,22 @@ fn signal_index(signal: Signal) -> usize {
     }
 }
 
+/// `spans`, `metric points`, `log records`.
+fn plural(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "spans",
+        Signal::Metrics => "metric points",
+        Signal::Logs => "log records",
+    }
+}
+
 /// `1 span`, `120 spans`, `3 metric points`.
 fn items(signal: Signal, n: u64) -> String {
-    let name = match signal {
-        Signal::Traces => "span",
-        Signal::Metrics => "metric point",
-        Signal::Logs => "log record",
-    };
-    format!("{n} {name}{}", if n == 1 { "" } else { "s" })
+    let name = plural(signal);
+    match n {
+        1 => format!("1 {}", name.trim_end_matches('s')),
+        _ => format!("{n} {name}"),
+    }
 }
 
 /// Items of one signal dropped for one reason since the last line.
@@ -263,20 +276,26 @@ pub(crate) struct Reporter {
     told_failing: bool,
     last_line: Option<Instant>,
     untold: Vec<Tally>,
+    /// Queue-full drops (spans, logs) are counted on the app threads; what of them was told.
+    counters: Arc<Counters>,
+    queue_full_told: [u64; 2],
     /// Whether a batch was dropped since the last line (else the tally holds only rejections).
     failed_since_last_line: bool,
     ever_delivered: bool,
 }
 
 impl Reporter {
-    pub(crate) fn new(endpoint: &Endpoint, interval: Duration) -> Self {
+    pub(crate) fn new(config: &PipelineConfig, counters: Arc<Counters>) -> Self {
+        let endpoint = &config.endpoint;
         Reporter {
+            interval: config.report_interval,
+            counters,
+            queue_full_told: [0; 2],
             urls: [
                 endpoint.traces_url.clone(),
                 endpoint.metrics_url.clone(),
                 endpoint.logs_url.clone(),
             ],
-            interval,
             failing: [None; 3],
             outage_since: None,
             told_failing: false,
@@ -294,7 +313,8 @@ impl Reporter {
         self.failing[signal_index(signal)] = None;
         if rejected > 0 || message.is_some() {
             let reason = match message {
-                Some(message) => format!("refused by the endpoint: {message}"),
+                Some(message) if rejected > 0 => format!("refused by the endpoint: {message}"),
+                Some(message) => format!("the endpoint warned: {message}"),
                 None => "refused by the endpoint".to_owned(),
             };
             self.count(signal, reason, rejected);
@@ -339,7 +359,7 @@ impl Reporter {
             };
             let _ = write!(line, " — {prefix}{hint}");
         }
-        if !self.untold.is_empty() {
+        if !self.untold.is_empty() || self.queue_overflowed() {
             let _ = write!(line, " — dropped before: {}", self.take_tally());
         }
         let _ = write!(
@@ -372,11 +392,29 @@ impl Reporter {
             .is_none_or(|at| now.duration_since(at) >= self.interval)
     }
 
+    /// Spans and log records dropped on a full queue since the last line.
+    fn queue_full_untold(&self) -> [(Signal, u64); 2] {
+        let now = [
+            self.counters.spans.dropped_queue_full.load(Relaxed),
+            self.counters.logs.dropped_queue_full.load(Relaxed),
+        ];
+        [
+            (Signal::Traces, now[0] - self.queue_full_told[0]),
+            (Signal::Logs, now[1] - self.queue_full_told[1]),
+        ]
+    }
+
+    fn queue_overflowed(&self) -> bool {
+        self.queue_full_untold().iter().any(|(_, n)| *n > 0)
+    }
+
     /// A summary, or the recovery, once the interval since the last line has passed.
     fn speak_if_due(&mut self, now: Instant) {
         let healthy = self.failing.iter().all(Option::is_none);
         let recovered = healthy && (self.told_failing || self.failed_since_last_line);
-        if (self.untold.is_empty() && !recovered) || !self.quiet_since_last_line(now) {
+        let overflowed = self.queue_overflowed();
+        if (self.untold.is_empty() && !overflowed && !recovered) || !self.quiet_since_last_line(now)
+        {
             return;
         }
         let since = self.outage_since.map(|t| human(now.duration_since(t)));
@@ -390,11 +428,19 @@ impl Reporter {
                 "export works again, after {} of failures",
                 since.unwrap_or_default()
             )
+        } else if overflowed || self.untold.iter().any(|t| t.items > 0) {
+            "export works, but not everything got through".to_owned()
         } else {
-            "the endpoint refused some items".to_owned()
+            "export works".to_owned()
         };
-        if !self.untold.is_empty() {
+        if !self.untold.is_empty() || overflowed {
             let _ = write!(line, "; since the last report: {}", self.take_tally());
+        }
+        if healthy && overflowed {
+            line.push_str(
+                " — the app records faster than export sends: raise max_queue_size, sample fewer \
+                 traces, or log less",
+            );
         }
         if healthy {
             self.outage_since = None;
@@ -411,11 +457,21 @@ impl Reporter {
 
     /// `120 spans (HTTP 503 …), 4 log records (connection refused)`, and empties the tally.
     fn take_tally(&mut self) -> String {
+        for (i, (signal, n)) in self.queue_full_untold().into_iter().enumerate() {
+            if n > 0 {
+                self.queue_full_told[i] += n;
+                self.count(signal, "export queue full".to_owned(), n as usize);
+            }
+        }
         let mut parts: Vec<String> = Vec::new();
         let mut other = 0;
         for (n, t) in self.untold.drain(..).enumerate() {
             if n < MAX_TALLY_ENTRIES {
-                parts.push(format!("{} ({})", items(t.signal, t.items), t.reason));
+                let what = match t.items {
+                    0 => plural(t.signal).to_owned(),
+                    n => items(t.signal, n),
+                };
+                parts.push(format!("{what} ({})", t.reason));
             } else {
                 other += t.items;
             }
@@ -430,7 +486,7 @@ impl Reporter {
 impl Drop for Reporter {
     /// What was dropped after the last line is told when the exporter stops, not lost.
     fn drop(&mut self) {
-        if !self.untold.is_empty() {
+        if !self.untold.is_empty() || self.queue_overflowed() {
             let line = format!(
                 "export stopped; since the last report: {}",
                 self.take_tally()

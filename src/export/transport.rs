@@ -97,7 +97,16 @@ impl Transport {
     }
 
     /// POSTs `body` (uncompressed protobuf). `timeout` bounds the whole attempt.
+    ///
+    /// No `tracing` subscriber hears the exchange: the HTTP client dumps the request's bytes at
+    /// TRACE, export token included, and an app that turns `log` records into tracing events
+    /// (tracing-log) would print them, whatever filter sits on this crate's layer. The `log`
+    /// bridge keeps them from the app's logger itself.
     pub(crate) fn send(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
+        unheard_by_tracing(|| self.exchange(signal, body, timeout))
+    }
+
+    fn exchange(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
         if body.len() > MAX_REQUEST_BYTES {
             return Attempt::Failed {
                 reason: Reason::new(
@@ -345,6 +354,16 @@ fn classify_error(error: &ureq::Error, redactor: &Redactor) -> Attempt {
             reason: reason(Cause::Local, &error.to_string()),
         },
     }
+}
+
+#[cfg(feature = "tracing")]
+fn unheard_by_tracing<T>(exchange: impl FnOnce() -> T) -> T {
+    tracing_core::dispatcher::with_default(&tracing_core::Dispatch::none(), exchange)
+}
+
+#[cfg(not(feature = "tracing"))]
+fn unheard_by_tracing<T>(exchange: impl FnOnce() -> T) -> T {
+    exchange()
 }
 
 #[cfg(feature = "gzip")]

@@ -217,11 +217,6 @@ impl ServerRequest {
         self.span.context()
     }
 
-    /// Records an exception event on the span (the status follows the response code).
-    pub fn record_exception(&mut self, exception_type: &str, message: &str) {
-        self.span.record_exception(exception_type, message);
-    }
-
     /// Ends the request with its response status: 5xx (or a code outside 100–599) marks the
     /// span as an error with `error.type`; 4xx is the client's error, not the server's. The
     /// duration is recorded whether or not the trace is sampled.
@@ -392,8 +387,8 @@ fn redacted_url(url: &str) -> String {
     out
 }
 
-/// An HTTP request being sent: its span is current until [`ClientRequest::end`] or
-/// [`ClientRequest::end_error`].
+/// An HTTP request being sent: its span is current until [`ClientRequest::end`],
+/// [`ClientRequest::end_error`] or [`ClientRequest::end_error_type`].
 pub struct ClientRequest {
     span: Span,
     started: Instant,
@@ -448,6 +443,14 @@ impl ClientRequest {
     pub fn end_error<E: Display + ?Sized>(mut self, error: &E) {
         self.span.set_status(Status::error(error.to_string()));
         self.end_with(None, Some(error_type::<E>().to_owned()));
+    }
+
+    /// Ends a request that got no response with an `error.type` the caller knows, e.g.
+    /// `timeout` or `name_resolution_error` (the conventions' examples); it is the status message
+    /// too.
+    pub fn end_error_type(mut self, error_type: &str) {
+        self.span.set_status(Status::error(error_type.to_owned()));
+        self.end_with(None, Some(error_type.to_owned()));
     }
 
     fn end_with(mut self, status_code: Option<u16>, error: Option<String>) {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// The fields of a valid `traceparent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceParent {
+pub(crate) struct TraceParent {
     /// Trace id (non-zero).
     pub trace_id: TraceId,
     /// Parent span id (non-zero).
@@ -52,7 +52,7 @@ fn lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 /// Parses a `traceparent` value. Version 00 must be exactly 55 characters; a future version
 /// (01–fe) is read at the fixed positions and may carry more after a `-`; version ff, uppercase
 /// hex, all-zero ids and wrong lengths are invalid.
-pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
+pub(crate) fn parse_traceparent(value: &str) -> Option<TraceParent> {
     let value = value.trim_matches(is_ows);
     if !value.is_ascii() || value.len() < 55 {
         return None;
@@ -82,7 +82,7 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
 }
 
 /// `00-<trace id>-<span id>-<flags>`, lowercase.
-pub fn format_traceparent(context: &SpanContext) -> String {
+pub(crate) fn format_traceparent(context: &SpanContext) -> String {
     format!(
         "00-{}-{}-{:02x}",
         context.trace_id(),
@@ -123,7 +123,7 @@ fn value_is_valid(value: &str) -> bool {
 /// (leftmost, most recently written) entry: the spec lets a receiver drop such duplicates. Longer
 /// than 512 characters, whole members are dropped: first those over 128 characters, then from
 /// the right.
-pub fn parse_tracestate<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Arc<str>> {
+pub(crate) fn parse_tracestate<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Arc<str>> {
     let mut members: Vec<&str> = Vec::new();
     let mut seen_members = 0usize;
     for header in headers {
@@ -159,8 +159,8 @@ pub fn parse_tracestate<'a>(headers: impl IntoIterator<Item = &'a str>) -> Optio
 
 /// The parent context carried by one `traceparent` and at most one `tracestate` value, or `None`
 /// when `traceparent` is invalid (then `tracestate` is ignored too). When the server can hand over
-/// every header value, use [`extract_headers`] (or [`extract_all`]): a repeated `traceparent` is
-/// invalid, and a repeated `tracestate` must be combined.
+/// every header value, use [`extract_headers`]: a repeated `traceparent` is invalid, and a
+/// repeated `tracestate` must be combined.
 pub fn extract(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContext> {
     extract_all([traceparent], tracestate)
 }
@@ -168,7 +168,7 @@ pub fn extract(traceparent: &str, tracestate: Option<&str>) -> Option<SpanContex
 /// The parent context carried by every value of the incoming `traceparent` and `tracestate`
 /// headers, each in the order received. Anything but exactly one valid `traceparent` is `None`
 /// (a new trace starts, and `tracestate` is ignored); the `tracestate` values are combined.
-pub fn extract_all<'a>(
+pub(crate) fn extract_all<'a>(
     traceparents: impl IntoIterator<Item = &'a str>,
     tracestates: impl IntoIterator<Item = &'a str>,
 ) -> Option<SpanContext> {
@@ -185,7 +185,9 @@ pub fn extract_all<'a>(
 }
 
 /// The parent context carried by a request's headers, given as `(name, value)` pairs in the order
-/// received, a repeated header once per value; names match in any case. See [`extract_all`].
+/// received, a repeated header once per value; names match in any case. Anything but exactly
+/// one valid `traceparent` is `None` (a new trace starts, and `tracestate` is ignored); the
+/// `tracestate` values are combined.
 ///
 /// ```
 /// use plain_connect::trace::propagation;
@@ -213,27 +215,10 @@ pub fn extract_headers<'a>(
     extract_all(traceparents, tracestates)
 }
 
-/// The headers to send with an outgoing request from the current span: `traceparent` and,
-/// when there is one, `tracestate`. Nothing when no valid span is current.
-///
-/// ```
-/// let _span = plain_connect::trace::span("call upstream").start();
-/// plain_connect::trace::propagation::inject(|name, value| {
-///     // request.header(name, value)
-///     let _ = (name, value);
-/// });
-/// ```
-///
-/// A builder taken by value (ureq's, reqwest's) cannot be moved inside this closure; loop over
-/// [`headers`] instead.
-pub fn inject(mut set_header: impl FnMut(&'static str, &str)) {
-    for (name, value) in headers() {
-        set_header(name, &value);
-    }
-}
-
-/// The same headers as [`inject`], as owned `(name, value)` pairs, for builders taken and
-/// returned by value:
+/// The headers to send with an outgoing request from the current span, as owned `(name, value)`
+/// pairs: `traceparent` and, when there is one, `tracestate`; nothing when no valid span is
+/// current. Owned, so that a builder taken and returned by value (ureq's, reqwest's) takes them
+/// in a loop, and a map or a `&mut` request takes them with `extend` or `insert`:
 ///
 /// ```
 /// # struct Builder; impl Builder { fn header(self, _: &str, _: String) -> Self { self } }
