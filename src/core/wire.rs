@@ -184,7 +184,7 @@ pub(crate) fn key_value(w: &mut Writer<'_>, kv: &KeyValue) {
 /// Bytes a varint takes.
 fn varint_len(value: u64) -> usize {
     // 1 byte per 7 bits, at least one.
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// The `AnyValue` body length of a scalar value, `None` for arrays.
