@@ -517,3 +517,62 @@ fn sustain_rows(bench: &mut Bench, table: &mut Table) {
         verdict(exporter[0].map(|f| f.value <= 500.0)).into(),
     ]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workload_and_library_survives_its_argument() {
+        for (_, workload, _) in PER_OP_ROWS {
+            assert_eq!(Workload::parse(&workload.arg()), Some(workload));
+        }
+        let sustain = Workload::Sustain { rate: 300_000 };
+        assert_eq!(Workload::parse(&sustain.arg()), Some(sustain));
+        assert_eq!(Workload::parse("Sustain:x"), None);
+        for lib in LIBS {
+            assert_eq!(Lib::parse(lib.arg()), lib);
+        }
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(25_000), "25 000");
+        assert_eq!(grouped(1_000_000), "1 000 000");
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_ratio_they_name() {
+        let figure = |value| {
+            Some(Figure {
+                value,
+                instructions: None,
+            })
+        };
+        let cells: Cells = [figure(100.0), figure(450.0), figure(90.0)];
+        let cpu = |lib| ratio(&cells, lib, |f| Some(f.value));
+        assert_eq!(Target::SdkTimes(4.0).met(cpu), Some(true));
+        assert_eq!(Target::SdkTimes(5.0).met(cpu), Some(false));
+        assert_eq!(Target::AtMostFastrace.met(cpu), Some(false));
+        let no_fastrace: Cells = [figure(100.0), figure(450.0), None];
+        assert_eq!(
+            Target::AtMostFastrace.met(|lib| ratio(&no_fastrace, lib, |f| Some(f.value))),
+            None
+        );
+    }
+
+    #[test]
+    fn the_callgrind_total_is_read_from_its_summary() {
+        let path =
+            std::env::temp_dir().join(format!("bench-test-{}.callgrind", std::process::id()));
+        std::fs::write(
+            &path,
+            "events: Ir\nfn=(1) f\n0 12\nsummary: 4594327\ntotals: 4594327\n",
+        )
+        .unwrap();
+        assert_eq!(instructions::total(&path), Some(4_594_327));
+        std::fs::remove_file(&path).unwrap();
+    }
+}

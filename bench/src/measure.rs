@@ -167,3 +167,47 @@ pub fn paced(rate: u64, duration: Duration, mut op: impl FnMut(u64)) -> u64 {
     }
     done
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_survives_its_line() {
+        let report = Report {
+            cpu_ns_per_op: 152.5,
+            wall_ns_per_op: 160.25,
+            measured_ops: 3000,
+            produced: 100_000,
+            peak_rss_kb: 24_576,
+            app_cpu_ns: 7,
+            process_cpu_ns: 9,
+        };
+        let back = Report::parse(&report.to_line()).expect("parses");
+        assert_eq!(back.to_line(), report.to_line());
+        assert!(Report::parse("REPORT cpu=1 unknown=2").is_none());
+        assert!(Report::parse("cpu=1").is_none());
+    }
+
+    #[test]
+    fn per_op_counts_every_measured_op_once_and_only_inside_wrap() {
+        let drive = Drive {
+            warm_up_batches: 1,
+            rounds: 3,
+            batches_per_round: 2,
+            period: None,
+        };
+        let (mut seen, wraps) = (Vec::new(), std::cell::Cell::new(0));
+        let report = per_op(
+            &drive,
+            &|batch| {
+                wraps.set(wraps.get() + 1);
+                batch()
+            },
+            |i| seen.push(i),
+        );
+        assert_eq!(report.measured_ops, 6 * BATCH);
+        assert_eq!(wraps.get(), 7);
+        assert_eq!(seen, (0..7 * BATCH).collect::<Vec<_>>());
+    }
+}

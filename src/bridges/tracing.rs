@@ -133,13 +133,11 @@ impl SpanExt for tracing::Span {
 
 /// Runs `f` on the bridged span behind a `tracing::Span`, found through the registry.
 fn with_bridged<T>(span: &tracing::Span, f: impl FnOnce(&mut BridgedSpan) -> T) -> Option<T> {
-    let mut f = Some(f);
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let span = registry.span(id)?;
         let mut extensions = span.extensions_mut();
-        let bridged = extensions.get_mut::<BridgedSpan>()?;
-        f.take().map(|f| f(bridged))
+        Some(f(extensions.get_mut::<BridgedSpan>()?))
     })
     .flatten()
 }
@@ -552,6 +550,12 @@ where
         let level = log_level(metadata.level());
         let target = metadata.target();
         let exported = is_exported(level, target, crate::core::log_floor());
+        // Not exported, an event matters only to its span's status: at ERROR or with an error.
+        let marks_span =
+            level == log::Level::Error || metadata.fields().field(ERROR_FIELD).is_some();
+        if !exported && !marks_span {
+            return;
+        }
         let span = ctx.event_span(event);
         let mut extensions = span.as_ref().map(|span| span.extensions_mut());
         let bridged = extensions
@@ -597,7 +601,7 @@ where
             code: CodeLocation {
                 file: metadata.file().map(Str::Static),
                 line: metadata.line(),
-                namespace: None,
+                namespace: metadata.module_path().filter(|module| *module != target),
             },
             attributes: fields.attributes,
         }
