@@ -7,6 +7,18 @@ include!("build/proto_inputs_hash.rs");
 fn main() {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let proto = root.join("proto");
+    // The toolchain, for the `process.runtime.*` resource attributes (empty if rustc cannot run).
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .unwrap_or_default();
+    println!(
+        "cargo:rustc-env=PLAIN_CONNECT_RUSTC_VERSION={}",
+        version.trim()
+    );
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=src/proto/proto-inputs.hash");
     let recorded =

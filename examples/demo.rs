@@ -7,6 +7,7 @@
 //!
 //!     cargo run --example demo --features receiver
 //!     cargo run --example demo --features receiver -- --requests 12 --html demo.html
+//!     cargo run --example demo --features receiver -- --serve   # then open the printed URL
 //!     OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_SERVICE_NAME=checkout \
 //!         cargo run --example demo --features receiver
 
@@ -27,6 +28,8 @@ pub struct DemoConfig {
     pub print: bool,
     /// Also write the view as HTML here.
     pub html: Option<String>,
+    /// Keep the embedded receiver serving its live view (`GET /`) until Ctrl-C.
+    pub serve: bool,
 }
 
 /// What happened: the embedded receiver's snapshot (None when exporting elsewhere).
@@ -277,11 +280,7 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, Box<dyn Error>> {
     let counters = telemetry.counters();
     telemetry.shutdown(Duration::from_secs(10))?;
 
-    let received = receiver.map(|r| {
-        let snapshot = r.snapshot();
-        r.shutdown();
-        snapshot
-    });
+    let received = receiver.as_ref().map(Receiver::snapshot);
     if let Some(snapshot) = &received {
         if config.print {
             let stdout = std::io::stdout();
@@ -298,6 +297,21 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, Box<dyn Error>> {
     if config.print {
         println!("\n{summary}");
     }
+    if let Some(receiver) = receiver {
+        if config.serve {
+            println!(
+                "\nlive view: open {}/ in a browser (serving until Ctrl-C)",
+                receiver.endpoint()
+            );
+            loop {
+                std::thread::park();
+            }
+        }
+        if config.print {
+            println!("(run with --serve to keep this in the browser's live view)");
+        }
+        receiver.shutdown();
+    }
     Ok(DemoOutcome {
         received,
         queries: expected_queries(total),
@@ -313,15 +327,20 @@ fn main() {
         workers: 4,
         print: true,
         html: None,
+        serve: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--serve" {
+            config.serve = true;
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--requests", Some(n)) => config.requests = n.parse().unwrap_or(30),
             ("--workers", Some(n)) => config.workers = n.parse().unwrap_or(4),
             ("--html", Some(path)) => config.html = Some(path),
             _ => {
-                eprintln!("usage: demo [--requests N] [--workers N] [--html PATH]");
+                eprintln!("usage: demo [--requests N] [--workers N] [--html PATH] [--serve]");
                 std::process::exit(2);
             }
         }

@@ -57,7 +57,9 @@ impl Resource {
         &self.service_version
     }
 
-    /// Every attribute, `service.name` first, `telemetry.sdk.*` last.
+    /// Every attribute: `service.name` first, then `service.version`, the app's own, the
+    /// process's (`process.pid`, `process.executable.name`, `process.runtime.*`), and
+    /// `telemetry.sdk.*` last.
     pub fn attributes(&self) -> Vec<KeyValue> {
         let mut all = vec![KeyValue::new("service.name", self.service_name.clone())];
         if !self.service_version.is_empty() {
@@ -67,6 +69,12 @@ impl Resource {
             ));
         }
         all.extend(self.attributes.iter().cloned());
+        // What the app set itself wins.
+        all.extend(
+            process_attributes()
+                .into_iter()
+                .filter(|kv| self.attributes.iter().all(|a| a.key != kv.key)),
+        );
         all.push(KeyValue::new("telemetry.sdk.name", env!("CARGO_PKG_NAME")));
         all.push(KeyValue::new("telemetry.sdk.language", "rust"));
         all.push(KeyValue::new(
@@ -75,6 +83,26 @@ impl Resource {
         ));
         all
     }
+}
+
+/// The resource attributes the conventions give a process: `process.pid`,
+/// `process.executable.name`, and the Rust toolchain as `process.runtime.*`.
+fn process_attributes() -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new("process.pid", i64::from(std::process::id()))];
+    if let Some(name) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    {
+        attributes.push(KeyValue::new("process.executable.name", name));
+    }
+    // `rustc 1.90.0 (1159e78c4 2025-09-14)`, recorded by build.rs; empty if it could not run.
+    let rustc = env!("PLAIN_CONNECT_RUSTC_VERSION");
+    if let Some(version) = rustc.split_whitespace().nth(1) {
+        attributes.push(KeyValue::new("process.runtime.name", "rustc"));
+        attributes.push(KeyValue::new("process.runtime.version", version));
+        attributes.push(KeyValue::new("process.runtime.description", rustc));
+    }
+    attributes
 }
 
 fn unknown_service_name() -> String {
@@ -103,11 +131,29 @@ mod tests {
                 "service.name",
                 "service.version",
                 "env",
+                "process.pid",
+                "process.executable.name",
+                "process.runtime.name",
+                "process.runtime.version",
+                "process.runtime.description",
                 "telemetry.sdk.name",
                 "telemetry.sdk.language",
                 "telemetry.sdk.version"
             ]
         );
-        assert_eq!(attrs[3].value, crate::Value::from("plain-connect"));
+        assert_eq!(attrs[8].value, crate::Value::from("plain-connect"));
+        assert_eq!(
+            attrs[3].value,
+            crate::Value::I64(i64::from(std::process::id()))
+        );
+        let own_pid = Resource::new("svc", "1")
+            .with_attribute("process.pid", 7)
+            .attributes();
+        let pids: Vec<_> = own_pid
+            .iter()
+            .filter(|a| a.key.as_str() == "process.pid")
+            .collect();
+        assert_eq!(pids.len(), 1, "the app's own value wins");
+        assert_eq!(pids[0].value, crate::Value::I64(7));
     }
 }

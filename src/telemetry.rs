@@ -89,6 +89,7 @@ impl Telemetry {
         if let Some(floor) = settings.export_logs().then(|| settings.log_level()) {
             crate::logs::widen_max_level(floor);
         }
+        crate::metrics::enable_process_metrics(settings.process_metrics());
         Ok(Telemetry {
             pipeline: Some(pipeline),
         })
@@ -200,6 +201,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,
         retry: tuning.retry,
+        health_metrics: tuning.health_metrics,
         report_interval: tuning.failure_report_interval,
     }
 }

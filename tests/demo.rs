@@ -27,6 +27,7 @@ fn the_demo_shows_nested_spans_errors_histograms_and_correlated_logs() {
         workers: 3,
         print: false,
         html: None,
+        serve: false,
     })
     .expect("demo runs");
     let received = outcome.received.expect("the embedded receiver was used");
@@ -134,6 +135,7 @@ fn the_demo_exports_where_the_standard_variables_say_and_tells_where_it_sent_wha
         workers: 2,
         print: false,
         html: None,
+        serve: false,
     });
     for (name, _) in &vars {
         std::env::remove_var(name);

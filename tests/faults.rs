@@ -22,7 +22,10 @@ fn start_at(url: &str, tune: impl FnOnce(SettingsBuilder) -> SettingsBuilder) ->
         Settings::builder()
             .export_url(url)
             .export_token("secret-token")
-            .retry(quick_retries()),
+            .retry(quick_retries())
+            // The scripted answers are for trace requests: no metrics request in between.
+            .process_metrics(false)
+            .health_metrics(false),
     )
     .build()
     .unwrap();

@@ -144,6 +144,7 @@ fn a_person_sees_traces_a_waterfall_a_histogram_and_live_updates() {
         workers: 3,
         print: false,
         html: None,
+        serve: false,
     })
     .expect("demo runs");
     let exported = outcome.received.expect("the embedded receiver was used");

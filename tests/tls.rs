@@ -15,6 +15,9 @@ fn a_certificate_that_does_not_verify_fails_and_nothing_leaks() {
     let settings = Settings::builder()
         .export_url(&url)
         .export_token("very-secret")
+        // One request to count: the span batch's (no process or health metrics).
+        .process_metrics(false)
+        .health_metrics(false)
         .retry(
             plain_connect::RetryPolicy::default()
                 .max_attempts(3)

@@ -20,19 +20,22 @@ pub struct Report {
     pub app_cpu_ns: u64,
     /// The whole process's CPU time after shutdown, exporter threads included.
     pub process_cpu_ns: u64,
+    /// How long shutdown took to flush what was still queued when production ended.
+    pub shutdown_ms: u64,
 }
 
 impl Report {
     pub fn to_line(self) -> String {
         format!(
-            "REPORT cpu={} wall={} ops={} produced={} peak_rss_kb={} app_cpu={} process_cpu={}",
+            "REPORT cpu={} wall={} ops={} produced={} peak_rss_kb={} app_cpu={} process_cpu={} shutdown_ms={}",
             self.cpu_ns_per_op,
             self.wall_ns_per_op,
             self.measured_ops,
             self.produced,
             self.peak_rss_kb,
             self.app_cpu_ns,
-            self.process_cpu_ns
+            self.process_cpu_ns,
+            self.shutdown_ms
         )
     }
 
@@ -49,6 +52,7 @@ impl Report {
                 "peak_rss_kb" => report.peak_rss_kb = number as u64,
                 "app_cpu" => report.app_cpu_ns = number as u64,
                 "process_cpu" => report.process_cpu_ns = number as u64,
+                "shutdown_ms" => report.shutdown_ms = number as u64,
                 _ => return None,
             }
         }
@@ -166,4 +170,49 @@ pub fn paced(rate: u64, duration: Duration, mut op: impl FnMut(u64)) -> u64 {
         std::thread::sleep(Duration::from_micros(200));
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_survives_its_line() {
+        let report = Report {
+            cpu_ns_per_op: 152.5,
+            wall_ns_per_op: 160.25,
+            measured_ops: 3000,
+            produced: 100_000,
+            peak_rss_kb: 24_576,
+            app_cpu_ns: 7,
+            process_cpu_ns: 9,
+            shutdown_ms: 11,
+        };
+        let back = Report::parse(&report.to_line()).expect("parses");
+        assert_eq!(back.to_line(), report.to_line());
+        assert!(Report::parse("REPORT cpu=1 unknown=2").is_none());
+        assert!(Report::parse("cpu=1").is_none());
+    }
+
+    #[test]
+    fn per_op_counts_every_measured_op_once_and_only_inside_wrap() {
+        let drive = Drive {
+            warm_up_batches: 1,
+            rounds: 3,
+            batches_per_round: 2,
+            period: None,
+        };
+        let (mut seen, wraps) = (Vec::new(), std::cell::Cell::new(0));
+        let report = per_op(
+            &drive,
+            &|batch| {
+                wraps.set(wraps.get() + 1);
+                batch()
+            },
+            |i| seen.push(i),
+        );
+        assert_eq!(report.measured_ops, 6 * BATCH);
+        assert_eq!(wraps.get(), 7);
+        assert_eq!(seen, (0..7 * BATCH).collect::<Vec<_>>());
+    }
 }

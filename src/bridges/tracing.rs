@@ -133,13 +133,11 @@ impl SpanExt for tracing::Span {
 
 /// Runs `f` on the bridged span behind a `tracing::Span`, found through the registry.
 fn with_bridged<T>(span: &tracing::Span, f: impl FnOnce(&mut BridgedSpan) -> T) -> Option<T> {
-    let mut f = Some(f);
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let span = registry.span(id)?;
         let mut extensions = span.extensions_mut();
-        let bridged = extensions.get_mut::<BridgedSpan>()?;
-        f.take().map(|f| f(bridged))
+        Some(f(extensions.get_mut::<BridgedSpan>()?))
     })
     .flatten()
 }
@@ -170,7 +168,6 @@ struct BridgedSpan {
     kind: SpanKind,
     created_unix_nanos: u64,
     pending: Vec<KeyValue>,
-    pending_dropped: u32,
     pending_status: Status,
     /// The text given with `otel.status_message`, for a later `otel.status_code = "error"`.
     status_message: Option<String>,
@@ -187,7 +184,6 @@ impl BridgedSpan {
             kind: SpanKind::Internal,
             created_unix_nanos: crate::core::now_unix_nanos(),
             pending: Vec::new(),
-            pending_dropped: 0,
             pending_status: Status::Unset,
             status_message: None,
             failed: false,
@@ -204,7 +200,6 @@ impl BridgedSpan {
             kind,
             created_unix_nanos,
             pending,
-            pending_dropped,
             pending_status,
             ..
         } = self;
@@ -212,7 +207,6 @@ impl BridgedSpan {
             let mut begun = trace::begin(name.clone(), *kind, parent);
             if let Some(data) = &mut begun.data {
                 data.start_unix_nanos = *created_unix_nanos;
-                data.dropped_attributes = *pending_dropped;
             }
             for kv in pending.drain(..) {
                 begun.set_attribute(kv);
@@ -233,13 +227,9 @@ impl BridgedSpan {
     fn set_attribute(&mut self, kv: KeyValue) {
         match &mut self.begun {
             Some(begun) => begun.set_attribute(kv),
-            None => push_attribute(
-                &mut self.pending,
-                &mut self.pending_dropped,
-                trace::SpanLimits::default().max_attributes,
-                None,
-                kv,
-            ),
+            // Unique keys among a callsite's fields (32 at most in tracing) bound the list; the
+            // span's limits apply on replay.
+            None => push_attribute(&mut self.pending, &mut 0, u32::MAX, None, kv),
         }
     }
 
@@ -428,31 +418,31 @@ impl Conventions {
     }
 }
 
-/// Hands every field of a span to its [`BridgedSpan`].
-struct SpanFields<'a>(&'a mut BridgedSpan);
+/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`], an event's to its
+/// [`EventFields`].
+struct Fields<F: FnMut(&'static str, Value)>(F);
 
-impl Visit for SpanFields<'_> {
+impl<F: FnMut(&'static str, Value)> Visit for Fields<F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.record(field.name(), Value::F64(value));
+        (self.0)(field.name(), Value::F64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.record(field.name(), Value::I64(value));
+        (self.0)(field.name(), Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.record(field.name(), Value::from(value));
+        (self.0)(field.name(), Value::from(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.record(field.name(), Value::Bool(value));
+        (self.0)(field.name(), Value::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.record(field.name(), Value::from(value.to_owned()));
+        (self.0)(field.name(), Value::from(value.to_owned()));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.record(field.name(), Value::from(value.to_string()));
+        (self.0)(field.name(), Value::from(value.to_string()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .record(field.name(), Value::from(format!("{value:?}")));
+        (self.0)(field.name(), Value::from(format!("{value:?}")));
     }
 }
 
@@ -465,36 +455,12 @@ struct EventFields {
 }
 
 impl EventFields {
-    fn push(&mut self, field: &Field, value: Value) {
-        match field.name() {
+    fn push(&mut self, name: &'static str, value: Value) {
+        match name {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
             name => self.attributes.push(Str::Static(name), value),
         }
-    }
-}
-
-impl Visit for EventFields {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, Value::F64(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, Value::I64(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, Value::Bool(value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, Value::from(value.to_owned()));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.push(field, Value::from(value.to_string()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.push(field, Value::from(format!("{value:?}")));
     }
 }
 
@@ -532,7 +498,7 @@ where
                 .unwrap_or_else(trace::current)
         };
         let mut bridged = BridgedSpan::new(Str::Static(attributes.metadata().name()), parent);
-        attributes.record(&mut SpanFields(&mut bridged));
+        attributes.record(&mut Fields(|name, value| bridged.record(name, value)));
         span.extensions_mut().insert(bridged);
     }
 
@@ -540,7 +506,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
-            values.record(&mut SpanFields(bridged));
+            values.record(&mut Fields(|name, value| bridged.record(name, value)));
         }
     }
 
@@ -576,6 +542,12 @@ where
         let level = log_level(metadata.level());
         let target = metadata.target();
         let exported = is_exported(level, target, crate::core::log_floor());
+        // Not exported, an event matters only to its span's status: at ERROR or with an error.
+        let marks_span =
+            level == log::Level::Error || metadata.fields().field(ERROR_FIELD).is_some();
+        if !exported && !marks_span {
+            return;
+        }
         let span = ctx.event_span(event);
         let mut extensions = span.as_ref().map(|span| span.extensions_mut());
         let bridged = extensions
@@ -585,7 +557,7 @@ where
             return;
         }
         let mut fields = EventFields::default();
-        event.record(&mut fields);
+        event.record(&mut Fields(|name, value| fields.push(name, value)));
         let error_text = fields.error.take();
         let context = match bridged {
             Some(bridged) => {
@@ -621,7 +593,7 @@ where
             code: CodeLocation {
                 file: metadata.file().map(Str::Static),
                 line: metadata.line(),
-                namespace: None,
+                namespace: metadata.module_path().filter(|module| *module != target),
             },
             attributes: fields.attributes,
         }

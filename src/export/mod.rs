@@ -5,6 +5,7 @@
 //! POST. Only this module knows about HTTP.
 
 pub(crate) mod encode;
+mod health;
 mod pipeline;
 mod report;
 pub(crate) mod retry;

@@ -59,6 +59,8 @@ pub(crate) struct PipelineConfig {
     pub(crate) retry: RetryPolicy,
     /// At most one line about an ongoing failure per this interval.
     pub(crate) report_interval: Duration,
+    /// Export the pipeline's own `otel.sdk.*` metrics ([`super::health`]).
+    pub(crate) health_metrics: bool,
 }
 
 type Consumers = Arc<Mutex<Vec<Box<dyn SpanConsumer>>>>;
@@ -108,6 +110,9 @@ impl Pipeline {
             stop_deadline: None,
             after_uninstall: None,
             stashed: Vec::new(),
+            health: config
+                .health_metrics
+                .then(|| super::health::Health::new(config.max_queue_size)),
             config,
         };
         let thread = std::thread::Builder::new()
@@ -295,6 +300,7 @@ struct Exporter {
     after_uninstall: Option<u64>,
     /// Control messages that arrived during a retry wait, served next.
     stashed: Vec<Control>,
+    health: Option<super::health::Health>,
 }
 
 impl Exporter {
@@ -500,13 +506,17 @@ impl Exporter {
     /// another pipeline has been installed.
     fn export_metrics(&mut self) {
         let now = core::now_unix_nanos();
-        let Some(metrics) = core::while_current(&self.shared, self.after_uninstall, || {
+        let Some(mut metrics) = core::while_current(&self.shared, self.after_uninstall, || {
             crate::metrics::collect(now)
         }) else {
             return;
         };
         let points: usize = metrics.iter().map(|m| m.points.len()).sum();
-        if points == 0 {
+        // Counted before the health points join: they are never counted in themselves.
+        if let Some(health) = &self.health {
+            metrics.extend(health.collect(&self.counters, now));
+        }
+        if metrics.is_empty() {
             return;
         }
         SignalCounters::add(&self.counters.metric_points.enqueued, points);

@@ -65,6 +65,7 @@ enum Source {
         previous: Mutex<Vec<(Vec<KeyValue>, f64)>>,
         created_unix_nanos: u64,
         last_collection_unix_nanos: AtomicU64,
+        cardinality_limit: usize,
     },
 }
 
@@ -114,10 +115,12 @@ impl Instrument {
                 previous,
                 created_unix_nanos,
                 last_collection_unix_nanos,
+                cardinality_limit,
             } => {
                 let start_of_window = last_collection_unix_nanos.swap(now, Ordering::Relaxed);
                 let mut observer = Observer::default();
                 callback(&mut observer);
+                observer.cap(*cardinality_limit, *kind == ObservedKind::Gauge);
                 let point = |attributes: Vec<KeyValue>, value: f64, start: u64| NumberPoint {
                     attributes,
                     start_unix_nanos: start,
@@ -333,6 +336,7 @@ impl<I> InstrumentBuilder<I> {
                     previous: Mutex::new(Vec::new()),
                     created_unix_nanos: now,
                     last_collection_unix_nanos: AtomicU64::new(now),
+                    cardinality_limit: self.cardinality_limit,
                 },
             })
         })
@@ -536,6 +540,27 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// Past `limit` attribute sets, the rest go to one `otel.metric.overflow=true` set, as for
+    /// recorded instruments: summed, or for a gauge the last value.
+    fn cap(&mut self, limit: usize, last_value: bool) {
+        if self.observations.len() <= limit {
+            return;
+        }
+        let rest = self.observations.split_off(limit);
+        let overflow = rest.iter().fold(
+            0.0,
+            |total, (_, value)| {
+                if last_value {
+                    *value
+                } else {
+                    total + value
+                }
+            },
+        );
+        self.observations
+            .push((vec![KeyValue::new("otel.metric.overflow", true)], overflow));
+    }
+
     /// Reports a value for an attribute set; NaN and infinities are ignored and counted.
     pub fn observe(&mut self, value: f64, attributes: &[KeyValue]) {
         if value.is_finite() {
@@ -574,6 +599,12 @@ impl<K> ObservableBuilder<K> {
     /// A description.
     pub fn description(mut self, description: impl Into<Str>) -> Self {
         self.builder = self.builder.description(description);
+        self
+    }
+    /// Attribute sets reported per collection before the rest go to the
+    /// `otel.metric.overflow` series (default 2000).
+    pub fn cardinality_limit(mut self, limit: usize) -> Self {
+        self.builder = self.builder.cardinality_limit(limit);
         self
     }
 }

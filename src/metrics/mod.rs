@@ -17,6 +17,7 @@ mod data;
 mod exemplar;
 mod instrument;
 mod name;
+mod process;
 mod spin;
 
 pub use crate::settings::ExemplarFilter;
@@ -32,3 +33,4 @@ pub use instrument::{
     HTTP_SERVER_DURATION_BOUNDS, SECONDS_BOUNDS,
 };
 pub use name::MetricsError;
+pub(crate) use process::enable as enable_process_metrics;

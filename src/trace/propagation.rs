@@ -185,7 +185,9 @@ pub(crate) fn extract_all<'a>(
 }
 
 /// The parent context carried by a request's headers, given as `(name, value)` pairs in the order
-/// received, a repeated header once per value; names match in any case. See [`extract_all`].
+/// received, a repeated header once per value; names match in any case. Anything but exactly
+/// one valid `traceparent` is `None` (a new trace starts, and `tracestate` is ignored); the
+/// `tracestate` values are combined.
 ///
 /// ```
 /// use plain_connect::trace::propagation;
