@@ -168,7 +168,6 @@ struct BridgedSpan {
     kind: SpanKind,
     created_unix_nanos: u64,
     pending: Vec<KeyValue>,
-    pending_dropped: u32,
     pending_status: Status,
     /// The text given with `otel.status_message`, for a later `otel.status_code = "error"`.
     status_message: Option<String>,
@@ -185,7 +184,6 @@ impl BridgedSpan {
             kind: SpanKind::Internal,
             created_unix_nanos: crate::core::now_unix_nanos(),
             pending: Vec::new(),
-            pending_dropped: 0,
             pending_status: Status::Unset,
             status_message: None,
             failed: false,
@@ -202,7 +200,6 @@ impl BridgedSpan {
             kind,
             created_unix_nanos,
             pending,
-            pending_dropped,
             pending_status,
             ..
         } = self;
@@ -210,7 +207,6 @@ impl BridgedSpan {
             let mut begun = trace::begin(name.clone(), *kind, parent);
             if let Some(data) = &mut begun.data {
                 data.start_unix_nanos = *created_unix_nanos;
-                data.dropped_attributes = *pending_dropped;
             }
             for kv in pending.drain(..) {
                 begun.set_attribute(kv);
@@ -231,13 +227,9 @@ impl BridgedSpan {
     fn set_attribute(&mut self, kv: KeyValue) {
         match &mut self.begun {
             Some(begun) => begun.set_attribute(kv),
-            None => push_attribute(
-                &mut self.pending,
-                &mut self.pending_dropped,
-                trace::SpanLimits::default().max_attributes,
-                None,
-                kv,
-            ),
+            // Unique keys among a callsite's fields (32 at most in tracing) bound the list; the
+            // span's limits apply on replay.
+            None => push_attribute(&mut self.pending, &mut 0, u32::MAX, None, kv),
         }
     }
 
