@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::proto::trace::v1::Span as WireSpan;
 use common::TestReceiver;
-use plain_connect::proto::trace::v1::Span as WireSpan;
 use plain_connect::trace::{self, SpanKind, Status};
 use plain_connect::{Resource, Settings, Telemetry};
 use std::collections::HashSet;

@@ -6,9 +6,9 @@
 
 mod common;
 
+use common::proto::metrics::v1::{metric::Data, HistogramDataPoint};
+use common::proto::trace::v1::status::StatusCode;
 use common::{attr, hex, int_attr, string_attr, TestReceiver};
-use plain_connect::proto::metrics::v1::{metric::Data, HistogramDataPoint};
-use plain_connect::proto::trace::v1::status::StatusCode;
 use plain_connect::trace::propagation;
 use plain_connect::tracing_bridge::{layer, SpanExt};
 use plain_connect::{Resource, Settings, Telemetry};
@@ -29,7 +29,7 @@ fn start(receiver: &TestReceiver, sample_rate: f64) -> Telemetry {
     Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap()
 }
 
-fn status(span: &plain_connect::proto::trace::v1::Span) -> (i32, String) {
+fn status(span: &common::proto::trace::v1::Span) -> (i32, String) {
     let status = span.status.clone().unwrap_or_default();
     (status.code, status.message)
 }
@@ -222,7 +222,7 @@ fn instrument_err_sets_the_error_status_and_records_the_exception() {
         .find(|r| r.severity_number == 17)
         .expect("the error's log record");
     let body = match error.body.clone().and_then(|b| b.value) {
-        Some(plain_connect::proto::common::v1::any_value::Value::StringValue(s)) => s,
+        Some(common::proto::common::v1::any_value::Value::StringValue(s)) => s,
         other => panic!("body {other:?}"),
     };
     assert_eq!(body, "card declined: insufficient funds");
@@ -585,4 +585,58 @@ fn errors_mark_their_span_even_when_log_export_is_off() {
         StatusCode::Unset as i32,
         "a warning is not an error"
     );
+}
+
+#[test]
+fn fields_follow_the_configured_span_limits() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token("t")
+        .span_limits(plain_connect::trace::SpanLimits {
+            max_attributes: 2,
+            max_value_chars: Some(4),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("limited", a = "abcdefgh", b = 2, c = 3, d = Empty);
+        span.record("d", 4);
+        span.in_scope(|| span.record("a", "ijklmnop"));
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let spans = receiver.spans();
+    let span = &spans[0];
+    assert_eq!(span.attributes.len(), 2);
+    assert_eq!(string_attr(&span.attributes, "a").as_deref(), Some("ijkl"));
+    assert_eq!(int_attr(&span.attributes, "b"), Some(2));
+    assert_eq!(span.dropped_attributes_count, 2);
+}
+
+#[test]
+fn follows_from_becomes_a_link() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, 1.0);
+    let subscriber = tracing_subscriber::registry().with(layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let produced = tracing::info_span!("produce");
+        produced.in_scope(|| {});
+        let consumed = tracing::info_span!(parent: None, "consume batch");
+        consumed.follows_from(&produced);
+        drop(produced);
+        consumed.in_scope(|| {});
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let spans = receiver.spans();
+    let produce = spans.iter().find(|s| s.name == "produce").unwrap();
+    let consume = spans.iter().find(|s| s.name == "consume batch").unwrap();
+    assert!(consume.parent_span_id.is_empty());
+    assert_eq!(consume.links.len(), 1);
+    assert_eq!(consume.links[0].span_id, produce.span_id);
+    assert_eq!(consume.links[0].trace_id, produce.trace_id);
 }

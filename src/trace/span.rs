@@ -230,6 +230,12 @@ impl Begun {
         }
     }
 
+    pub(crate) fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
+        if let Some(data) = &mut self.data {
+            data.add_link(context, attributes, self.limits);
+        }
+    }
+
     /// Ends the span now and hands its record to the pipeline; later calls do nothing.
     pub(crate) fn end(&mut self) {
         if let Some(mut data) = self.data.take() {
