@@ -4,9 +4,9 @@
 
 mod common;
 
+use common::proto::metrics::v1::{metric::Data, number_data_point, AggregationTemporality};
 use common::{Behavior, TestReceiver};
 use plain_connect::export::RetryPolicy;
-use plain_connect::proto::metrics::v1::{metric::Data, number_data_point, AggregationTemporality};
 use plain_connect::{metrics, trace, Resource, Settings, Telemetry};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -616,3 +616,27 @@ fn fields_follow_the_configured_span_limits() {
     assert_eq!(int_attr(&span.attributes, "b"), Some(2));
     assert_eq!(span.dropped_attributes_count, 2);
 }
+
+#[test]
+fn follows_from_becomes_a_link() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, 1.0);
+    let subscriber = tracing_subscriber::registry().with(layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let produced = tracing::info_span!("produce");
+        produced.in_scope(|| {});
+        let consumed = tracing::info_span!(parent: None, "consume batch");
+        consumed.follows_from(&produced);
+        drop(produced);
+        consumed.in_scope(|| {});
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let spans = receiver.spans();
+    let produce = spans.iter().find(|s| s.name == "produce").unwrap();
+    let consume = spans.iter().find(|s| s.name == "consume batch").unwrap();
+    assert!(consume.parent_span_id.is_empty());
+    assert_eq!(consume.links.len(), 1);
+    assert_eq!(consume.links[0].span_id, produce.span_id);
+    assert_eq!(consume.links[0].trace_id, produce.trace_id);
+}
