@@ -82,7 +82,7 @@ fn a_wrapped_env_logger_keeps_its_own_levels_and_the_export_its_floor() {
         .log_records()
         .into_iter()
         .filter_map(|r| match r.body?.value? {
-            plain_connect::proto::common::v1::any_value::Value::StringValue(s) => Some(s),
+            common::proto::common::v1::any_value::Value::StringValue(s) => Some(s),
             _ => None,
         })
         .collect();

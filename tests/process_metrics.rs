@@ -4,10 +4,8 @@
 
 mod common;
 
+use common::proto::metrics::v1::{metric::Data, number_data_point, AggregationTemporality, Metric};
 use common::TestReceiver;
-use plain_connect::proto::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, Metric,
-};
 use plain_connect::{Resource, Settings, Telemetry};
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::proto::metrics::v1::metric::Data;
 use common::{Behavior, TestReceiver};
-use plain_connect::proto::metrics::v1::metric::Data;
 use plain_connect::trace::{self, SpanKind};
 use plain_connect::{metrics, KeyValue, Resource, Settings, SettingsBuilder, Telemetry};
 use std::collections::HashSet;
@@ -40,14 +40,12 @@ fn counter_total(receiver: &TestReceiver, name: &str) -> f64 {
                 sum.data_points
                     .iter()
                     .map(|p| match p.value {
-                        Some(
-                            plain_connect::proto::metrics::v1::number_data_point::Value::AsInt(i),
-                        ) => i as f64,
-                        Some(
-                            plain_connect::proto::metrics::v1::number_data_point::Value::AsDouble(
-                                f,
-                            ),
-                        ) => f,
+                        Some(common::proto::metrics::v1::number_data_point::Value::AsInt(i)) => {
+                            i as f64
+                        }
+                        Some(common::proto::metrics::v1::number_data_point::Value::AsDouble(f)) => {
+                            f
+                        }
                         None => 0.0,
                     })
                     .sum::<f64>(),
@@ -57,8 +55,8 @@ fn counter_total(receiver: &TestReceiver, name: &str) -> f64 {
         .sum()
 }
 
-fn body(record: &plain_connect::proto::logs::v1::LogRecord) -> String {
-    use plain_connect::proto::common::v1::any_value::Value;
+fn body(record: &common::proto::logs::v1::LogRecord) -> String {
+    use common::proto::common::v1::any_value::Value;
     match record.body.as_ref().and_then(|b| b.value.as_ref()) {
         Some(Value::StringValue(s)) => s.clone(),
         _ => String::new(),
@@ -166,12 +164,13 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     let first = start(&hanging, |b| {
         b.request_timeout(Duration::from_millis(800))
             .metrics_interval(Duration::from_millis(50))
-            .retry(plain_connect::export::RetryPolicy {
-                max_attempts: 1,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(10),
-                max_elapsed: Duration::from_millis(10),
-            })
+            .retry(
+                plain_connect::RetryPolicy::default()
+                    .max_attempts(1)
+                    .initial_backoff(Duration::from_millis(10))
+                    .max_backoff(Duration::from_millis(10))
+                    .max_elapsed(Duration::from_millis(10)),
+            )
     });
     let old = metrics::counter("core.handoff.old").build().unwrap();
     old.add(1, &[]);

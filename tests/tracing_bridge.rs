@@ -6,9 +6,9 @@
 
 mod common;
 
+use common::proto::metrics::v1::{metric::Data, HistogramDataPoint};
+use common::proto::trace::v1::status::StatusCode;
 use common::{attr, hex, int_attr, string_attr, TestReceiver};
-use plain_connect::proto::metrics::v1::{metric::Data, HistogramDataPoint};
-use plain_connect::proto::trace::v1::status::StatusCode;
 use plain_connect::trace::propagation;
 use plain_connect::tracing_bridge::{layer, SpanExt};
 use plain_connect::{Resource, Settings, Telemetry};
@@ -29,7 +29,7 @@ fn start(receiver: &TestReceiver, sample_rate: f64) -> Telemetry {
     Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap()
 }
 
-fn status(span: &plain_connect::proto::trace::v1::Span) -> (i32, String) {
+fn status(span: &common::proto::trace::v1::Span) -> (i32, String) {
     let status = span.status.clone().unwrap_or_default();
     (status.code, status.message)
 }
@@ -222,7 +222,7 @@ fn instrument_err_sets_the_error_status_and_records_the_exception() {
         .find(|r| r.severity_number == 17)
         .expect("the error's log record");
     let body = match error.body.clone().and_then(|b| b.value) {
-        Some(plain_connect::proto::common::v1::any_value::Value::StringValue(s)) => s,
+        Some(common::proto::common::v1::any_value::Value::StringValue(s)) => s,
         other => panic!("body {other:?}"),
     };
     assert_eq!(body, "card declined: insufficient funds");
