@@ -161,6 +161,25 @@ fn idle_and_trickling_connections_never_lock_out_an_exporter() {
     assert!(open <= 8, "{open} open");
     assert!(preempted >= 8, "{preempted} preempted");
     drop(held);
+
+    // Peers that ask and never read: each answer blocks once the socket buffers are full.
+    let pipelined = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4000);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(receiver.local_addr()).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&pipelined);
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(post(&receiver, "/v1/traces", &one_span("real")), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(held);
 }
 
 #[test]

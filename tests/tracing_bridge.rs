@@ -586,3 +586,57 @@ fn errors_mark_their_span_even_when_log_export_is_off() {
         "a warning is not an error"
     );
 }
+
+#[test]
+fn fields_follow_the_configured_span_limits() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token("t")
+        .span_limits(plain_connect::trace::SpanLimits {
+            max_attributes: 2,
+            max_value_chars: Some(4),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("limited", a = "abcdefgh", b = 2, c = 3, d = Empty);
+        span.record("d", 4);
+        span.in_scope(|| span.record("a", "ijklmnop"));
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let spans = receiver.spans();
+    let span = &spans[0];
+    assert_eq!(span.attributes.len(), 2);
+    assert_eq!(string_attr(&span.attributes, "a").as_deref(), Some("ijkl"));
+    assert_eq!(int_attr(&span.attributes, "b"), Some(2));
+    assert_eq!(span.dropped_attributes_count, 2);
+}
+
+#[test]
+fn follows_from_becomes_a_link() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, 1.0);
+    let subscriber = tracing_subscriber::registry().with(layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let produced = tracing::info_span!("produce");
+        produced.in_scope(|| {});
+        let consumed = tracing::info_span!(parent: None, "consume batch");
+        consumed.follows_from(&produced);
+        drop(produced);
+        consumed.in_scope(|| {});
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let spans = receiver.spans();
+    let produce = spans.iter().find(|s| s.name == "produce").unwrap();
+    let consume = spans.iter().find(|s| s.name == "consume batch").unwrap();
+    assert!(consume.parent_span_id.is_empty());
+    assert_eq!(consume.links.len(), 1);
+    assert_eq!(consume.links[0].span_id, produce.span_id);
+    assert_eq!(consume.links[0].trace_id, produce.trace_id);
+}

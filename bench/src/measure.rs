@@ -20,19 +20,22 @@ pub struct Report {
     pub app_cpu_ns: u64,
     /// The whole process's CPU time after shutdown, exporter threads included.
     pub process_cpu_ns: u64,
+    /// How long shutdown took to flush what was still queued when production ended.
+    pub shutdown_ms: u64,
 }
 
 impl Report {
     pub fn to_line(self) -> String {
         format!(
-            "REPORT cpu={} wall={} ops={} produced={} peak_rss_kb={} app_cpu={} process_cpu={}",
+            "REPORT cpu={} wall={} ops={} produced={} peak_rss_kb={} app_cpu={} process_cpu={} shutdown_ms={}",
             self.cpu_ns_per_op,
             self.wall_ns_per_op,
             self.measured_ops,
             self.produced,
             self.peak_rss_kb,
             self.app_cpu_ns,
-            self.process_cpu_ns
+            self.process_cpu_ns,
+            self.shutdown_ms
         )
     }
 
@@ -49,6 +52,7 @@ impl Report {
                 "peak_rss_kb" => report.peak_rss_kb = number as u64,
                 "app_cpu" => report.app_cpu_ns = number as u64,
                 "process_cpu" => report.process_cpu_ns = number as u64,
+                "shutdown_ms" => report.shutdown_ms = number as u64,
                 _ => return None,
             }
         }
@@ -182,6 +186,7 @@ mod tests {
             peak_rss_kb: 24_576,
             app_cpu_ns: 7,
             process_cpu_ns: 9,
+            shutdown_ms: 11,
         };
         let back = Report::parse(&report.to_line()).expect("parses");
         assert_eq!(back.to_line(), report.to_line());

@@ -172,7 +172,9 @@ pub fn run<L: Library>(workload: Workload, pipeline: &Pipeline, sizes: &Sizes) -
         }
     };
     report.app_cpu_ns = measure::thread_cpu_ns();
+    let shutdown = Instant::now();
     lib.shutdown();
+    report.shutdown_ms = shutdown.elapsed().as_millis() as u64;
     report.process_cpu_ns = measure::process_cpu_ns();
     report.peak_rss_kb = measure::peak_rss_kb();
     report

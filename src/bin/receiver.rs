@@ -77,11 +77,11 @@ fn main() {
         let requests = receiver.counts().requests;
         if requests != last_requests || finished {
             last_requests = requests;
-            let snapshot = receiver.snapshot();
+
             let stdout = std::io::stdout();
-            let _ = snapshot.render_text(&mut stdout.lock(), false);
+            let _ = receiver.render_text(&mut stdout.lock(), false);
             if let Some(path) = &args.html {
-                if let Err(e) = std::fs::write(path, snapshot.render_html()) {
+                if let Err(e) = std::fs::write(path, receiver.render_html()) {
                     eprintln!("plain-connect-receiver: cannot write {path}: {e}");
                 }
             }

@@ -9,6 +9,8 @@
 //! // tracing::info_span!("checkout", cart.items = 3).in_scope(|| tracing::info!("paid"));
 //! ```
 //!
+//! `span.follows_from(&other)` becomes a link to `other`.
+//!
 //! While a tracing span is entered, it is also this crate's current span on that thread, so
 //! `log` records and spans started with [`crate::trace::span`] inside it nest under it.
 //!
@@ -110,8 +112,8 @@ pub struct PlainConnectLayer {
 /// What tracing-opentelemetry users bring: `tracing::Span` methods reaching the exported span.
 pub trait SpanExt {
     /// Makes `parent` (e.g. extracted from an incoming `traceparent`) this span's parent. Call it
-    /// before the span is first entered and before its children or events: from then on its
-    /// identity is fixed. Returns false when it had no effect: no pipeline installed, the span
+    /// before the span is first entered and before its children, events or `follows_from`: from
+    /// then on its identity is fixed. Returns false when it had no effect: no pipeline installed, the span
     /// disabled, filtered out of the layer or already started, or a subscriber not built on
     /// `tracing_subscriber::registry()`.
     fn set_parent(&self, parent: SpanContext) -> bool;
@@ -158,8 +160,8 @@ thread_local! {
 /// A tracing span's counterpart, kept in its extensions: the one place this bridge touches the
 /// span internals ([`Begun`]).
 ///
-/// The identity is drawn when the span is first used (entered, given a child or an event, asked
-/// for its context, closed), not when it is created, so [`SpanExt::set_parent`] can still
+/// The identity is drawn when the span is first used (entered, given a child, an event or a
+/// link, asked for its context, closed), not when it is created, so [`SpanExt::set_parent`] can still
 /// choose the parent and the sampling decision follows it. Until then fields wait in `pending`.
 struct BridgedSpan {
     begun: Option<Begun>,
@@ -168,7 +170,6 @@ struct BridgedSpan {
     kind: SpanKind,
     created_unix_nanos: u64,
     pending: Vec<KeyValue>,
-    pending_dropped: u32,
     pending_status: Status,
     /// The text given with `otel.status_message`, for a later `otel.status_code = "error"`.
     status_message: Option<String>,
@@ -185,7 +186,6 @@ impl BridgedSpan {
             kind: SpanKind::Internal,
             created_unix_nanos: crate::core::now_unix_nanos(),
             pending: Vec::new(),
-            pending_dropped: 0,
             pending_status: Status::Unset,
             status_message: None,
             failed: false,
@@ -202,7 +202,6 @@ impl BridgedSpan {
             kind,
             created_unix_nanos,
             pending,
-            pending_dropped,
             pending_status,
             ..
         } = self;
@@ -210,7 +209,6 @@ impl BridgedSpan {
             let mut begun = trace::begin(name.clone(), *kind, parent);
             if let Some(data) = &mut begun.data {
                 data.start_unix_nanos = *created_unix_nanos;
-                data.dropped_attributes = *pending_dropped;
             }
             for kv in pending.drain(..) {
                 begun.set_attribute(kv);
@@ -231,13 +229,9 @@ impl BridgedSpan {
     fn set_attribute(&mut self, kv: KeyValue) {
         match &mut self.begun {
             Some(begun) => begun.set_attribute(kv),
-            None => push_attribute(
-                &mut self.pending,
-                &mut self.pending_dropped,
-                trace::SpanLimits::default().max_attributes,
-                None,
-                kv,
-            ),
+            // Unique keys among a callsite's fields (32 at most in tracing) bound the list; the
+            // span's limits apply on replay.
+            None => push_attribute(&mut self.pending, &mut 0, u32::MAX, None, kv),
         }
     }
 
@@ -515,6 +509,23 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
             values.record(&mut Fields(|name, value| bridged.record(name, value)));
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let Some(followed) = ctx.span(follows) else {
+            return;
+        };
+        let linked = followed
+            .extensions_mut()
+            .get_mut::<BridgedSpan>()
+            .map(|bridged| bridged.start().context.clone());
+        let (Some(linked), Some(span)) = (linked, ctx.span(id)) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
+            bridged.start().add_link(linked, Vec::new());
         }
     }
 

@@ -181,10 +181,45 @@ pub(crate) fn key_value(w: &mut Writer<'_>, kv: &KeyValue) {
     w.message(2, |v| any_value(v, &kv.value));
 }
 
-/// Each of `attributes` as a `KeyValue` message in field `field`.
+/// Bytes a varint takes.
+fn varint_len(value: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The `AnyValue` body length of a scalar value, `None` for arrays.
+fn scalar_len(value: &Value) -> Option<usize> {
+    Some(match value {
+        Value::Str(s) => 1 + varint_len(s.as_str().len() as u64) + s.as_str().len(),
+        Value::Bool(_) => 2,
+        Value::I64(i) => 1 + varint_len(*i as u64),
+        Value::F64(_) => 9,
+        _ => return None,
+    })
+}
+
+/// Each of `attributes` as a `KeyValue` message in field `field`. Scalar values (nearly all)
+/// have their lengths computed up front and are written in one pass; arrays go through
+/// [`Writer::message`].
 pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
     for kv in attributes {
-        w.message(field, |m| key_value(m, kv));
+        let key = kv.key.as_str();
+        let Some(value_len) = scalar_len(&kv.value) else {
+            w.message(field, |m| key_value(m, kv));
+            continue;
+        };
+        let key_len = if key.is_empty() {
+            0
+        } else {
+            1 + varint_len(key.len() as u64) + key.len()
+        };
+        let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
+        w.tag(field, LEN);
+        w.varint(body_len as u64);
+        w.str(1, key);
+        w.tag(2, LEN);
+        w.varint(value_len as u64);
+        any_value(w, &kv.value);
     }
 }
 

@@ -4,7 +4,7 @@
 //! and drained into delta data points at each collection.
 
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
-use super::exemplar::{Offer, Reservoir, SUM_RESERVOIR_SIZE};
+use super::exemplar::{Mode, Offer, Reservoir, SUM_RESERVOIR_SIZE};
 use super::spin::{Guarded, SpinLock};
 use crate::attributes::{KeyValue, Str, Value};
 use parking_lot::RwLock;
@@ -106,16 +106,19 @@ impl Series {
         true
     }
 
-    /// Records through a bound handle, whose series is never freed (no check needed).
+    /// Records through a bound handle, whose series is never freed (no check needed). The
+    /// exemplar check happens here, inside the crate, where reading the current span inlines
+    /// (from the handle's generic `record`, in the app's crate, it would be a call).
     pub(crate) fn record_bound(
         &self,
         value: f64,
         int_value: i64,
         bounds: Option<&[f64]>,
-        offer: Option<&Offer>,
+        mode: Mode,
     ) {
+        let offer = mode.offer();
         let _locked = self.lock.lock();
-        self.add(value, int_value, bounds, offer);
+        self.add(value, int_value, bounds, offer.as_ref());
     }
 
     /// The measurement itself, and its exemplar if it is offered one; the caller holds the lock.
@@ -783,7 +786,7 @@ mod tests {
         for t in 2..=6 {
             h.collect(t);
         }
-        bound.record_bound(0.5, 0, h.bounds(), None);
+        bound.record_bound(0.5, 0, h.bounds(), Mode::current());
         assert_eq!(total_count(h.collect(7)), 1);
         bound.unbind();
         drop(bound);

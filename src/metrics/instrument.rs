@@ -442,12 +442,8 @@ impl<T: Measure> BoundHistogram<T> {
             INVALID.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.series.record_bound(
-            v,
-            value.as_i64(),
-            aggregator.bounds(),
-            mode.offer().as_ref(),
-        );
+        self.series
+            .record_bound(v, value.as_i64(), aggregator.bounds(), mode);
     }
 }
 

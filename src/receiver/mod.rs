@@ -157,6 +157,24 @@ impl Receiver {
         })
     }
 
+    /// The terminal view of what is kept, rendered in place (no copy; see
+    /// [`Received::render_text`]).
+    pub fn render_text(&self, out: &mut dyn io::Write, color: bool) -> io::Result<()> {
+        self.server
+            .store
+            .with(|inner| text::render(out, color, &model_of(inner, model::Filter::default())))
+    }
+
+    /// The page of what is kept, as one static file (no script), rendered in place.
+    pub fn render_html(&self) -> String {
+        self.server.store.with(|inner| {
+            html::render(
+                &model_of(inner, model::Filter::default()),
+                html::Mode::Static,
+            )
+        })
+    }
+
     /// Stops accepting and joins the accept thread.
     pub fn shutdown(mut self) {
         self.stop();
@@ -178,6 +196,16 @@ impl Drop for Receiver {
     }
 }
 
+fn model_of(inner: &store::Inner, filter: model::Filter) -> model::Model {
+    model::Model::build(
+        inner.traces(),
+        inner.metrics(),
+        inner.logs(),
+        inner.counts,
+        filter,
+    )
+}
+
 /// The live page for `GET /?service=..&trace=..`, rendered under the store's lock from what is
 /// kept (no copy), with a Content-Security-Policy that lets only its own script run.
 fn live_page(store: &store::Store, query: &str) -> server::Response {
@@ -187,16 +215,8 @@ fn live_page(store: &store::Store, query: &str) -> server::Response {
         rand::rngs::SmallRng::from_os_rng().random::<u128>()
     );
     let filter = model::Filter::parse(query);
-    let page = store.with(|inner| {
-        let model = model::Model::build(
-            inner.traces(),
-            inner.metrics(),
-            inner.logs(),
-            inner.counts,
-            filter,
-        );
-        html::render(&model, html::Mode::Live { nonce: &nonce })
-    });
+    let page = store
+        .with(|inner| html::render(&model_of(inner, filter), html::Mode::Live { nonce: &nonce }));
     server::Response {
         status: 200,
         content_type: "text/html; charset=utf-8",

@@ -50,7 +50,9 @@ enum Phase {
     Head,
     /// Reading a request body.
     Body,
-    /// Decoding, storing, rendering, answering: bounded work, never preempted.
+    /// Writing the answer, which waits on the peer reading it.
+    Answering,
+    /// Decoding, storing, rendering: bounded work, never preempted.
     Handling,
 }
 
@@ -80,7 +82,8 @@ impl Slots {
     }
 
     /// Takes a slot for `stream`, closing the connection that has waited longest on its peer if
-    /// all are taken (idle before heads, heads before bodies). None: every slot is busy handling.
+    /// all are taken (idle before heads, heads before bodies, bodies before answers the peer does
+    /// not read). None: every slot is busy handling.
     fn take(self: &Arc<Self>, stream: &TcpStream, max: usize) -> Option<SlotGuard> {
         let control = stream.try_clone().ok()?;
         let mut open = self.open.lock();
@@ -298,6 +301,7 @@ fn serve_connection(stream: TcpStream, server: &Server, slot: &SlotGuard) {
                 if head.method == "HEAD" {
                     response.head_only = true;
                 }
+                slot.enter(Phase::Answering);
                 if respond(&mut connection.stream, &response, head.close).is_err() || head.close {
                     return;
                 }

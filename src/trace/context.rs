@@ -5,9 +5,14 @@
 //! work on a worker thread nests under the request that spawned it.
 
 use super::id::{SpanId, TraceId};
+use super::record::{RecordBox, SharedRecord};
+use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 /// W3C trace flag: the trace is sampled.
 pub const FLAG_SAMPLED: u8 = 0x01;
@@ -109,7 +114,7 @@ pub(crate) struct Ids {
     pub(crate) span_id: SpanId,
     pub(crate) flags: u8,
     pub(crate) is_remote: bool,
-    /// Whether a tracestate goes with these ids (it is kept apart, in `CURRENT_TRACE_STATE`).
+    /// Whether a tracestate goes with these ids (kept in the frame, read only when present).
     pub(crate) has_trace_state: bool,
 }
 
@@ -142,8 +147,8 @@ impl SpanContext {
     }
 }
 
-/// This thread's current ids, one `Cell` per field: reads and writes are single moves of
-/// plain data (no borrow flag, no destructor registration, no struct copied through memory).
+/// This thread's current ids, one `Cell` per field: a copy of the top live frame's, so reading
+/// them (log correlation, exemplars) is a few plain loads.
 struct CurrentIds {
     trace_id: Cell<u128>,
     span_id: Cell<u64>,
@@ -163,21 +168,135 @@ impl CurrentIds {
         }
     }
 
-    fn replace(&self, ids: Ids) -> Ids {
-        let previous = self.get();
+    fn set(&self, ids: Ids) {
         self.trace_id.set(ids.trace_id.0);
         self.span_id.set(ids.span_id.0);
         self.flags.set(ids.flags);
         self.is_remote.set(ids.is_remote);
         self.has_trace_state.set(ids.has_trace_state);
-        previous
     }
 }
 
+/// One entered context on a thread's stack.
+struct Frame {
+    ids: Ids,
+    trace_state: Option<Arc<str>>,
+    /// The span's record, for code that reaches the current span without its handle.
+    record: Option<NonNull<SharedRecord>>,
+    /// Ended (its span ended or its guard dropped) while a later frame was still live: popped
+    /// as soon as it is on top, never current again.
+    ended: bool,
+}
+
+/// Ends posted to a thread by spans that were started there and ended elsewhere.
+#[derive(Default)]
+struct Mailbox {
+    state: Mutex<MailboxState>,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    /// Set when the thread's frames are gone: a poster then frees the record itself.
+    closed: bool,
+    ended: Vec<(Saved, Option<RecordBox>)>,
+}
+
+/// The thread's stack of entered contexts: the top live frame is the current context. A span
+/// or guard leaves its own frame, whatever the order: a frame left while a later one is live
+/// is marked ended and popped once on top, so an ended span never becomes current again.
+struct Stack {
+    frames: RefCell<Vec<Frame>>,
+    /// Unique per thread for the life of the process (0 until first use).
+    key: Cell<u64>,
+    mailbox: RefCell<Option<Arc<Mailbox>>>,
+}
+
+impl Stack {
+    fn key(&self) -> u64 {
+        if self.key.get() == 0 {
+            static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+            let mailbox = Arc::new(Mailbox::default());
+            registry().insert(key, Arc::downgrade(&mailbox));
+            *self.mailbox.borrow_mut() = Some(mailbox);
+            self.key.set(key);
+        }
+        self.key.get()
+    }
+
+    /// Marks frame `saved` ended and pops the ended frames from the top; refreshes the ids.
+    fn leave(&self, saved: &Saved) {
+        let Ok(mut frames) = self.frames.try_borrow_mut() else {
+            return;
+        };
+        if let Some(frame) = frames.get_mut(saved.depth as usize) {
+            if frame.ids.span_id.0 == saved.span_id && !frame.ended {
+                frame.ended = true;
+                frame.record = None;
+            }
+        }
+        pop_ended(&mut frames);
+    }
+
+    /// Applies the ends other threads posted here, freeing their records.
+    #[cold]
+    fn receive_remote_ends(&self) {
+        let mailbox = self.mailbox.borrow().clone();
+        let Some(mailbox) = mailbox else { return };
+        let ended = std::mem::take(&mut mailbox.state.lock().ended);
+        if ended.is_empty() {
+            return;
+        }
+        REMOTE_ENDS.fetch_sub(ended.len(), Ordering::Relaxed);
+        for (saved, record) in ended {
+            self.leave(&saved);
+            if let Some(record) = record {
+                // SAFETY: its frame on this thread was just marked ended (or was gone).
+                unsafe { record.free() };
+            }
+        }
+    }
+}
+
+/// Pops ended frames off the top and makes the new top current.
+fn pop_ended(frames: &mut Vec<Frame>) {
+    while frames.last().is_some_and(|f| f.ended) {
+        frames.pop();
+    }
+    let top = frames.last().map(|f| f.ids).unwrap_or_default();
+    let _ = CURRENT_IDS.try_with(|c| c.set(top));
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(mailbox) = self.mailbox.get_mut().take() {
+            let mut state = mailbox.state.lock();
+            state.closed = true;
+            REMOTE_ENDS.fetch_sub(state.ended.len(), Ordering::Relaxed);
+            for (_, record) in state.ended.drain(..) {
+                if let Some(record) = record {
+                    // SAFETY: this thread's frames are being dropped: none can reach it.
+                    unsafe { record.free() };
+                }
+            }
+            drop(state);
+            registry().remove(&self.key.get());
+        }
+        self.frames.get_mut().clear();
+    }
+}
+
+/// Ends posted to some thread and not yet applied there: while 0 (the common case), no thread
+/// looks at its mailbox.
+static REMOTE_ENDS: AtomicUsize = AtomicUsize::new(0);
+
+static REGISTRY: Mutex<Option<HashMap<u64, Weak<Mailbox>>>> = parking_lot::const_mutex(None);
+
+fn registry() -> parking_lot::MappedMutexGuard<'static, HashMap<u64, Weak<Mailbox>>> {
+    parking_lot::MutexGuard::map(REGISTRY.lock(), |r| r.get_or_insert_with(HashMap::new))
+}
+
 thread_local! {
-    // The current context is split in two so that starting and ending a span is a few moves:
-    // the ids are plain data; the tracestate, which only arrives from upstream `tracestate`
-    // headers, lives apart and is touched only when the old or the new context carries one.
     static CURRENT_IDS: CurrentIds = const {
         CurrentIds {
             trace_id: Cell::new(0),
@@ -187,17 +306,39 @@ thread_local! {
             has_trace_state: Cell::new(false),
         }
     };
-    static CURRENT_TRACE_STATE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    static STACK: Stack = const {
+        Stack { frames: RefCell::new(Vec::new()), key: Cell::new(0), mailbox: RefCell::new(None) }
+    };
+}
+
+/// Applies ends posted from other threads, if any were posted anywhere: one relaxed load.
+#[inline]
+fn receive_remote_ends() {
+    if REMOTE_ENDS.load(Ordering::Relaxed) != 0 {
+        let _ = STACK.try_with(Stack::receive_remote_ends);
+    }
+}
+
+/// This thread's key (0 during thread teardown): what a span remembers to know whether it is
+/// ended on the thread that started it.
+#[inline]
+pub(crate) fn thread_key() -> u64 {
+    STACK.try_with(Stack::key).unwrap_or(0)
 }
 
 /// The current span's context on this thread (invalid when no span is current).
 pub fn current() -> SpanContext {
     let ids = current_ids();
     let trace_state = if ids.has_trace_state {
-        // Borrows are tried, never assumed: no code runs while it is borrowed, and if that
-        // ever changed, the outcome would be "no tracestate", not a panic in the app.
-        CURRENT_TRACE_STATE
-            .try_with(|s| s.try_borrow().ok().and_then(|s| s.clone()))
+        // Borrows are tried, never assumed: if one were ever held here, the outcome would be
+        // "no tracestate", not a panic in the app.
+        STACK
+            .try_with(|s| {
+                s.frames
+                    .try_borrow()
+                    .ok()
+                    .and_then(|f| f.last().and_then(|f| f.trace_state.clone()))
+            })
             .ok()
             .flatten()
     } else {
@@ -207,60 +348,115 @@ pub fn current() -> SpanContext {
 }
 
 /// The current span's ids, without the tracestate (what log correlation needs).
+#[inline]
 pub(crate) fn current_ids() -> Ids {
+    receive_remote_ends();
     CURRENT_IDS.try_with(CurrentIds::get).unwrap_or_default()
 }
 
-/// What was current before a span or guard took over; put back when it ends.
-#[derive(Default)]
+/// Which frame a span or guard entered: what it leaves, from whichever thread. Plain data, so
+/// a span holding it can move to another thread.
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Saved {
-    ids: Ids,
-    trace_state: Option<Arc<str>>,
+    /// The thread whose stack holds the frame (0: nothing was entered).
+    thread: u64,
+    depth: u32,
+    span_id: u64,
 }
 
-/// Makes `context` current on this thread, returning what was current.
+impl Saved {
+    /// Whether the frame is on this thread's stack.
+    pub(crate) fn is_here(&self) -> bool {
+        self.thread == thread_key()
+    }
+}
+
+/// Makes `context` current on this thread, returning the frame to leave.
+#[inline]
 pub(crate) fn enter(context: &SpanContext) -> Saved {
+    enter_with_record(context, None)
+}
+
+/// [`enter`], with the span's record reachable from the frame.
+pub(crate) fn enter_with_record(
+    context: &SpanContext,
+    record: Option<NonNull<SharedRecord>>,
+) -> Saved {
+    receive_remote_ends();
     let ids = context.ids();
-    let previous = CURRENT_IDS.try_with(|c| c.replace(ids)).unwrap_or_default();
-    let trace_state = if previous.has_trace_state || ids.has_trace_state {
-        swap_trace_state(context.trace_state.clone())
-    } else {
-        None
-    };
-    Saved {
-        ids: previous,
-        trace_state,
-    }
-}
-
-/// Puts `saved` back if the span `expected_current` is still current; a span ended out of
-/// order leaves the newer current span in place rather than clobbering it.
-pub(crate) fn leave(expected_current: SpanId, saved: &mut Saved) {
-    if current_ids().span_id == expected_current {
-        restore(saved);
-    }
-}
-
-/// Puts `saved` back, whatever is current now. Works in place: the saved state is read where it
-/// lies rather than copied out first.
-pub(crate) fn restore(saved: &mut Saved) {
-    let replaced = CURRENT_IDS
-        .try_with(|c| c.replace(saved.ids))
-        .unwrap_or_default();
-    if replaced.has_trace_state || saved.ids.has_trace_state {
-        swap_trace_state(saved.trace_state.take());
-    }
-}
-
-/// Sets the current tracestate, returning the previous one (`None` during thread teardown).
-fn swap_trace_state(new: Option<Arc<str>>) -> Option<Arc<str>> {
-    CURRENT_TRACE_STATE
-        .try_with(|s| {
-            s.try_borrow_mut()
-                .map(|mut s| std::mem::replace(&mut *s, new))
-                .unwrap_or_default()
+    STACK
+        .try_with(|stack| {
+            let thread = stack.key();
+            let mut frames = stack.frames.try_borrow_mut().ok()?;
+            let depth = u32::try_from(frames.len()).ok()?;
+            frames.push(Frame {
+                ids,
+                trace_state: context.trace_state.clone(),
+                record,
+                ended: false,
+            });
+            let _ = CURRENT_IDS.try_with(|c| c.set(ids));
+            Some(Saved {
+                thread,
+                depth,
+                span_id: ids.span_id.0,
+            })
         })
+        .ok()
+        .flatten()
         .unwrap_or_default()
+}
+
+/// Leaves the frame `saved` on this thread: the newest live frame left becomes current; a
+/// frame left out of order is never current again.
+pub(crate) fn restore(saved: &mut Saved) {
+    receive_remote_ends();
+    if saved.thread != 0 {
+        let _ = STACK.try_with(|s| s.leave(saved));
+    }
+    saved.thread = 0;
+}
+
+/// Leaves the frame `saved` from another thread than the one that holds it: posted there,
+/// applied there at its next span operation. `record` (the span's, if it had one) is freed
+/// there too, once the frame cannot reach it.
+pub(crate) fn leave_from_elsewhere(saved: &Saved, record: Option<RecordBox>) {
+    let mailbox = registry().get(&saved.thread).and_then(Weak::upgrade);
+    let unposted = match mailbox {
+        Some(mailbox) => {
+            let mut state = mailbox.state.lock();
+            if state.closed {
+                record
+            } else {
+                state.ended.push((*saved, record));
+                REMOTE_ENDS.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+        None => record,
+    };
+    if let Some(record) = unposted {
+        // SAFETY: the origin thread's frames are gone (mailbox closed or unregistered, both
+        // under the locks its teardown takes), so none can reach the record.
+        unsafe { record.free() };
+    }
+}
+
+/// Runs `f` on the record of the span current on this thread, if it is recording.
+pub(crate) fn with_current_record<R>(
+    f: impl FnOnce(&mut super::span::SpanData, crate::core::SpanLimits) -> R,
+) -> Option<R> {
+    receive_remote_ends();
+    STACK
+        .try_with(|stack| {
+            let frames = stack.frames.try_borrow().ok()?;
+            let pointer = frames.last()?.record?;
+            // SAFETY: the top frame is live (ended frames are popped off the top), and a live
+            // frame's record is not freed (rule 2 in `record`).
+            unsafe { super::record::with_frame_record(pointer, f) }
+        })
+        .ok()
+        .flatten()
 }
 
 /// Restores the previous current context when dropped. Not `Send`: it belongs to the thread
@@ -304,25 +500,44 @@ mod tests {
         assert_eq!(current(), inner);
         assert_eq!(current_ids(), inner.ids());
 
-        leave(SpanId(3), &mut inner_saved);
+        restore(&mut inner_saved);
         assert_eq!(current(), middle);
-        leave(SpanId(2), &mut middle_saved);
+        restore(&mut middle_saved);
         assert_eq!(current(), outer);
         drop(outer_guard);
         assert_eq!(current(), SpanContext::none());
     }
 
     #[test]
-    fn leaving_out_of_order_keeps_the_newer_context() {
+    fn a_context_left_out_of_order_is_never_current_again() {
         let first = context(1, Some("vendor=a"));
         let second = context(2, Some("vendor=b"));
+        let third = context(3, None);
         let mut first_saved = enter(&first);
         let mut second_saved = enter(&second);
-        leave(SpanId(1), &mut first_saved); // not current: ignored
+        restore(&mut first_saved); // not on top: the newer context stays current
         assert_eq!(current(), second);
-        leave(SpanId(2), &mut second_saved);
-        assert_eq!(current(), first);
-        restore(&mut first_saved);
+        let mut third_saved = enter(&third);
+        restore(&mut second_saved);
+        assert_eq!(current(), third);
+        restore(&mut third_saved); // the ended ones below go with it
+        assert_eq!(current(), SpanContext::none());
+        restore(&mut first_saved); // twice: nothing more
+        assert_eq!(current(), SpanContext::none());
+    }
+
+    #[test]
+    fn a_frame_left_from_another_thread_is_applied_on_its_own() {
+        let outer = context(1, None);
+        let moved = context(2, Some("vendor=b"));
+        let mut outer_saved = enter(&outer);
+        let moved_saved = enter(&moved);
+        assert_eq!(current(), moved);
+        std::thread::spawn(move || leave_from_elsewhere(&moved_saved, None))
+            .join()
+            .unwrap();
+        assert_eq!(current(), outer, "applied at the next read");
+        restore(&mut outer_saved);
         assert_eq!(current(), SpanContext::none());
     }
 

@@ -14,6 +14,7 @@ mod context;
 mod encode;
 mod id;
 pub mod propagation;
+mod record;
 mod span;
 
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
@@ -28,7 +29,30 @@ pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
 pub(crate) use span::push_attribute;
 #[cfg(feature = "tracing")]
 pub(crate) use span::{begin, Begun};
-pub use span::{Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status};
+pub use span::{
+    CurrentSpan, Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status,
+};
+
+/// The span current on this thread, for code that was not handed it: see [`CurrentSpan`].
+pub fn current_span() -> CurrentSpan {
+    CurrentSpan
+}
+
+/// Runs `f` inside a new span named `name` (a child of the current span), ended when `f`
+/// returns or panics. Code inside reaches it with [`current_span`].
+///
+/// ```
+/// use plain_connect::trace;
+/// let total = trace::in_span("sum", || {
+///     trace::current_span().set_attribute("items", 3i64);
+///     1 + 2
+/// });
+/// assert_eq!(total, 3);
+/// ```
+pub fn in_span<R>(name: impl Into<crate::attributes::Str>, f: impl FnOnce() -> R) -> R {
+    let _span = span(name).start();
+    f()
+}
 
 /// Describes a new span; `.start()` starts it as a child of the current span.
 pub fn span(name: impl Into<crate::attributes::Str>) -> SpanBuilder {

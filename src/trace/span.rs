@@ -1,12 +1,12 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, SpanContext, FLAG_SAMPLED};
+use super::context::{self, Saved, SpanContext, FLAG_SAMPLED};
 use super::id::{new_span_id, new_trace_id, SpanId, TraceId};
+use super::record::RecordBox;
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core::handoff::{self, Kind};
 pub use crate::core::SpanLimits;
 use crate::core::{self as state, now_unix_nanos};
-use std::marker::PhantomData;
 
 /// What the span represents (OTLP `Span.SpanKind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -153,6 +153,7 @@ impl SpanBuilder {
     /// unchanged, as the OpenTelemetry API's no-op span does. An unsampled span still gets
     /// valid ids (so propagation and log correlation work) but records nothing.
     #[inline(always)]
+    #[must_use = "the span ends when dropped: bind it (`let _span = ...start();`) or use `trace::in_span`"]
     pub fn start(mut self) -> Span {
         if !state::is_installed() {
             if self.parent.is_none() {
@@ -170,23 +171,7 @@ impl SpanBuilder {
     #[inline(never)]
     fn start_disabled_under_parent(&mut self) -> Span {
         match self.parent.take() {
-            Some(parent) if parent.is_valid() => {
-                let mut span = Span {
-                    active: Some(Active {
-                        begun: Begun {
-                            context: parent,
-                            data: None,
-                            limits: SpanLimits::default(),
-                        },
-                        previous: None,
-                    }),
-                    _not_send: PhantomData,
-                };
-                if let Some(active) = &mut span.active {
-                    active.previous = Some(context::enter(&active.begun.context));
-                }
-                span
-            }
+            Some(parent) if parent.is_valid() => Span::entered(parent, None),
             _ => Span::noop(),
         }
     }
@@ -198,122 +183,133 @@ impl SpanBuilder {
             None => context::current(),
         };
         let name = std::mem::replace(&mut self.name, Str::Static(""));
-        // Built where it is returned, then entered in place: a span built aside and moved
-        // would be copied through memory right after being written, which stalls the CPU.
-        let mut span = Span {
-            active: Some(Active {
-                begun: begin(name, self.kind, &parent),
-                previous: None,
-            }),
-            _not_send: PhantomData,
-        };
-        if let Some(active) = &mut span.active {
-            active.previous = Some(context::enter(&active.begun.context));
-        }
-        span
+        let context = identity(&parent);
+        let record = context.is_sampled().then(|| {
+            let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
+            RecordBox::new(limits, context::thread_key(), |reuse| {
+                new_record(reuse, name, self.kind, &context, &parent)
+            })
+        });
+        Span::entered(context, record)
     }
 }
 
-/// A span's identity and, when sampled, its record: what [`SpanBuilder::start`] and the
-/// `tracing` bridge both start from.
+/// A span's identity and, when sampled, its record: what the `tracing` bridge starts from
+/// (its spans live in `tracing`'s registry, not in a [`Span`]).
+#[cfg(feature = "tracing")]
 pub(crate) struct Begun {
     pub(crate) context: SpanContext,
-    /// Boxed so the handle the app holds and moves stays small; `None` when not recording.
+    /// Boxed so the bridge's per-span state stays small; `None` when not recording.
     pub(crate) data: Option<Box<SpanData>>,
     pub(crate) limits: SpanLimits,
 }
 
-/// What a span records, shared by [`Span`] and the `tracing` bridge.
+#[cfg(feature = "tracing")]
 impl Begun {
-    /// The record and limits when recording.
-    fn recording(&mut self) -> Option<(&mut SpanData, SpanLimits)> {
-        Some((self.data.as_deref_mut()?, self.limits))
-    }
-
     pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
-        if let Some((data, limits)) = self.recording() {
-            push_attribute(
-                &mut data.attributes,
-                &mut data.dropped_attributes,
-                limits.max_attributes,
-                limits.max_value_chars,
-                kv,
-            );
+        if let Some(data) = &mut self.data {
+            data.set_attribute(kv, self.limits);
         }
     }
 
     pub(crate) fn update_name(&mut self, name: Str) {
-        if let Some((data, _)) = self.recording() {
+        if let Some(data) = &mut self.data {
             data.name = name;
         }
     }
 
     pub(crate) fn add_event(&mut self, name: Str, attributes: Vec<KeyValue>) {
-        if let Some((data, limits)) = self.recording() {
-            if data.events.len() >= limits.max_events as usize {
-                data.dropped_events = data.dropped_events.saturating_add(1);
-                return;
-            }
-            let mut kept = Vec::with_capacity(attributes.len());
-            let mut dropped = 0;
-            for kv in attributes {
-                push_attribute(
-                    &mut kept,
-                    &mut dropped,
-                    limits.max_attributes_per_event,
-                    limits.max_value_chars,
-                    kv,
-                );
-            }
-            data.events.push(Event {
-                name,
-                time_unix_nanos: now_unix_nanos(),
-                attributes: kept,
-                dropped_attributes: dropped,
-            });
+        if let Some(data) = &mut self.data {
+            data.add_event(name, attributes, self.limits);
         }
     }
 
     pub(crate) fn set_status(&mut self, status: Status) {
-        if let Some((data, _)) = self.recording() {
+        if let Some(data) = &mut self.data {
             data.status.update(status);
+        }
+    }
+
+    pub(crate) fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
+        if let Some(data) = &mut self.data {
+            data.add_link(context, attributes, self.limits);
         }
     }
 
     /// Ends the span now and hands its record to the pipeline; later calls do nothing.
     pub(crate) fn end(&mut self) {
         if let Some(mut data) = self.data.take() {
-            data.end_unix_nanos = now_unix_nanos().max(data.start_unix_nanos);
-            submit(&data);
+            data.end_now();
         }
     }
 }
 
-/// Decides sampling and draws ids for a new span under `parent` (invalid = a root). The one
-/// place span identity is made. Callers check [`state::is_installed`] first; a pipeline
-/// uninstalled in between makes an unsampled span.
+/// What a span records: the one implementation behind [`Span`], [`CurrentSpan`] and the
+/// `tracing` bridge.
+impl SpanData {
+    pub(crate) fn set_attribute(&mut self, kv: KeyValue, limits: SpanLimits) {
+        push_attribute(
+            &mut self.attributes,
+            &mut self.dropped_attributes,
+            limits.max_attributes,
+            limits.max_value_chars,
+            kv,
+        );
+    }
+
+    pub(crate) fn add_event(&mut self, name: Str, attributes: Vec<KeyValue>, limits: SpanLimits) {
+        if self.events.len() >= limits.max_events as usize {
+            self.dropped_events = self.dropped_events.saturating_add(1);
+            return;
+        }
+        let mut kept = Vec::with_capacity(attributes.len());
+        let mut dropped = 0;
+        for kv in attributes {
+            push_attribute(
+                &mut kept,
+                &mut dropped,
+                limits.max_attributes_per_event,
+                limits.max_value_chars,
+                kv,
+            );
+        }
+        self.events.push(Event {
+            name,
+            time_unix_nanos: now_unix_nanos(),
+            attributes: kept,
+            dropped_attributes: dropped,
+        });
+    }
+
+    fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>, limits: SpanLimits) {
+        if self.links.len() >= limits.max_links as usize || !context.is_valid() {
+            self.dropped_links = self.dropped_links.saturating_add(1);
+            return;
+        }
+        self.links.push(Link {
+            context,
+            attributes,
+        });
+    }
+
+    /// Ends the span now and hands it to the installed pipeline.
+    fn end_now(&mut self) {
+        self.end_unix_nanos = now_unix_nanos().max(self.start_unix_nanos);
+        submit(self);
+    }
+}
+
+/// Decides sampling and draws ids for a new span under `parent` (invalid = a root). Callers
+/// check [`state::is_installed`] first; a pipeline uninstalled in between makes an unsampled
+/// span.
+#[cfg(feature = "tracing")]
 #[inline(always)]
 pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
-    let sampler = state::sampler();
-    let parent_valid = parent.is_valid();
-    let trace_id = if parent_valid {
-        parent.trace_id
-    } else {
-        new_trace_id()
-    };
-    let sampled = sampler.should_sample(parent_valid.then(|| parent.is_sampled()), trace_id.0);
-    let inherited_flags = if parent_valid { parent.flags } else { 0 };
-    let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
-    let context = SpanContext {
-        trace_id,
-        span_id: new_span_id(),
-        flags,
-        is_remote: false,
-        trace_state: parent.trace_state.clone(),
-    };
-    let (data, limits) = if sampled {
+    let context = identity(parent);
+    let (data, limits) = if context.is_sampled() {
         let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
-        (Some(new_record(name, kind, &context, parent)), limits)
+        let data = new_record(None, name, kind, &context, parent);
+        (Some(Box::new(data)), limits)
     } else {
         (None, SpanLimits::default())
     };
@@ -324,16 +320,44 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     }
 }
 
-/// The record of a sampled span, started now. Kept out of line: an unsampled span should not
-/// pay for the stack space and copies of a record it never makes.
+/// The one place span identity is made: sampling and ids.
+#[inline(always)]
+fn identity(parent: &SpanContext) -> SpanContext {
+    let sampler = state::sampler();
+    let parent_valid = parent.is_valid();
+    let trace_id = if parent_valid {
+        parent.trace_id
+    } else {
+        new_trace_id()
+    };
+    let sampled = sampler.should_sample(parent_valid.then(|| parent.is_sampled()), trace_id.0);
+    let inherited_flags = if parent_valid { parent.flags } else { 0 };
+    let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
+    SpanContext {
+        trace_id,
+        span_id: new_span_id(),
+        flags,
+        is_remote: false,
+        trace_state: parent.trace_state.clone(),
+    }
+}
+
+/// The record of a sampled span, started now; in `reuse` (an emptied record, its lists'
+/// capacity kept) when given. Kept out of line: an unsampled span should not pay for the stack
+/// space and copies of a record it never makes.
 #[inline(never)]
 fn new_record(
+    reuse: Option<SpanData>,
     name: Str,
     kind: SpanKind,
     context: &SpanContext,
     parent: &SpanContext,
-) -> Box<SpanData> {
-    Box::new(SpanData {
+) -> SpanData {
+    let (attributes, events, links) = match reuse {
+        Some(old) => (old.attributes, old.events, old.links),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    SpanData {
         trace_id: context.trace_id,
         span_id: context.span_id,
         parent_span_id: if parent.is_valid() {
@@ -348,39 +372,44 @@ fn new_record(
         kind,
         start_unix_nanos: now_unix_nanos(),
         end_unix_nanos: 0,
-        attributes: Vec::new(),
+        attributes,
         dropped_attributes: 0,
-        events: Vec::new(),
+        events,
         dropped_events: 0,
-        links: Vec::new(),
+        links,
         dropped_links: 0,
         status: Status::Unset,
-    })
+    }
 }
 
-/// A started span. Current on its thread until it ends; ends on [`Span::end`] or on drop.
+/// A started span. Current on the thread that started it until it ends; ends on [`Span::end`]
+/// or on drop, in any order with other spans (a span that ended is never current again).
 ///
-/// Every setter is a no-op on a span that is not recording (unsampled or export disabled).
+/// `Send`: a span can be handed to another thread (a worker that finishes the request) or kept
+/// in shared state, and ended there. It stays the current span of the thread that started it
+/// until it ends. Every setter is a no-op on a span that is not recording (unsampled, or
+/// export off).
 ///
 /// ```
 /// use plain_connect::trace::{self, SpanKind, Status};
 /// let mut span = trace::span("charge card").kind(SpanKind::Client).start();
 /// span.set_attribute("payment.provider", "acme");
 /// span.set_status(Status::error("card declined"));
-/// span.end();
+/// std::thread::spawn(move || span.end()).join().unwrap();
 /// ```
 pub struct Span {
-    /// `None` when no pipeline was installed at start: then the span is nothing at all, which
-    /// is what keeps the disabled path to a load and a branch.
+    /// `None` when no pipeline was installed at start (and no explicit parent was given): then
+    /// the span is nothing at all, which keeps the disabled path to a load and a branch.
     active: Option<Active>,
-    _not_send: PhantomData<*const ()>,
 }
 
-/// A span started under an installed pipeline.
+/// A span with a context: started under an installed pipeline, or carrying an explicit parent.
 struct Active {
-    begun: Begun,
-    /// What was current before this span started; `None` once ended.
-    previous: Option<context::Saved>,
+    context: SpanContext,
+    /// The record, when sampled.
+    record: Option<RecordBox>,
+    /// Its frame on the starting thread's stack of current contexts.
+    entered: Saved,
 }
 
 /// What [`Span::context`] returns for a span started with no pipeline installed.
@@ -389,59 +418,75 @@ static NO_CONTEXT: SpanContext = SpanContext::none();
 impl Span {
     #[inline]
     fn noop() -> Self {
-        Span {
-            active: None,
-            _not_send: PhantomData,
-        }
+        Span { active: None }
     }
 
-    /// The span's identity and record, when recording.
-    fn recording(&mut self) -> Option<&mut Begun> {
-        let active = self.active.as_mut()?;
-        active.begun.data.is_some().then_some(&mut active.begun)
+    /// Built in place, then entered: a span built aside and moved would be copied through
+    /// memory right after being written, which stalls the CPU.
+    fn entered(context: SpanContext, record: Option<RecordBox>) -> Span {
+        let mut span = Span {
+            active: Some(Active {
+                context,
+                record,
+                entered: Saved::default(),
+            }),
+        };
+        if let Some(active) = &mut span.active {
+            let pointer = active.record.as_ref().map(RecordBox::pointer);
+            active.entered = context::enter_with_record(&active.context, pointer);
+        }
+        span
+    }
+
+    fn with_record<R>(&mut self, f: impl FnOnce(&mut SpanData, SpanLimits) -> R) -> Option<R> {
+        self.active.as_mut()?.record.as_mut()?.with(f)
     }
 
     /// The span's context (valid even when unsampled, while a pipeline is installed; with
     /// none installed, the explicit parent's, or an invalid context when there was none).
     pub fn context(&self) -> &SpanContext {
-        self.active
-            .as_ref()
-            .map_or(&NO_CONTEXT, |a| &a.begun.context)
+        self.active.as_ref().map_or(&NO_CONTEXT, |a| &a.context)
     }
 
     /// Whether attributes, events and status are recorded (sampled and not yet ended).
     pub fn is_recording(&self) -> bool {
-        self.active.as_ref().is_some_and(|a| a.begun.data.is_some())
+        self.active.as_ref().is_some_and(|a| a.record.is_some())
     }
 
     /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
     /// discarded and counted in `dropped_attributes_count`.
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
-        if let Some(begun) = self.recording() {
-            begun.set_attribute(KeyValue::new(key, value));
+        if self.is_recording() {
+            let kv = KeyValue::new(key, value);
+            self.with_record(|data, limits| data.set_attribute(kv, limits));
         }
     }
 
     /// Sets several attributes.
     pub fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
-        if let Some(begun) = self.recording() {
-            for kv in attributes {
-                begun.set_attribute(kv);
-            }
+        if self.is_recording() {
+            let attributes: Vec<KeyValue> = attributes.into_iter().collect();
+            self.with_record(|data, limits| {
+                for kv in attributes {
+                    data.set_attribute(kv, limits);
+                }
+            });
         }
     }
 
     /// Renames the span (e.g. once the HTTP route is known).
     pub fn update_name(&mut self, name: impl Into<Str>) {
-        if let Some(begun) = self.recording() {
-            begun.update_name(name.into());
+        if self.is_recording() {
+            let name = name.into();
+            self.with_record(|data, _| data.name = name);
         }
     }
 
     /// Adds an event with attributes.
     pub fn add_event(&mut self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
-        if let Some(begun) = self.recording() {
-            begun.add_event(name.into(), attributes);
+        if self.is_recording() {
+            let name = name.into();
+            self.with_record(|data, limits| data.add_event(name, attributes, limits));
         }
     }
 
@@ -456,47 +501,31 @@ impl Span {
     /// ```
     pub fn record_exception(&mut self, exception_type: &str, message: &str) {
         if self.is_recording() {
-            self.add_event(
-                "exception",
-                vec![
-                    KeyValue::new("exception.type", exception_type.to_owned()),
-                    KeyValue::new("exception.message", message.to_owned()),
-                ],
-            );
+            self.add_event("exception", exception(Some(exception_type), message));
         }
     }
 
-    /// Records an error value: an `exception` event whose type is the error's Rust type name.
+    /// Records an error value as an `exception` event. The status is left to the caller.
+    ///
+    /// `exception.type` is the error's Rust type (`core::num::error::ParseIntError`) when the
+    /// type is known at the call; for a trait object (`&dyn Error`, `Box<dyn Error>`) the
+    /// concrete type is not knowable, so it is left out rather than exported as
+    /// `dyn core::error::Error`. `exception.message` is the error's message followed by its
+    /// `source()` chain, joined by `": "` (`config invalid: port: invalid digit found in string`).
     pub fn record_error<E: std::error::Error + ?Sized>(&mut self, error: &E) {
         if self.is_recording() {
-            self.record_exception(std::any::type_name::<E>(), &error.to_string());
+            self.add_event("exception", exception_of(error));
         }
     }
 
     /// Sets the status. `Ok` is final; `Error` replaces `Unset` or an earlier `Error`.
     pub fn set_status(&mut self, status: Status) {
-        if let Some(begun) = self.recording() {
-            begun.set_status(status);
-        }
+        self.with_record(|data, _| data.status.update(status));
     }
 
     /// Links another span.
     pub fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
-        if let Some(Begun {
-            data: Some(data),
-            limits,
-            ..
-        }) = self.recording()
-        {
-            if data.links.len() >= limits.max_links as usize || !context.is_valid() {
-                data.dropped_links = data.dropped_links.saturating_add(1);
-                return;
-            }
-            data.links.push(Link {
-                context,
-                attributes,
-            });
-        }
+        self.with_record(|data, limits| data.add_link(context, attributes, limits));
     }
 
     /// Ends the span now. Ending twice (or dropping after `end`) does nothing more.
@@ -514,11 +543,26 @@ impl Span {
 
 impl Active {
     fn finish(&mut self) {
-        if let Some(previous) = &mut self.previous {
-            context::leave(self.begun.context.span_id, previous);
-            self.previous = None;
+        let data = self.record.as_mut().and_then(RecordBox::take);
+        if self.entered.is_here() {
+            context::restore(&mut self.entered);
+            match (self.record.take(), data) {
+                // SAFETY (both): its frame (on this thread) was just left: marked ended, no
+                // longer reachable (rule 2 in `record`).
+                (Some(record), Some(mut data)) => {
+                    data.end_now();
+                    unsafe { record.recycle(data) };
+                }
+                (Some(record), None) => unsafe { record.free() },
+                (None, _) => {}
+            }
+        } else {
+            context::leave_from_elsewhere(&self.entered, self.record.take());
+            self.entered = Saved::default();
+            if let Some(mut data) = data {
+                data.end_now();
+            }
         }
-        self.begun.end();
     }
 }
 
@@ -535,6 +579,91 @@ impl std::fmt::Debug for Span {
             .field("context", self.context())
             .field("recording", &self.is_recording())
             .finish()
+    }
+}
+
+/// The `exception` event's attributes for an error value: see [`Span::record_error`].
+pub(crate) fn exception_of<E: std::error::Error + ?Sized>(error: &E) -> Vec<KeyValue> {
+    let name = std::any::type_name::<E>();
+    let exception_type = (!name.starts_with("dyn ")).then_some(name);
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    exception(exception_type, &message)
+}
+
+fn exception(exception_type: Option<&str>, message: &str) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(2);
+    if let Some(t) = exception_type {
+        attributes.push(KeyValue::new("exception.type", t.to_owned()));
+    }
+    attributes.push(KeyValue::new("exception.message", message.to_owned()));
+    attributes
+}
+
+/// Whatever span is current on this thread, reached without its handle: for code deep in a
+/// request that was not passed the span. Every call is a no-op when the current span is not
+/// recording (none current, unsampled, export off, or its handle lives on another thread and
+/// it has ended there).
+///
+/// ```
+/// use plain_connect::trace;
+/// fn load_user(id: u64) {
+///     trace::current_span().set_attribute("user.id", id as i64);
+/// }
+/// let _request = trace::span("GET /users/{id}").start();
+/// load_user(42);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct CurrentSpan;
+
+impl CurrentSpan {
+    fn with<R>(self, f: impl FnOnce(&mut SpanData, SpanLimits) -> R) -> Option<R> {
+        if !state::is_installed() {
+            return None;
+        }
+        context::with_current_record(f)
+    }
+
+    /// The current span's context (invalid when none is current).
+    pub fn context(self) -> SpanContext {
+        context::current()
+    }
+
+    /// Whether the current span records what is set on it.
+    pub fn is_recording(self) -> bool {
+        self.with(|_, _| ()).is_some()
+    }
+
+    /// See [`Span::set_attribute`].
+    pub fn set_attribute(self, key: impl Into<Str>, value: impl Into<Value>) {
+        if state::is_installed() {
+            let kv = KeyValue::new(key, value);
+            self.with(|data, limits| data.set_attribute(kv, limits));
+        }
+    }
+
+    /// See [`Span::add_event`].
+    pub fn add_event(self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
+        let name = name.into();
+        self.with(|data, limits| data.add_event(name, attributes, limits));
+    }
+
+    /// See [`Span::set_status`].
+    pub fn set_status(self, status: Status) {
+        self.with(|data, _| data.status.update(status));
+    }
+
+    /// See [`Span::record_error`].
+    pub fn record_error<E: std::error::Error + ?Sized>(self, error: &E) {
+        if self.is_recording() {
+            self.add_event("exception", exception_of(error));
+        }
     }
 }
 
