@@ -11,10 +11,10 @@
 //!     OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_SERVICE_NAME=checkout \
 //!         cargo run --example demo --features receiver
 
-use plain_connect::export::{CountersSnapshot, SignalCounts};
 use plain_connect::instrument::{db, http};
 use plain_connect::receiver::Receiver;
 use plain_connect::{metrics, KeyValue, Resource, Settings, SettingsError, Telemetry};
+use plain_connect::{CountersSnapshot, SignalCounts};
 use std::error::Error;
 use std::time::Duration;
 

@@ -147,7 +147,7 @@ fn an_http_request_span_follows_the_conventions() {
     assert_eq!(h.data_points.iter().map(|p| p.count).sum::<u64>(), 3);
     assert_eq!(
         h.data_points[0].explicit_bounds,
-        plain_connect::metrics::HTTP_SERVER_DURATION_BOUNDS
+        plain_connect::metrics::SECONDS_BOUNDS
     );
 }
 
@@ -409,7 +409,7 @@ fn an_http_client_request_follows_the_conventions_across_a_real_hop() {
     for point in &h.data_points {
         assert_eq!(
             point.explicit_bounds,
-            plain_connect::metrics::HTTP_SERVER_DURATION_BOUNDS
+            plain_connect::metrics::SECONDS_BOUNDS
         );
         assert!(string_attr(&point.attributes, "server.address").is_some());
     }
