@@ -59,10 +59,7 @@ impl Mode {
         if self.0 < TRACE_BASED {
             return false;
         }
-        self.0 == ALWAYS_ON || {
-            let ids = crate::trace::current_ids();
-            ids.flags & FLAG_SAMPLED != 0 && ids.span_id.is_valid()
-        }
+        self.0 == ALWAYS_ON || crate::trace::sampled_span_current()
     }
 }
 
