@@ -431,13 +431,10 @@ impl Aggregator {
     }
 
     /// Records into the series for `attributes` (hot path for unbound instruments).
-    pub(crate) fn record(
-        &self,
-        value: f64,
-        int_value: i64,
-        attributes: &[KeyValue],
-        exemplar: bool,
-    ) {
+    pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue], mode: Mode) {
+        // Checked here rather than by the caller: reading a thread-local costs a function its
+        // argument registers, which this one saves anyway.
+        let exemplar = mode.wants_exemplar();
         let address = address_hash(attributes);
         if let Some(address) = address {
             let slot = recent_slot(self.id, address);
@@ -659,7 +656,7 @@ mod tests {
     fn buckets_are_upper_inclusive() {
         let h = histogram(&[0.0, 5.0, 10.0]);
         for v in [-1.0, 0.0, 0.000_001, 5.0, 5.000_001, 10.0, 10.5, 1e9] {
-            h.record(v, 0, &[], false);
+            h.record(v, 0, &[], Mode::current());
         }
         let p = &points(h.collect(10))[0];
         assert_eq!(p.bucket_counts, [2, 2, 2, 2]);
@@ -674,7 +671,7 @@ mod tests {
     #[test]
     fn delta_windows_hold_only_new_data() {
         let h = histogram(&[1.0]);
-        h.record(0.5, 0, &[KeyValue::new("k", "v")], false);
+        h.record(0.5, 0, &[KeyValue::new("k", "v")], Mode::current());
         let first = points(h.collect(100));
         assert_eq!(
             (
@@ -688,7 +685,7 @@ mod tests {
             points(h.collect(200)).is_empty(),
             "nothing new, nothing exported"
         );
-        h.record(2.0, 0, &[KeyValue::new("k", "v")], false);
+        h.record(2.0, 0, &[KeyValue::new("k", "v")], Mode::current());
         let third = points(h.collect(300));
         assert_eq!(
             (third[0].start_unix_nanos, third[0].count, third[0].sum),
@@ -703,19 +700,19 @@ mod tests {
             1.0,
             0,
             &[KeyValue::new("a", 1), KeyValue::new("b", "x")],
-            false,
+            Mode::current(),
         );
         h.record(
             1.0,
             0,
             &[KeyValue::new("b", "x"), KeyValue::new("a", 1)],
-            false,
+            Mode::current(),
         );
         h.record(
             1.0,
             0,
             &[KeyValue::new("b", "y"), KeyValue::new("a", 1)],
-            false,
+            Mode::current(),
         );
         let mut counts: Vec<u64> = points(h.collect(5)).iter().map(|p| p.count).collect();
         counts.sort();
@@ -733,7 +730,7 @@ mod tests {
             0,
         );
         for i in 0..10 {
-            h.record(1.0, 0, &[KeyValue::new("user", i)], false);
+            h.record(1.0, 0, &[KeyValue::new("user", i)], Mode::current());
         }
         let p = points(h.collect(5));
         assert_eq!(p.len(), 4);
@@ -752,7 +749,7 @@ mod tests {
     #[test]
     fn idle_series_are_freed_and_memory_stays_bounded() {
         let h = histogram(&[1.0]);
-        h.record(1.0, 0, &[KeyValue::new("k", 1)], false);
+        h.record(1.0, 0, &[KeyValue::new("k", 1)], Mode::current());
         for t in 1..=5 {
             h.collect(t);
         }
@@ -767,10 +764,15 @@ mod tests {
         // Same key literal, values whose hint words coincide (1 and true), and the same text
         // built at run time: three sets, one of them seen twice.
         for _ in 0..3 {
-            h.record(0.5, 0, &[KeyValue::new("k", 1)], false);
-            h.record(0.5, 0, &[KeyValue::new("k", true)], false);
-            h.record(0.5, 0, &[KeyValue::new("k", "v")], false);
-            h.record(0.5, 0, &[KeyValue::new("k", String::from("v"))], false);
+            h.record(0.5, 0, &[KeyValue::new("k", 1)], Mode::current());
+            h.record(0.5, 0, &[KeyValue::new("k", true)], Mode::current());
+            h.record(0.5, 0, &[KeyValue::new("k", "v")], Mode::current());
+            h.record(
+                0.5,
+                0,
+                &[KeyValue::new("k", String::from("v"))],
+                Mode::current(),
+            );
         }
         let mut counts: Vec<(String, u64)> = points(h.collect(2))
             .iter()
@@ -795,14 +797,14 @@ mod tests {
     fn a_thread_remembering_a_freed_series_records_into_a_new_one() {
         let h = histogram(&[1.0]);
         let set = [KeyValue::new("route", "/a")];
-        h.record(0.5, 0, &set, false); // remembered by this thread
+        h.record(0.5, 0, &set, Mode::current()); // remembered by this thread
         assert_eq!(total_count(h.collect(2)), 1);
         for t in 3..=6 {
             h.collect(t); // idle: freed
         }
         assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
-        h.record(0.5, 0, &set, false);
-        h.record(0.5, 0, &set, false);
+        h.record(0.5, 0, &set, Mode::current());
+        h.record(0.5, 0, &set, Mode::current());
         assert_eq!(
             total_count(h.collect(7)),
             2,
@@ -849,7 +851,7 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) {
                         // A burst on one set, then a pause long enough for it to go idle.
                         for _ in 0..200 {
-                            h.record(0.5, 0, &sets[(round + thread) % 3], false);
+                            h.record(0.5, 0, &sets[(round + thread) % 3], Mode::current());
                             recorded += 1;
                         }
                         round += 1;
