@@ -11,10 +11,10 @@
 //!     OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 OTEL_SERVICE_NAME=checkout \
 //!         cargo run --example demo --features receiver
 
-use plain_connect::export::{CountersSnapshot, SignalCounts};
 use plain_connect::instrument::{db, http};
 use plain_connect::receiver::Receiver;
 use plain_connect::{metrics, KeyValue, Resource, Settings, SettingsError, Telemetry};
+use plain_connect::{CountersSnapshot, SignalCounts};
 use std::error::Error;
 use std::time::Duration;
 
@@ -105,7 +105,8 @@ fn summary(
         )
     };
     format!(
-        "sent to {}{}:\n{}{}{}  requests: {} sent, {} failed attempts\n",
+        "sent to {}{} (by the final flush; shutdown then sends one last metrics collection):\n\
+         {}{}{}  requests: {} sent, {} failed attempts\n",
         if embedded {
             "the embedded receiver at "
         } else {
@@ -277,10 +278,12 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, Box<dyn Error>> {
         worker.join().map_err(|_| "a worker panicked")?;
     }
     telemetry.flush(Duration::from_secs(10))?;
+    // The view and the counters as of the same moment: the shutdown's last metrics collection
+    // comes after both.
     let counters = telemetry.counters();
+    let received = receiver.as_ref().map(Receiver::snapshot);
     telemetry.shutdown(Duration::from_secs(10))?;
 
-    let received = receiver.as_ref().map(Receiver::snapshot);
     if let Some(snapshot) = &received {
         if config.print {
             let stdout = std::io::stdout();

@@ -78,9 +78,7 @@
 mod attributes;
 mod bridges;
 mod core;
-// Paths kept while the other branches of this release move to the root re-exports; not API.
-#[doc(hidden)]
-pub mod export;
+mod export;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -91,15 +89,14 @@ pub mod metrics;
 /// embedded receiver decoded (feature `receiver`).
 #[cfg(any(feature = "receiver", feature = "fuzzing"))]
 pub mod proto;
+// Without the receiver only the metrics encoder uses them; the rest is generated and unused.
 #[cfg(not(any(feature = "receiver", feature = "fuzzing")))]
-#[doc(hidden)]
-pub mod proto;
+#[allow(dead_code)]
+mod proto;
 #[cfg(feature = "receiver")]
 pub mod receiver;
-#[doc(hidden)]
-pub mod resource;
-#[doc(hidden)]
-pub mod settings;
+mod resource;
+mod settings;
 mod telemetry;
 pub mod trace;
 #[cfg(feature = "tracing")]
@@ -142,6 +139,37 @@ mod readme {}
 ///         _ => "other",
 ///     }
 /// }
+/// ```
+///
+/// Settings types keep their fields to themselves; one path per item, at the root:
+///
+/// ```compile_fail,E0451
+/// let retry = plain_connect::RetryPolicy { max_attempts: 3, ..Default::default() };
+/// ```
+/// ```compile_fail,E0451
+/// let limits = plain_connect::trace::SpanLimits { max_events: 8, ..Default::default() };
+/// ```
+/// ```compile_fail,E0603
+/// use plain_connect::export::RetryPolicy;
+/// ```
+/// ```compile_fail,E0603
+/// let id = plain_connect::trace::new_span_id();
+/// ```
+/// ```compile_fail,E0603
+/// use plain_connect::settings::Settings;
+/// ```
+/// ```
+/// let retry = plain_connect::RetryPolicy::default().max_attempts(3);
+/// let _ = plain_connect::Settings::builder().retry(retry).build();
+/// ```
+///
+/// A query ends with a named outcome; `finish(None)` needed a type annotation and is gone:
+///
+/// ```compile_fail,E0599
+/// plain_connect::instrument::db::query("sqlite", "SELECT 1").start().finish(None);
+/// ```
+/// ```
+/// plain_connect::instrument::db::query("sqlite", "SELECT 1").start().end_ok();
 /// ```
 #[cfg(doctest)]
 mod misuse {}

@@ -201,3 +201,34 @@ mod over_http {
         assert!(ids[1..].iter().all(|id| id.starts_with("0000")), "{ids:?}");
     }
 }
+
+/// The `tracing` way: `SpanExt::set_parent` on a span with export off passes the parent on
+/// while the span is entered, and a child span under it does too.
+#[cfg(feature = "tracing")]
+#[test]
+fn a_tracing_span_given_a_remote_parent_passes_it_on() {
+    use plain_connect::tracing_bridge::{self, SpanExt};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let subscriber = tracing_subscriber::registry().with(tracing_bridge::layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let parent = propagation::extract(TRACEPARENT, Some("vendor=opaque")).unwrap();
+        let request = tracing::info_span!("request");
+        assert!(request.set_parent(parent.clone()));
+        assert_eq!(request.context(), parent);
+        assert!(injected().is_empty(), "not current before it is entered");
+        {
+            let _entered = request.enter();
+            let _child = tracing::info_span!("call upstream").entered();
+            assert_eq!(
+                injected(),
+                [
+                    pair("traceparent", TRACEPARENT),
+                    pair("tracestate", "vendor=opaque")
+                ]
+            );
+        }
+        assert!(injected().is_empty(), "restored when the span is exited");
+        assert!(!tracing::info_span!("no parent").set_parent(SpanContext::default()));
+    });
+}

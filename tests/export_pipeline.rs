@@ -180,7 +180,7 @@ fn shutdown_returns_by_its_deadline_when_the_endpoint_never_answers() {
     let result = telemetry.shutdown(Duration::from_millis(800));
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
-    assert!(result.is_ok() || result == Err(plain_connect::export::ExportError::Timeout));
+    assert!(result.is_ok() || result == Err(plain_connect::ExportError::Timeout));
 }
 
 #[test]

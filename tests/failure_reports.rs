@@ -7,7 +7,6 @@ mod common;
 
 use common::{Behavior, TestReceiver};
 use parking_lot::Mutex;
-use plain_connect::export::RetryPolicy;
 use plain_connect::{trace, Resource, Settings, SettingsBuilder, Telemetry};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,12 +60,15 @@ fn start(url: &str, tune: impl FnOnce(SettingsBuilder) -> SettingsBuilder) -> Te
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let settings = tune(Settings::builder().export_logs(false).retry(RetryPolicy {
-        max_attempts: 1,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(10),
-        max_elapsed: Duration::from_secs(2),
-    }))
+    let settings = tune(
+        Settings::builder().export_logs(false).retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(1)
+                .initial_backoff(Duration::from_millis(5))
+                .max_backoff(Duration::from_millis(10))
+                .max_elapsed(Duration::from_secs(2)),
+        ),
+    )
     .build()
     .unwrap()
     .with_env_from(move |name| Ok(vars.get(name).cloned()))

@@ -6,7 +6,6 @@ mod common;
 
 use common::proto::metrics::v1::{metric::Data, number_data_point, AggregationTemporality};
 use common::{Behavior, TestReceiver};
-use plain_connect::export::RetryPolicy;
 use plain_connect::{metrics, trace, Resource, Settings, Telemetry};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,10 +16,7 @@ fn start(receiver: &TestReceiver, health_metrics: bool) -> Telemetry {
         .export_token("t")
         .process_metrics(false)
         .health_metrics(health_metrics)
-        .retry(RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        })
+        .retry(plain_connect::RetryPolicy::default().max_attempts(1))
         .build()
         .unwrap();
     Telemetry::start(settings, Resource::new("health-tests", "1")).unwrap()

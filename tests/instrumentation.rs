@@ -147,7 +147,7 @@ fn an_http_request_span_follows_the_conventions() {
     assert_eq!(h.data_points.iter().map(|p| p.count).sum::<u64>(), 3);
     assert_eq!(
         h.data_points[0].explicit_bounds,
-        plain_connect::metrics::HTTP_SERVER_DURATION_BOUNDS
+        plain_connect::metrics::SECONDS_BOUNDS
     );
 }
 
@@ -409,7 +409,7 @@ fn an_http_client_request_follows_the_conventions_across_a_real_hop() {
     for point in &h.data_points {
         assert_eq!(
             point.explicit_bounds,
-            plain_connect::metrics::HTTP_SERVER_DURATION_BOUNDS
+            plain_connect::metrics::SECONDS_BOUNDS
         );
         assert!(string_attr(&point.attributes, "server.address").is_some());
     }
@@ -493,4 +493,54 @@ fn a_request_and_a_query_can_be_read_through_shared_references() {
     let spans = receiver.spans();
     let server = spans.iter().find(|s| s.name == "GET").unwrap();
     assert_eq!(hex(&server.span_id), request_context.span_id().to_string());
+}
+
+#[test]
+fn helpers_can_be_handed_to_another_thread_and_ended_there() {
+    fn assert_send<T: Send>() {}
+    assert_send::<http::ServerRequest>();
+    assert_send::<http::ClientRequest>();
+    assert_send::<db::Query>();
+
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver);
+    // The dispatcher pattern: the accepting thread starts the request, a worker serves and ends it.
+    let mut request = http::server_request("GET", "/jobs/7").start();
+    request.set_route("/jobs/{id}");
+    let request_context = request.context().clone();
+    std::thread::spawn(move || {
+        let _attached = request.context().clone().attach();
+        let query = db::query("sqlite", "SELECT * FROM jobs WHERE id = ?")
+            .parameterized()
+            .start();
+        query.end_ok();
+        request.end(200);
+    })
+    .join()
+    .unwrap();
+    // Back on the accepting thread, the request it handed away is not current any more: the
+    // next request without a traceparent is a new trace.
+    http::server_request("GET", "/health").start().end(200);
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+
+    let spans = receiver.spans();
+    let get = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name}"))
+    };
+    let job = get("GET /jobs/{id}");
+    assert_eq!(hex(&job.span_id), request_context.span_id().to_string());
+    assert_eq!(
+        int_attr(&job.attributes, "http.response.status_code"),
+        Some(200)
+    );
+    let query = get("SELECT jobs");
+    assert_eq!(query.parent_span_id, job.span_id);
+    assert_eq!(query.trace_id, job.trace_id);
+    let health = get("GET");
+    assert!(health.parent_span_id.is_empty(), "a new root");
+    assert_ne!(health.trace_id, job.trace_id);
 }

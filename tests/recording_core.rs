@@ -164,12 +164,13 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     let first = start(&hanging, |b| {
         b.request_timeout(Duration::from_millis(800))
             .metrics_interval(Duration::from_millis(50))
-            .retry(plain_connect::export::RetryPolicy {
-                max_attempts: 1,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(10),
-                max_elapsed: Duration::from_millis(10),
-            })
+            .retry(
+                plain_connect::RetryPolicy::default()
+                    .max_attempts(1)
+                    .initial_backoff(Duration::from_millis(10))
+                    .max_backoff(Duration::from_millis(10))
+                    .max_elapsed(Duration::from_millis(10)),
+            )
     });
     let old = metrics::counter("core.handoff.old").build().unwrap();
     old.add(1, &[]);

@@ -248,3 +248,33 @@ fn errors_become_exception_events_without_a_trait_object_as_type() {
     );
     telemetry.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn a_reused_record_never_receives_what_is_meant_for_another_span() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver);
+    for round in 0..50 {
+        let request = trace::span("outer").start();
+        let child = trace::span("child").start();
+        request.end(); // out of order: its record goes back to the thread's pool
+        let mut next = trace::span("next").start(); // may reuse that record
+        trace::current_span().set_attribute("round", round as i64);
+        next.set_attribute("own", true);
+        drop(next);
+        trace::current_span().set_attribute("child.round", round as i64);
+        drop(child);
+    }
+    let spans = flushed(&receiver, &telemetry);
+    assert!(named(&spans, "outer")
+        .iter()
+        .all(|s| s.attributes.is_empty()));
+    assert!(named(&spans, "next")
+        .iter()
+        .all(|s| s.attributes.len() == 2));
+    assert!(named(&spans, "child")
+        .iter()
+        .all(|s| s.attributes.len() == 1 && s.attributes[0].key == "child.round"));
+    assert_eq!(named(&spans, "next").len(), 50);
+    telemetry.shutdown(Duration::from_secs(5)).unwrap();
+}

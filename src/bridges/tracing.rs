@@ -113,8 +113,10 @@ pub struct PlainConnectLayer {
 pub trait SpanExt {
     /// Makes `parent` (e.g. extracted from an incoming `traceparent`) this span's parent. Call it
     /// before the span is first entered and before its children, events or `follows_from`: from
-    /// then on its identity is fixed. Returns false when it had no effect: no pipeline installed, the span
-    /// disabled, filtered out of the layer or already started, or a subscriber not built on
+    /// then on its identity is fixed. With export off nothing is recorded, but while the span is
+    /// entered `parent` is current, so outgoing calls carry the caller's trace on unchanged.
+    /// Returns false when it had no effect: the span disabled, filtered out of the layer or
+    /// already started, an invalid `parent` with export off, or a subscriber not built on
     /// `tracing_subscriber::registry()`.
     fn set_parent(&self, parent: SpanContext) -> bool;
 
@@ -125,24 +127,54 @@ pub trait SpanExt {
 
 impl SpanExt for tracing::Span {
     fn set_parent(&self, parent: SpanContext) -> bool {
-        with_bridged(self, |bridged| bridged.set_parent(parent)).unwrap_or(false)
+        if !crate::core::is_installed() {
+            // Export off: nothing is recorded, but the caller's trace is not cut (see `PassThrough`).
+            return parent.is_valid()
+                && with_extensions(self, |extensions| {
+                    extensions.replace(PassThrough(parent));
+                })
+                .is_some();
+        }
+        with_extensions(self, |extensions| {
+            extensions
+                .get_mut::<BridgedSpan>()
+                .is_some_and(|bridged| bridged.set_parent(parent))
+        })
+        .unwrap_or(false)
     }
 
     fn context(&self) -> SpanContext {
-        with_bridged(self, |bridged| bridged.start().context.clone()).unwrap_or_default()
+        with_extensions(self, |extensions| {
+            if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
+                return bridged.start().context.clone();
+            }
+            extensions
+                .get_mut::<PassThrough>()
+                .map(|pass_through| pass_through.0.clone())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
     }
 }
 
-/// Runs `f` on the bridged span behind a `tracing::Span`, found through the registry.
-fn with_bridged<T>(span: &tracing::Span, f: impl FnOnce(&mut BridgedSpan) -> T) -> Option<T> {
+/// Runs `f` on the registry extensions behind a `tracing::Span`.
+fn with_extensions<T>(
+    span: &tracing::Span,
+    f: impl FnOnce(&mut tracing_subscriber::registry::ExtensionsMut<'_>) -> T,
+) -> Option<T> {
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let span = registry.span(id)?;
         let mut extensions = span.extensions_mut();
-        Some(f(extensions.get_mut::<BridgedSpan>()?))
+        Some(f(&mut extensions))
     })
     .flatten()
 }
+
+/// With export off, the parent given by [`SpanExt::set_parent`]: current while the span is
+/// entered, so outgoing calls carry the caller's `traceparent` unchanged, as the OpenTelemetry
+/// no-op span does (and as [`crate::trace::SpanBuilder::parent`] does with export off).
+struct PassThrough(SpanContext);
 
 /// The special fields (see the module documentation).
 const NAME_FIELD: &str = "otel.name";
@@ -532,16 +564,24 @@ where
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        if let Some(bridged) = extensions.get_mut::<BridgedSpan>() {
-            let previous = trace::enter(&bridged.start().context);
+        let entered = match extensions.get_mut::<BridgedSpan>() {
+            Some(bridged) => Some(trace::enter(&bridged.start().context)),
+            None => extensions
+                .get_mut::<PassThrough>()
+                .map(|pass_through| trace::enter(&pass_through.0)),
+        };
+        if let Some(previous) = entered {
             let _ = ENTERED.try_with(|stack| stack.borrow_mut().push(previous));
         }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let bridged = span.extensions().get::<BridgedSpan>().is_some();
-        if bridged {
+        let extensions = span.extensions();
+        let entered =
+            extensions.get::<BridgedSpan>().is_some() || extensions.get::<PassThrough>().is_some();
+        drop(extensions);
+        if entered {
             if let Ok(Some(mut previous)) = ENTERED.try_with(|stack| stack.borrow_mut().pop()) {
                 trace::restore(&mut previous);
             }

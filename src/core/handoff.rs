@@ -18,11 +18,11 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-/// A thread's buffer is this big; it is handed over once three quarters full (or at
-/// `handoff_items` records), so a record rarely makes it grow and queued chunks use most of
-/// the memory they hold.
+/// A thread's buffer is this big; it is handed over once less than a kilobyte is free (or at
+/// `handoff_items` records), so a record rarely makes it grow and queued chunks use nearly all
+/// the memory they hold (the queue's memory is close to the bytes it holds).
 const BUFFER_BYTES: usize = 32 * 1024;
-const HANDOFF_BYTES: usize = BUFFER_BYTES / 4 * 3;
+const HANDOFF_BYTES: usize = BUFFER_BYTES - 1024;
 /// A thread's first buffer starts small: a short-lived thread that records one span should not
 /// queue a buffer sized for a thousand.
 const FIRST_BUFFER_BYTES: usize = 1024;

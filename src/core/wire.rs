@@ -34,6 +34,7 @@ impl<'a> Writer<'a> {
         Writer { buf }
     }
 
+    #[inline(always)]
     fn varint(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.buf.push((value as u8) | 0x80);
@@ -42,11 +43,13 @@ impl<'a> Writer<'a> {
         self.buf.push(value as u8);
     }
 
+    #[inline(always)]
     fn tag(&mut self, field: u32, wire_type: u32) {
         self.varint(u64::from(field << 3 | wire_type));
     }
 
     /// A `uint32`/`uint64`/enum field.
+    #[inline(always)]
     pub(crate) fn uint(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.tag(field, VARINT);
@@ -54,6 +57,7 @@ impl<'a> Writer<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn fixed64(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.tag(field, FIXED64);
@@ -61,6 +65,7 @@ impl<'a> Writer<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn fixed32(&mut self, field: u32, value: u32) {
         if value != 0 {
             self.tag(field, FIXED32);
@@ -68,6 +73,7 @@ impl<'a> Writer<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn bytes(&mut self, field: u32, value: &[u8]) {
         if !value.is_empty() {
             self.tag(field, LEN);
@@ -76,12 +82,14 @@ impl<'a> Writer<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn str(&mut self, field: u32, value: &str) {
         self.bytes(field, value.as_bytes());
     }
 
     /// A nested message, written by `body`. Written even when empty: presence is meaningful
     /// for message fields (an `AnyValue` inside an array, say).
+    #[inline(always)]
     pub(crate) fn message(&mut self, field: u32, body: impl FnOnce(&mut Writer<'_>)) {
         self.tag(field, LEN);
         // The length comes first on the wire but is known only afterwards: one byte is kept
@@ -108,6 +116,7 @@ impl<'a> Writer<'a> {
 
     /// A member of a `oneof`: written whatever its value, since which member is set is itself
     /// information (an empty string, a zero, `false`).
+    #[inline(always)]
     pub(crate) fn oneof(&mut self, field: u32, value: OneOf<'_>) {
         match value {
             OneOf::Str(s) => {
@@ -132,6 +141,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Bytes that already are an encoded message, as field `field`.
+    #[inline(always)]
     pub(crate) fn encoded_message(&mut self, field: u32, encoded: &[u8]) {
         self.tag(field, LEN);
         self.varint(encoded.len() as u64);
@@ -139,12 +149,14 @@ impl<'a> Writer<'a> {
     }
 
     /// Bytes that already are whole encoded fields of this message.
+    #[inline(always)]
     pub(crate) fn raw(&mut self, fields: &[u8]) {
         self.buf.extend_from_slice(fields);
     }
 }
 
 /// An `AnyValue` message body.
+#[inline(always)]
 pub(crate) fn any_value(w: &mut Writer<'_>, value: &Value) {
     let array = |w: &mut Writer<'_>, members: &mut dyn Iterator<Item = OneOf<'_>>| {
         w.message(5, |array| {
@@ -166,6 +178,7 @@ pub(crate) fn any_value(w: &mut Writer<'_>, value: &Value) {
 }
 
 /// The `AnyValue` field number of a scalar member.
+#[inline(always)]
 fn member_field(member: OneOf<'_>) -> u32 {
     match member {
         OneOf::Str(_) => 1,
@@ -181,10 +194,47 @@ pub(crate) fn key_value(w: &mut Writer<'_>, kv: &KeyValue) {
     w.message(2, |v| any_value(v, &kv.value));
 }
 
-/// Each of `attributes` as a `KeyValue` message in field `field`.
+/// Bytes a varint takes.
+#[inline(always)]
+fn varint_len(value: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The `AnyValue` body length of a scalar value, `None` for arrays.
+#[inline(always)]
+fn scalar_len(value: &Value) -> Option<usize> {
+    Some(match value {
+        Value::Str(s) => 1 + varint_len(s.as_str().len() as u64) + s.as_str().len(),
+        Value::Bool(_) => 2,
+        Value::I64(i) => 1 + varint_len(*i as u64),
+        Value::F64(_) => 9,
+        _ => return None,
+    })
+}
+
+/// Each of `attributes` as a `KeyValue` message in field `field`. Scalar values (nearly all)
+/// have their lengths computed up front and are written in one pass; arrays go through
+/// [`Writer::message`].
 pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
     for kv in attributes {
-        w.message(field, |m| key_value(m, kv));
+        let key = kv.key.as_str();
+        let Some(value_len) = scalar_len(&kv.value) else {
+            w.message(field, |m| key_value(m, kv));
+            continue;
+        };
+        let key_len = if key.is_empty() {
+            0
+        } else {
+            1 + varint_len(key.len() as u64) + key.len()
+        };
+        let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
+        w.tag(field, LEN);
+        w.varint(body_len as u64);
+        w.str(1, key);
+        w.tag(2, LEN);
+        w.varint(value_len as u64);
+        any_value(w, &kv.value);
     }
 }
 

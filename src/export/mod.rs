@@ -12,7 +12,6 @@ pub(crate) mod retry;
 pub(crate) mod transport;
 
 pub use crate::core::counters::{CountersSnapshot, SignalCounts};
-pub use crate::core::is_exporter_thread;
 pub(crate) use pipeline::{Pipeline, PipelineConfig};
 pub use retry::RetryPolicy;
 pub(crate) use transport::Endpoint;

@@ -13,15 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    // Public, undocumented, only while other branches move to the methods; then pub(crate).
-    #[doc(hidden)]
-    pub max_attempts: u32,
-    #[doc(hidden)]
-    pub initial_backoff: Duration,
-    #[doc(hidden)]
-    pub max_backoff: Duration,
-    #[doc(hidden)]
-    pub max_elapsed: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {

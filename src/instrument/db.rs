@@ -164,15 +164,6 @@ impl Query {
         )));
     }
 
-    /// The name before `end_ok`/`end_error_type`; kept while callers move over.
-    #[doc(hidden)]
-    pub fn finish<E: AsRef<str>>(self, error: Option<E>) {
-        match error {
-            None => self.end_ok(),
-            Some(e) => self.end_error_type(e.as_ref()),
-        }
-    }
-
     fn end_with(mut self, error: Option<(Str, String)>) {
         let elapsed = self.started.elapsed().as_secs_f64();
         if let Some((error_type, message)) = &error {

@@ -3,7 +3,7 @@
 
 use super::error_type;
 use crate::attributes::{KeyValue, Str};
-use crate::metrics::{Histogram, HTTP_SERVER_DURATION_BOUNDS};
+use crate::metrics::{Histogram, SECONDS_BOUNDS};
 use crate::trace::{self, propagation, Span, SpanContext, SpanKind, Status};
 use std::fmt::Display;
 use std::sync::OnceLock;
@@ -23,7 +23,7 @@ fn server_duration() -> Option<&'static Histogram<f64>> {
         &HISTOGRAM,
         "http.server.request.duration",
         "Duration of HTTP server requests.",
-        &HTTP_SERVER_DURATION_BOUNDS,
+        &SECONDS_BOUNDS,
     )
 }
 
@@ -34,7 +34,7 @@ fn client_duration() -> Option<&'static Histogram<f64>> {
         &HISTOGRAM,
         "http.client.request.duration",
         "Duration of HTTP client requests.",
-        &HTTP_SERVER_DURATION_BOUNDS,
+        &SECONDS_BOUNDS,
     )
 }
 
@@ -236,12 +236,6 @@ impl ServerRequest {
             self.span.set_status(status);
         }
         self.span.end();
-    }
-
-    /// The name before `end`; kept while callers move over.
-    #[doc(hidden)]
-    pub fn finish(self, status_code: u16) {
-        self.end(status_code);
     }
 }
 

@@ -21,8 +21,6 @@ pub const DEFAULT_BOUNDS: [f64; 15] = [
 pub const SECONDS_BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
-/// Semantic-conventions bounds (seconds) for `http.server.request.duration`.
-pub const HTTP_SERVER_DURATION_BOUNDS: [f64; 14] = SECONDS_BOUNDS;
 /// Semantic-conventions bounds (seconds) for `db.client.operation.duration`.
 pub const DB_CLIENT_DURATION_BOUNDS: [f64; 9] =
     [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];

@@ -30,7 +30,7 @@ pub use instrument::{
     up_down_counter, BoundHistogram, Counter, Histogram, InstrumentBuilder, Measure, Observable,
     ObservableBuilder, ObservableCounter, ObservableGauge, ObservableUpDownCounter, Observer,
     UpDownCounter, DB_CLIENT_DURATION_BOUNDS, DEFAULT_BOUNDS, DEFAULT_CARDINALITY_LIMIT,
-    HTTP_SERVER_DURATION_BOUNDS, SECONDS_BOUNDS,
+    SECONDS_BOUNDS,
 };
 pub use name::MetricsError;
 pub(crate) use process::enable as enable_process_metrics;

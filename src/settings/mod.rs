@@ -577,6 +577,7 @@ impl SettingsBuilder {
 /// assert_eq!(settings.log_level(), log::LevelFilter::Warn);
 /// # }
 /// ```
+#[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 #[derive(Clone, Debug, Default)]

@@ -21,7 +21,7 @@
 
 use super::span::SpanData;
 use crate::core::SpanLimits;
-use std::cell::UnsafeCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -65,14 +65,42 @@ pub(crate) struct RecordBox(NonNull<SharedRecord>);
 // other than the origin thread only under the lock; the other fields are immutable or atomic.
 unsafe impl Send for RecordBox {}
 
+/// Records a thread keeps for its next spans, so a sampled span allocates nothing once the
+/// thread is warm (the record and its attribute list are reused, not freed and allocated).
+const RECYCLED_PER_THREAD: usize = 32;
+
+thread_local! {
+    // Boxes, not records: what is reused is the allocation a handle points to.
+    #[allow(clippy::vec_box)]
+    static RECYCLED: RefCell<Vec<Box<SharedRecord>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl RecordBox {
-    pub(crate) fn new(data: SpanData, limits: SpanLimits, origin: u64) -> Self {
-        let record = Box::new(SharedRecord {
-            lock: AtomicBool::new(false),
-            origin,
-            limits,
-            data: UnsafeCell::new(Some(data)),
-        });
+    /// A record made by `make`, given a recycled record's emptied data when there is one.
+    pub(crate) fn new(
+        limits: SpanLimits,
+        origin: u64,
+        make: impl FnOnce(Option<SpanData>) -> SpanData,
+    ) -> Self {
+        let recycled = RECYCLED
+            .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
+            .ok()
+            .flatten();
+        let record = match recycled {
+            Some(mut record) => {
+                let data = record.data.get_mut();
+                *data = Some(make(data.take()));
+                record.origin = origin;
+                record.limits = limits;
+                record
+            }
+            None => Box::new(SharedRecord {
+                lock: AtomicBool::new(false),
+                origin,
+                limits,
+                data: UnsafeCell::new(Some(make(None))),
+            }),
+        };
         RecordBox(NonNull::from(Box::leak(record)))
     }
 
@@ -106,8 +134,39 @@ impl RecordBox {
     /// # Safety
     /// No frame may reach it any more (rule 2 of the module doc).
     pub(crate) unsafe fn free(self) {
-        // SAFETY: made by `Box::leak` in `new`, freed once (this consumes the only handle).
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        // SAFETY: as the caller promises.
+        drop(unsafe { self.into_box() });
+    }
+
+    /// Keeps the record for this thread's next span, holding `data` emptied (its lists keep
+    /// their capacity).
+    ///
+    /// # Safety
+    /// No frame may reach it any more (rule 2 of the module doc).
+    pub(crate) unsafe fn recycle(self, mut data: SpanData) {
+        // SAFETY: as the caller promises.
+        let mut record = unsafe { self.into_box() };
+        data.attributes.clear();
+        data.events.clear();
+        data.links.clear();
+        data.trace_state = None;
+        data.name = crate::attributes::Str::Static("");
+        *record.data.get_mut() = Some(data);
+        let _ = RECYCLED.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                if r.len() < RECYCLED_PER_THREAD {
+                    r.push(record);
+                }
+            }
+        });
+    }
+
+    /// # Safety
+    /// No frame may reach the record any more (rule 2 of the module doc).
+    unsafe fn into_box(self) -> Box<SharedRecord> {
+        // SAFETY: made by `Box::leak` in `new` and owned by this handle alone (consumed here),
+        // so this is the one `Box` for it.
+        unsafe { Box::from_raw(self.0.as_ptr()) }
     }
 }
 

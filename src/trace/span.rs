@@ -52,6 +52,7 @@ impl Status {
 }
 
 /// A timestamped event inside a span.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Event name, e.g. `exception`.
@@ -65,6 +66,7 @@ pub struct Event {
 }
 
 /// A link to another span (e.g. the messages a batch job consumed).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
     /// The linked span.
@@ -74,6 +76,7 @@ pub struct Link {
 }
 
 /// A finished, sampled span as handed to the export pipeline and to span consumers.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanData {
     /// Trace id.
@@ -183,8 +186,13 @@ impl SpanBuilder {
             None => context::current(),
         };
         let name = std::mem::replace(&mut self.name, Str::Static(""));
-        let (context, data, limits) = identity(name, self.kind, &parent);
-        let record = data.map(|data| RecordBox::new(data, limits, context::thread_key()));
+        let context = identity(&parent);
+        let record = context.is_sampled().then(|| {
+            let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
+            RecordBox::new(limits, context::thread_key(), |reuse| {
+                new_record(reuse, name, self.kind, &context, &parent)
+            })
+        });
         Span::entered(context, record)
     }
 }
@@ -300,21 +308,24 @@ impl SpanData {
 #[cfg(feature = "tracing")]
 #[inline(always)]
 pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
-    let (context, data, limits) = identity(name, kind, parent);
+    let context = identity(parent);
+    let (data, limits) = if context.is_sampled() {
+        let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
+        let data = new_record(None, name, kind, &context, parent);
+        (Some(Box::new(data)), limits)
+    } else {
+        (None, SpanLimits::default())
+    };
     Begun {
         context,
-        data: data.map(Box::new),
+        data,
         limits,
     }
 }
 
-/// The one place span identity is made: sampling, ids, and the record when sampled.
+/// The one place span identity is made: sampling and ids.
 #[inline(always)]
-fn identity(
-    name: Str,
-    kind: SpanKind,
-    parent: &SpanContext,
-) -> (SpanContext, Option<SpanData>, SpanLimits) {
+fn identity(parent: &SpanContext) -> SpanContext {
     let sampler = state::sampler();
     let parent_valid = parent.is_valid();
     let trace_id = if parent_valid {
@@ -325,26 +336,30 @@ fn identity(
     let sampled = sampler.should_sample(parent_valid.then(|| parent.is_sampled()), trace_id.0);
     let inherited_flags = if parent_valid { parent.flags } else { 0 };
     let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
-    let context = SpanContext {
+    SpanContext {
         trace_id,
         span_id: new_span_id(),
         flags,
         is_remote: false,
         trace_state: parent.trace_state.clone(),
-    };
-    if sampled {
-        let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
-        let data = new_record(name, kind, &context, parent);
-        (context, Some(data), limits)
-    } else {
-        (context, None, SpanLimits::default())
     }
 }
 
-/// The record of a sampled span, started now. Kept out of line: an unsampled span should not
-/// pay for the stack space and copies of a record it never makes.
+/// The record of a sampled span, started now; in `reuse` (an emptied record, its lists'
+/// capacity kept) when given. Kept out of line: an unsampled span should not pay for the stack
+/// space and copies of a record it never makes.
 #[inline(never)]
-fn new_record(name: Str, kind: SpanKind, context: &SpanContext, parent: &SpanContext) -> SpanData {
+fn new_record(
+    reuse: Option<SpanData>,
+    name: Str,
+    kind: SpanKind,
+    context: &SpanContext,
+    parent: &SpanContext,
+) -> SpanData {
+    let (attributes, events, links) = match reuse {
+        Some(old) => (old.attributes, old.events, old.links),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
     SpanData {
         trace_id: context.trace_id,
         span_id: context.span_id,
@@ -360,11 +375,11 @@ fn new_record(name: Str, kind: SpanKind, context: &SpanContext, parent: &SpanCon
         kind,
         start_unix_nanos: now_unix_nanos(),
         end_unix_nanos: 0,
-        attributes: Vec::new(),
+        attributes,
         dropped_attributes: 0,
-        events: Vec::new(),
+        events,
         dropped_events: 0,
-        links: Vec::new(),
+        links,
         dropped_links: 0,
         status: Status::Unset,
     }
@@ -534,17 +549,22 @@ impl Active {
         let data = self.record.as_mut().and_then(RecordBox::take);
         if self.entered.is_here() {
             context::restore(&mut self.entered);
-            if let Some(record) = self.record.take() {
-                // SAFETY: its frame (on this thread) was just left: marked ended, no longer
-                // reachable (rule 2 in `record`).
-                unsafe { record.free() };
+            match (self.record.take(), data) {
+                // SAFETY (both): its frame (on this thread) was just left: marked ended, no
+                // longer reachable (rule 2 in `record`).
+                (Some(record), Some(mut data)) => {
+                    data.end_now();
+                    unsafe { record.recycle(data) };
+                }
+                (Some(record), None) => unsafe { record.free() },
+                (None, _) => {}
             }
         } else {
             context::leave_from_elsewhere(&self.entered, self.record.take());
             self.entered = Saved::default();
-        }
-        if let Some(mut data) = data {
-            data.end_now();
+            if let Some(mut data) = data {
+                data.end_now();
+            }
         }
     }
 }
@@ -566,9 +586,15 @@ impl std::fmt::Debug for Span {
 }
 
 /// The `exception` event's attributes for an error value: see [`Span::record_error`].
-pub(crate) fn exception_of<E: std::error::Error + ?Sized>(error: &E) -> Vec<KeyValue> {
+/// An error's Rust type name, the conventions' "fully qualified type name"; `None` for a trait
+/// object (`dyn Error`, `Box<dyn Error>`, `&dyn Error`), whose name says nothing about the error.
+pub(crate) fn error_type_name<E: ?Sized>() -> Option<&'static str> {
     let name = std::any::type_name::<E>();
-    let exception_type = (!name.starts_with("dyn ")).then_some(name);
+    (!name.contains("dyn ")).then_some(name)
+}
+
+pub(crate) fn exception_of<E: std::error::Error + ?Sized>(error: &E) -> Vec<KeyValue> {
+    let exception_type = error_type_name::<E>();
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
