@@ -39,8 +39,7 @@ fn main() {
         .nth(1)
         .and_then(|m| m.parse().ok())
         .unwrap_or(2.0);
-    let mut options = ReceiverOptions::default();
-    options.max_items = 10_000;
+    let options = ReceiverOptions::default().max_items(10_000);
     let first = Receiver::with_options("127.0.0.1:0", options).expect("bind");
     let addr = first.local_addr();
     let settings = Settings::builder()

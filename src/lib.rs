@@ -146,8 +146,14 @@ mod readme {}
 /// ```compile_fail,E0451
 /// let retry = plain_connect::RetryPolicy { max_attempts: 3, ..Default::default() };
 /// ```
+/// ```compile_fail,E0451
+/// let limits = plain_connect::trace::SpanLimits { max_events: 8, ..Default::default() };
+/// ```
 /// ```compile_fail,E0603
 /// use plain_connect::export::RetryPolicy;
+/// ```
+/// ```compile_fail,E0603
+/// let id = plain_connect::trace::new_span_id();
 /// ```
 /// ```compile_fail,E0603
 /// use plain_connect::settings::Settings;

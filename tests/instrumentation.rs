@@ -494,3 +494,53 @@ fn a_request_and_a_query_can_be_read_through_shared_references() {
     let server = spans.iter().find(|s| s.name == "GET").unwrap();
     assert_eq!(hex(&server.span_id), request_context.span_id().to_string());
 }
+
+#[test]
+fn helpers_can_be_handed_to_another_thread_and_ended_there() {
+    fn assert_send<T: Send>() {}
+    assert_send::<http::ServerRequest>();
+    assert_send::<http::ClientRequest>();
+    assert_send::<db::Query>();
+
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver);
+    // The dispatcher pattern: the accepting thread starts the request, a worker serves and ends it.
+    let mut request = http::server_request("GET", "/jobs/7").start();
+    request.set_route("/jobs/{id}");
+    let request_context = request.context().clone();
+    std::thread::spawn(move || {
+        let _attached = request.context().clone().attach();
+        let query = db::query("sqlite", "SELECT * FROM jobs WHERE id = ?")
+            .parameterized()
+            .start();
+        query.end_ok();
+        request.end(200);
+    })
+    .join()
+    .unwrap();
+    // Back on the accepting thread, the request it handed away is not current any more: the
+    // next request without a traceparent is a new trace.
+    http::server_request("GET", "/health").start().end(200);
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+
+    let spans = receiver.spans();
+    let get = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name}"))
+    };
+    let job = get("GET /jobs/{id}");
+    assert_eq!(hex(&job.span_id), request_context.span_id().to_string());
+    assert_eq!(
+        int_attr(&job.attributes, "http.response.status_code"),
+        Some(200)
+    );
+    let query = get("SELECT jobs");
+    assert_eq!(query.parent_span_id, job.span_id);
+    assert_eq!(query.trace_id, job.trace_id);
+    let health = get("GET");
+    assert!(health.parent_span_id.is_empty(), "a new root");
+    assert_ne!(health.trace_id, job.trace_id);
+}

@@ -75,7 +75,11 @@ fn per_signal_endpoints_are_used_as_given_and_sdk_disabled_wins() {
         ("OTEL_TRACES_SAMPLER", "always_off".into()),
     ]);
     let telemetry = Telemetry::start(settings, Resource::new("x", "1")).unwrap();
-    let remote = trace::SpanContext::new_remote(trace::new_trace_id(), trace::new_span_id(), 1);
+    let remote = trace::SpanContext::new_remote(
+        trace::TraceId::from_bytes([0x4b; 16]),
+        trace::SpanId::from_bytes([0x0f; 8]),
+        1,
+    );
     let span = trace::span("dropped despite a sampled parent")
         .parent(remote)
         .start();

@@ -144,9 +144,9 @@ fn a_foreign_exporters_request_is_answered_and_shown() {
 
 #[test]
 fn garbage_oversized_and_misrouted_requests_are_refused() {
-    let mut options = ReceiverOptions::default();
-    options.max_body_bytes = 1024;
-    options.max_items = 100;
+    let options = ReceiverOptions::default()
+        .max_body_bytes(1024)
+        .max_items(100);
     let receiver = Receiver::with_options("127.0.0.1:0", options).unwrap();
     let (status, body) = post(
         &receiver,

@@ -103,8 +103,7 @@ fn arbitrary_protobuf_renders_safely() {
 
 #[test]
 fn the_server_answers_any_bytes_and_frees_every_slot() {
-    let mut options = ReceiverOptions::default();
-    options.max_body_bytes = 1 << 20;
+    let options = ReceiverOptions::default().max_body_bytes(1 << 20);
     let receiver = Receiver::with_options("127.0.0.1:0", options).unwrap();
     let inputs: [&[u8]; 9] = [
         b"",

@@ -135,8 +135,7 @@ fn declared_sizes_are_not_allocated_before_the_bytes_arrive() {
 
 #[test]
 fn idle_and_trickling_connections_never_lock_out_an_exporter() {
-    let mut options = ReceiverOptions::default();
-    options.max_connections = 8;
+    let options = ReceiverOptions::default().max_connections(8);
     let receiver = Receiver::with_options("127.0.0.1:0", options).unwrap();
     // Twice the slots: silent sockets, and sockets trickling a request head.
     let mut held = Vec::new();
@@ -184,8 +183,7 @@ fn idle_and_trickling_connections_never_lock_out_an_exporter() {
 
 #[test]
 fn slowloris_heads_and_bodies_are_cut_off_at_their_deadline() {
-    let mut options = ReceiverOptions::default();
-    options.request_timeout = Duration::from_millis(600);
+    let options = ReceiverOptions::default().request_timeout(Duration::from_millis(600));
     let receiver = Receiver::with_options("127.0.0.1:0", options).unwrap();
     let trickled_body = [b'x'; 60];
     for (at_once, trickled) in [
@@ -329,8 +327,7 @@ fn huge_and_deeply_nested_values_are_cut_in_both_views() {
 #[test]
 fn the_store_is_bounded_in_bytes_and_counts_what_it_evicted() {
     let _turn = memory_heavy();
-    let mut options = ReceiverOptions::default();
-    options.max_kept_bytes = 4 << 20;
+    let options = ReceiverOptions::default().max_kept_bytes(4 << 20);
     let receiver = Receiver::with_options("127.0.0.1:0", options).unwrap();
     let big = logs(vec![nested(0, "z".repeat(1 << 20))], Vec::new()).encode_to_vec();
     for _ in 0..10 {

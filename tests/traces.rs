@@ -134,7 +134,11 @@ fn rate_zero_exports_no_span_but_keeps_valid_contexts() {
     assert!(outer_context.is_valid() && !outer_context.is_sampled());
     assert_eq!(inner_context.trace_id(), outer_context.trace_id());
     // A sampled remote parent wins over the rate: the child is recorded.
-    let remote = trace::SpanContext::new_remote(trace::new_trace_id(), trace::new_span_id(), 1);
+    let remote = trace::SpanContext::new_remote(
+        trace::TraceId::from_bytes([0x4b; 16]),
+        trace::SpanId::from_bytes([0x0f; 8]),
+        1,
+    );
     trace::span("child of sampled remote")
         .parent(remote.clone())
         .start()
@@ -155,7 +159,11 @@ fn an_unsampled_remote_parent_keeps_its_children_out_whatever_the_rate() {
     let _serial = common::serial();
     let receiver = TestReceiver::start();
     let telemetry = start(&receiver, 1.0);
-    let remote = trace::SpanContext::new_remote(trace::new_trace_id(), trace::new_span_id(), 0);
+    let remote = trace::SpanContext::new_remote(
+        trace::TraceId::from_bytes([0x4b; 16]),
+        trace::SpanId::from_bytes([0x0f; 8]),
+        0,
+    );
     {
         let parent = trace::span("follows remote").parent(remote).start();
         assert!(!parent.is_recording());
@@ -242,10 +250,7 @@ fn hostile_attribute_values_are_bounded_and_encoded_validly() {
     let settings = Settings::builder()
         .export_url(receiver.endpoint())
         .export_token("t")
-        .span_limits(trace::SpanLimits {
-            max_value_chars: Some(1000),
-            ..Default::default()
-        })
+        .span_limits(trace::SpanLimits::default().max_value_chars(1000))
         .build()
         .unwrap();
     let telemetry = Telemetry::start(settings, Resource::new("hostile", "1")).unwrap();

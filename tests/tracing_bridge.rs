@@ -594,11 +594,11 @@ fn fields_follow_the_configured_span_limits() {
     let settings = Settings::builder()
         .export_url(receiver.endpoint())
         .export_token("t")
-        .span_limits(plain_connect::trace::SpanLimits {
-            max_attributes: 2,
-            max_value_chars: Some(4),
-            ..Default::default()
-        })
+        .span_limits(
+            plain_connect::trace::SpanLimits::default()
+                .max_attributes(2)
+                .max_value_chars(4),
+        )
         .build()
         .unwrap();
     let telemetry = Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap();

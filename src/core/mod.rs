@@ -24,19 +24,48 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Per-span limits (OpenTelemetry SDK defaults: 128 of each, no value length limit).
+/// Per-span limits: the OpenTelemetry SDK defaults (128 of each, no value length limit) with any
+/// part changed.
+///
+/// ```
+/// let limits = plain_connect::trace::SpanLimits::default().max_attributes(32).max_value_chars(1024);
+/// # let _ = plain_connect::Settings::builder().span_limits(limits);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpanLimits {
+    pub(crate) max_attributes: u32,
+    pub(crate) max_events: u32,
+    pub(crate) max_links: u32,
+    pub(crate) max_attributes_per_event: u32,
+    pub(crate) max_value_chars: Option<u32>,
+}
+
+impl SpanLimits {
     /// Attributes per span; later new keys are discarded and counted.
-    pub max_attributes: u32,
+    pub fn max_attributes(mut self, attributes: u32) -> Self {
+        self.max_attributes = attributes;
+        self
+    }
     /// Events per span.
-    pub max_events: u32,
+    pub fn max_events(mut self, events: u32) -> Self {
+        self.max_events = events;
+        self
+    }
     /// Links per span.
-    pub max_links: u32,
+    pub fn max_links(mut self, links: u32) -> Self {
+        self.max_links = links;
+        self
+    }
     /// Attributes per event or link.
-    pub max_attributes_per_event: u32,
+    pub fn max_attributes_per_event(mut self, attributes: u32) -> Self {
+        self.max_attributes_per_event = attributes;
+        self
+    }
     /// Strings are cut to this many characters when set.
-    pub max_value_chars: Option<u32>,
+    pub fn max_value_chars(mut self, chars: u32) -> Self {
+        self.max_value_chars = Some(chars);
+        self
+    }
 }
 
 impl Default for SpanLimits {

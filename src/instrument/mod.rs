@@ -32,16 +32,10 @@ fn duration_histogram(
     .as_ref()
 }
 
-/// `error.type` for an error value: its Rust type name, the conventions' "fully qualified type
-/// name". A trait object's name (`dyn Error`, `Box<dyn Error>`) says nothing about the error, so
-/// it becomes the conventions' fallback, `_OTHER`.
+/// `error.type` for an error value: its type name, or for a trait object (`dyn Error`,
+/// `Box<dyn Error>`), whose name says nothing, the conventions' fallback `_OTHER`.
 fn error_type<E: ?Sized>() -> &'static str {
-    let name = std::any::type_name::<E>();
-    if name.contains("dyn ") {
-        "_OTHER"
-    } else {
-        name
-    }
+    crate::trace::error_type_name::<E>().unwrap_or("_OTHER")
 }
 
 #[cfg(test)]

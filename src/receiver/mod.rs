@@ -33,26 +33,53 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Limits for what the receiver accepts and keeps.
+/// Limits for what the receiver accepts and keeps: the defaults with any part changed, e.g.
+/// `ReceiverOptions::default().max_items(10_000)`.
 #[derive(Clone, Copy, Debug)]
-#[non_exhaustive]
 pub struct ReceiverOptions {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_items: usize,
+    pub(crate) max_kept_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl ReceiverOptions {
     /// Largest request body, compressed or not (default 16 MiB); larger ones get 413.
-    pub max_body_bytes: usize,
+    pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
     /// Spans, points and records kept in memory (default 200 000); the oldest requests are
     /// evicted past it.
-    pub max_items: usize,
+    pub fn max_items(mut self, max_items: usize) -> Self {
+        self.max_items = max_items;
+        self
+    }
     /// Decoded protobuf bytes kept in memory (default 64 MiB); the oldest requests are evicted
     /// past it.
-    pub max_kept_bytes: usize,
+    pub fn max_kept_bytes(mut self, max_kept_bytes: usize) -> Self {
+        self.max_kept_bytes = max_kept_bytes;
+        self
+    }
     /// Connections open at once (default 64). When all are taken, the one that has waited
     /// longest for its peer is closed to make room.
-    pub max_connections: usize,
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
     /// Time for a request head to arrive once it started, and for its body once the head is in
     /// (default 10 s each; a slower peer is cut off).
-    pub request_timeout: Duration,
+    pub fn request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
     /// How long a kept-alive connection may sit between requests (default 30 s).
-    pub idle_timeout: Duration,
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
 }
 
 impl Default for ReceiverOptions {

@@ -140,14 +140,32 @@ pub(crate) struct Server {
     pub(crate) stopping: AtomicBool,
 }
 
+/// A slot for `stream`. When every slot is handling a request (bounded work: decoding, storing,
+/// rendering), one is waiting on its peer again a moment later, so the new connection waits that
+/// moment rather than being refused at once; `None` after [`BUSY_WAIT`].
+fn take_slot(server: &Server, stream: &TcpStream) -> Option<SlotGuard> {
+    let until = Instant::now() + BUSY_WAIT;
+    loop {
+        if let Some(guard) = server.slots.take(stream, server.limits.max_connections) {
+            return Some(guard);
+        }
+        if Instant::now() >= until || server.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// How long a new connection waits for a slot while every slot is handling a request.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+
 pub(crate) fn accept_loop(listener: TcpListener, server: Arc<Server>) {
     for stream in listener.incoming() {
         if server.stopping.load(Ordering::SeqCst) {
             return;
         }
         let Ok(mut stream) = stream else { continue };
-        let Some(guard) = server.slots.take(&stream, server.limits.max_connections) else {
-            // Every slot is decoding or answering right now: a moment later one is free.
+        let Some(guard) = take_slot(&server, &stream) else {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = respond(
                 &mut stream,

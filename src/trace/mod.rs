@@ -18,17 +18,19 @@ mod record;
 mod span;
 
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
-pub(crate) use context::{current_ids, Ids};
+pub(crate) use context::{current_ids, sampled_span_current, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
 pub(crate) use encode::decode_spans;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use encode::span_entry;
+#[cfg(test)]
+pub(crate) use id::new_trace_id;
 pub(crate) use id::random_u64;
-pub use id::{new_span_id, new_trace_id, SpanId, TraceId};
-pub(crate) use span::push_attribute;
+pub use id::{SpanId, TraceId};
 #[cfg(feature = "tracing")]
 pub(crate) use span::{begin, Begun};
+pub(crate) use span::{error_type_name, push_attribute};
 pub use span::{
     CurrentSpan, Event, Link, Span, SpanBuilder, SpanData, SpanKind, SpanLimits, Status,
 };

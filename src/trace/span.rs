@@ -52,6 +52,7 @@ impl Status {
 }
 
 /// A timestamped event inside a span.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Event name, e.g. `exception`.
@@ -65,6 +66,7 @@ pub struct Event {
 }
 
 /// A link to another span (e.g. the messages a batch job consumed).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
     /// The linked span.
@@ -74,6 +76,7 @@ pub struct Link {
 }
 
 /// A finished, sampled span as handed to the export pipeline and to span consumers.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanData {
     /// Trace id.
@@ -635,9 +638,15 @@ impl std::fmt::Debug for Span {
 }
 
 /// The `exception` event's attributes for an error value: see [`Span::record_error`].
-pub(crate) fn exception_of<E: std::error::Error + ?Sized>(error: &E) -> Vec<KeyValue> {
+/// An error's Rust type name, the conventions' "fully qualified type name"; `None` for a trait
+/// object (`dyn Error`, `Box<dyn Error>`, `&dyn Error`), whose name says nothing about the error.
+pub(crate) fn error_type_name<E: ?Sized>() -> Option<&'static str> {
     let name = std::any::type_name::<E>();
-    let exception_type = (!name.starts_with("dyn ")).then_some(name);
+    (!name.contains("dyn ")).then_some(name)
+}
+
+pub(crate) fn exception_of<E: std::error::Error + ?Sized>(error: &E) -> Vec<KeyValue> {
+    let exception_type = error_type_name::<E>();
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
