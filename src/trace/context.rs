@@ -220,6 +220,7 @@ impl Stack {
             registry().insert(key, Arc::downgrade(&mailbox));
             *self.mailbox.borrow_mut() = Some(mailbox);
             self.key.set(key);
+            let _ = THREAD_KEY.try_with(|k| k.set(key));
         }
         self.key.get()
     }
@@ -282,6 +283,7 @@ impl Drop for Stack {
             drop(state);
             registry().remove(&self.key.get());
         }
+        let _ = THREAD_KEY.try_with(|k| k.set(0));
         self.frames.get_mut().clear();
     }
 }
@@ -306,6 +308,10 @@ thread_local! {
             has_trace_state: Cell::new(false),
         }
     };
+    /// A copy of the stack's key, in a thread-local with no destructor: reading it is one load,
+    /// where reaching `STACK` (which has one) first checks its lifetime state. 0 until the stack
+    /// is first used and again once it is torn down.
+    static THREAD_KEY: Cell<u64> = const { Cell::new(0) };
     static STACK: Stack = const {
         Stack { frames: RefCell::new(Vec::new()), key: Cell::new(0), mailbox: RefCell::new(None) }
     };
@@ -323,6 +329,15 @@ fn receive_remote_ends() {
 /// ended on the thread that started it.
 #[inline]
 pub(crate) fn thread_key() -> u64 {
+    match THREAD_KEY.try_with(Cell::get) {
+        Ok(0) | Err(_) => first_thread_key(),
+        Ok(key) => key,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn first_thread_key() -> u64 {
     STACK.try_with(Stack::key).unwrap_or(0)
 }
 
@@ -376,8 +391,15 @@ pub(crate) struct Saved {
 
 impl Saved {
     /// Whether the frame is on this thread's stack.
+    #[inline]
     pub(crate) fn is_here(&self) -> bool {
         self.thread == thread_key()
+    }
+
+    /// Whether a frame was entered and not yet left.
+    #[inline]
+    pub(crate) fn is_entered(&self) -> bool {
+        self.thread != 0
     }
 }
 
@@ -394,9 +416,9 @@ pub(crate) fn enter_with_record(
 ) -> Saved {
     receive_remote_ends();
     let ids = context.ids();
+    let thread = thread_key();
     STACK
         .try_with(|stack| {
-            let thread = stack.key();
             let mut frames = stack.frames.try_borrow_mut().ok()?;
             let depth = u32::try_from(frames.len()).ok()?;
             frames.push(Frame {

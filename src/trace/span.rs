@@ -597,22 +597,43 @@ fn add_link_on(record: &mut RecordBox, context: SpanContext, attributes: Vec<Key
 }
 
 impl Active {
+    /// Out of line, so the span's drop stays a check at the call site; without the record's
+    /// bytes on the stack, so an unsampled span only leaves its frame. A second call (drop
+    /// after `end`) finds nothing left to do.
+    #[inline(never)]
     fn finish(&mut self) {
-        let data = self.record.as_mut().and_then(RecordBox::take);
+        match self.record.take() {
+            None => self.leave(),
+            Some(record) => self.finish_recorded(record),
+        }
+    }
+
+    #[inline]
+    fn leave(&mut self) {
         if self.entered.is_here() {
             context::restore(&mut self.entered);
-            match (self.record.take(), data) {
-                // SAFETY (both): its frame (on this thread) was just left: marked ended, no
-                // longer reachable (rule 2 in `record`).
-                (Some(record), Some(mut data)) => {
+        } else if self.entered.is_entered() {
+            context::leave_from_elsewhere(&self.entered, None);
+            self.entered = Saved::default();
+        }
+    }
+
+    #[inline(never)]
+    fn finish_recorded(&mut self, mut record: RecordBox) {
+        let data = record.take();
+        if self.entered.is_here() {
+            context::restore(&mut self.entered);
+            // SAFETY (both): its frame (on this thread) was just left: marked ended, no longer
+            // reachable (rule 2 in `record`).
+            match data {
+                Some(mut data) => {
                     data.end_now();
                     unsafe { record.recycle(data) };
                 }
-                (Some(record), None) => unsafe { record.free() },
-                (None, _) => {}
+                None => unsafe { record.free() },
             }
         } else {
-            context::leave_from_elsewhere(&self.entered, self.record.take());
+            context::leave_from_elsewhere(&self.entered, Some(record));
             self.entered = Saved::default();
             if let Some(mut data) = data {
                 data.end_now();
