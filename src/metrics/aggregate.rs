@@ -90,25 +90,30 @@ impl Series {
 
     /// Records a finite value (the caller has checked). `false`, recording nothing, when the
     /// series was freed meanwhile.
+    /// `exemplar`: the measurement may be kept as an exemplar ([`Mode::wants_exemplar`]); that
+    /// path is out of line, so the common one is exactly the measurement and one branch.
     #[must_use]
+    #[inline]
     pub(crate) fn record(
         &self,
         value: f64,
         int_value: i64,
         bounds: Option<&[f64]>,
-        offer: Option<&Offer>,
+        exemplar: bool,
     ) -> bool {
+        if exemplar {
+            return self.record_with_exemplar(value, int_value, bounds, true);
+        }
         let _locked = self.lock.lock();
         if self.retired.get() != 0 {
             return false;
         }
-        self.add(value, int_value, bounds, offer);
+        self.add(value, int_value, bounds);
         true
     }
 
     /// Records through a bound handle, whose series is never freed (no check needed). The
-    /// exemplar check happens here, inside the crate, where reading the current span inlines
-    /// (from the handle's generic `record`, in the app's crate, it would be a call).
+    /// exemplar check happens here, inside the crate, where reading the current span inlines.
     pub(crate) fn record_bound(
         &self,
         value: f64,
@@ -116,14 +121,48 @@ impl Series {
         bounds: Option<&[f64]>,
         mode: Mode,
     ) {
-        let offer = mode.offer();
+        if mode.wants_exemplar() {
+            let _ = self.record_with_exemplar(value, int_value, bounds, false);
+            return;
+        }
         let _locked = self.lock.lock();
-        self.add(value, int_value, bounds, offer.as_ref());
+        self.add(value, int_value, bounds);
     }
 
-    /// The measurement itself, and its exemplar if it is offered one; the caller holds the lock.
+    /// [`Series::record`] for a measurement that may become an exemplar: the current span's
+    /// ids and the time are read before the lock is taken.
+    #[cold]
+    #[inline(never)]
+    fn record_with_exemplar(
+        &self,
+        value: f64,
+        int_value: i64,
+        bounds: Option<&[f64]>,
+        may_be_retired: bool,
+    ) -> bool {
+        let offer = Offer::capture();
+        let _locked = self.lock.lock();
+        if may_be_retired && self.retired.get() != 0 {
+            return false;
+        }
+        self.add(value, int_value, bounds);
+        match &self.state {
+            State::Histogram { buckets, .. } => {
+                let index = bounds.map_or(0, |b| bucket_index(b, value));
+                self.exemplars
+                    .offer(buckets.len(), Some(index), value, int_value, &offer);
+            }
+            State::Sum { .. } => {
+                self.exemplars
+                    .offer(SUM_RESERVOIR_SIZE, None, value, int_value, &offer);
+            }
+        }
+        true
+    }
+
+    /// The measurement itself; the caller holds the lock.
     #[inline]
-    fn add(&self, value: f64, int_value: i64, bounds: Option<&[f64]>, offer: Option<&Offer>) {
+    fn add(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
         self.dirty.set(1);
         match &self.state {
             State::Histogram {
@@ -133,13 +172,8 @@ impl Series {
                 max,
                 buckets,
             } => {
-                let index = bounds.map_or(0, |b| bucket_index(b, value));
-                let bucket = &buckets[index];
+                let bucket = &buckets[bounds.map_or(0, |b| bucket_index(b, value))];
                 bucket.set(bucket.get().wrapping_add(1));
-                if let Some(offer) = offer {
-                    self.exemplars
-                        .offer(buckets.len(), Some(index), value, int_value, offer);
-                }
                 count.set(count.get().wrapping_add(1));
                 sum.set_f64(sum.get_f64() + value);
                 min.set_f64(min.get_f64().min(value));
@@ -148,10 +182,6 @@ impl Series {
             State::Sum { int, float } => {
                 int.set((int.get() as i64).wrapping_add(int_value) as u64);
                 float.set_f64(float.get_f64() + value);
-                if let Some(offer) = offer {
-                    self.exemplars
-                        .offer(SUM_RESERVOIR_SIZE, None, value, int_value, offer);
-                }
             }
         }
     }
@@ -401,13 +431,10 @@ impl Aggregator {
     }
 
     /// Records into the series for `attributes` (hot path for unbound instruments).
-    pub(crate) fn record(
-        &self,
-        value: f64,
-        int_value: i64,
-        attributes: &[KeyValue],
-        offer: Option<&Offer>,
-    ) {
+    pub(crate) fn record(&self, value: f64, int_value: i64, attributes: &[KeyValue], mode: Mode) {
+        // Checked here rather than by the caller: reading a thread-local costs a function its
+        // argument registers, which this one saves anyway.
+        let exemplar = mode.wants_exemplar();
         let address = address_hash(attributes);
         if let Some(address) = address {
             let slot = recent_slot(self.id, address);
@@ -417,7 +444,10 @@ impl Aggregator {
                 let hit = entry.aggregator == self.id
                     && entry.address == address
                     && same_set(&entry.series.attributes, attributes);
-                (hit && entry.series.record(value, int_value, self.bounds(), offer)).then_some(())
+                (hit && entry
+                    .series
+                    .record(value, int_value, self.bounds(), exemplar))
+                .then_some(())
             });
             if let Ok(Some(())) = recorded {
                 return;
@@ -425,7 +455,7 @@ impl Aggregator {
         }
         loop {
             let series = self.series(attributes);
-            if series.record(value, int_value, self.bounds(), offer) {
+            if series.record(value, int_value, self.bounds(), exemplar) {
                 if let Some(address) = address {
                     self.remember(address, series);
                 }
@@ -626,7 +656,7 @@ mod tests {
     fn buckets_are_upper_inclusive() {
         let h = histogram(&[0.0, 5.0, 10.0]);
         for v in [-1.0, 0.0, 0.000_001, 5.0, 5.000_001, 10.0, 10.5, 1e9] {
-            h.record(v, 0, &[], None);
+            h.record(v, 0, &[], Mode::current());
         }
         let p = &points(h.collect(10))[0];
         assert_eq!(p.bucket_counts, [2, 2, 2, 2]);
@@ -641,7 +671,7 @@ mod tests {
     #[test]
     fn delta_windows_hold_only_new_data() {
         let h = histogram(&[1.0]);
-        h.record(0.5, 0, &[KeyValue::new("k", "v")], None);
+        h.record(0.5, 0, &[KeyValue::new("k", "v")], Mode::current());
         let first = points(h.collect(100));
         assert_eq!(
             (
@@ -655,7 +685,7 @@ mod tests {
             points(h.collect(200)).is_empty(),
             "nothing new, nothing exported"
         );
-        h.record(2.0, 0, &[KeyValue::new("k", "v")], None);
+        h.record(2.0, 0, &[KeyValue::new("k", "v")], Mode::current());
         let third = points(h.collect(300));
         assert_eq!(
             (third[0].start_unix_nanos, third[0].count, third[0].sum),
@@ -670,19 +700,19 @@ mod tests {
             1.0,
             0,
             &[KeyValue::new("a", 1), KeyValue::new("b", "x")],
-            None,
+            Mode::current(),
         );
         h.record(
             1.0,
             0,
             &[KeyValue::new("b", "x"), KeyValue::new("a", 1)],
-            None,
+            Mode::current(),
         );
         h.record(
             1.0,
             0,
             &[KeyValue::new("b", "y"), KeyValue::new("a", 1)],
-            None,
+            Mode::current(),
         );
         let mut counts: Vec<u64> = points(h.collect(5)).iter().map(|p| p.count).collect();
         counts.sort();
@@ -700,7 +730,7 @@ mod tests {
             0,
         );
         for i in 0..10 {
-            h.record(1.0, 0, &[KeyValue::new("user", i)], None);
+            h.record(1.0, 0, &[KeyValue::new("user", i)], Mode::current());
         }
         let p = points(h.collect(5));
         assert_eq!(p.len(), 4);
@@ -719,7 +749,7 @@ mod tests {
     #[test]
     fn idle_series_are_freed_and_memory_stays_bounded() {
         let h = histogram(&[1.0]);
-        h.record(1.0, 0, &[KeyValue::new("k", 1)], None);
+        h.record(1.0, 0, &[KeyValue::new("k", 1)], Mode::current());
         for t in 1..=5 {
             h.collect(t);
         }
@@ -734,10 +764,15 @@ mod tests {
         // Same key literal, values whose hint words coincide (1 and true), and the same text
         // built at run time: three sets, one of them seen twice.
         for _ in 0..3 {
-            h.record(0.5, 0, &[KeyValue::new("k", 1)], None);
-            h.record(0.5, 0, &[KeyValue::new("k", true)], None);
-            h.record(0.5, 0, &[KeyValue::new("k", "v")], None);
-            h.record(0.5, 0, &[KeyValue::new("k", String::from("v"))], None);
+            h.record(0.5, 0, &[KeyValue::new("k", 1)], Mode::current());
+            h.record(0.5, 0, &[KeyValue::new("k", true)], Mode::current());
+            h.record(0.5, 0, &[KeyValue::new("k", "v")], Mode::current());
+            h.record(
+                0.5,
+                0,
+                &[KeyValue::new("k", String::from("v"))],
+                Mode::current(),
+            );
         }
         let mut counts: Vec<(String, u64)> = points(h.collect(2))
             .iter()
@@ -762,14 +797,14 @@ mod tests {
     fn a_thread_remembering_a_freed_series_records_into_a_new_one() {
         let h = histogram(&[1.0]);
         let set = [KeyValue::new("route", "/a")];
-        h.record(0.5, 0, &set, None); // remembered by this thread
+        h.record(0.5, 0, &set, Mode::current()); // remembered by this thread
         assert_eq!(total_count(h.collect(2)), 1);
         for t in 3..=6 {
             h.collect(t); // idle: freed
         }
         assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
-        h.record(0.5, 0, &set, None);
-        h.record(0.5, 0, &set, None);
+        h.record(0.5, 0, &set, Mode::current());
+        h.record(0.5, 0, &set, Mode::current());
         assert_eq!(
             total_count(h.collect(7)),
             2,
@@ -816,7 +851,7 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) {
                         // A burst on one set, then a pause long enough for it to go idle.
                         for _ in 0..200 {
-                            h.record(0.5, 0, &sets[(round + thread) % 3], None);
+                            h.record(0.5, 0, &sets[(round + thread) % 3], Mode::current());
                             recorded += 1;
                         }
                         round += 1;

@@ -52,19 +52,14 @@ impl Mode {
         self.0 != OFF
     }
 
-    /// The exemplar context of a measurement made now, if the filter lets it be one: with no
-    /// span current under `trace_based`, one thread-local read and a branch.
+    /// Whether a measurement made now may be kept as an exemplar: with no span current under
+    /// `trace_based`, one thread-local read and a branch.
     #[inline]
-    pub(crate) fn offer(self) -> Option<Offer> {
+    pub(crate) fn wants_exemplar(self) -> bool {
         if self.0 < TRACE_BASED {
-            return None;
+            return false;
         }
-        let ids = crate::trace::current_ids();
-        let sampled = ids.flags & FLAG_SAMPLED != 0 && ids.span_id.is_valid();
-        if !sampled && self.0 != ALWAYS_ON {
-            return None;
-        }
-        Some(Offer::now(sampled.then_some((ids.trace_id, ids.span_id))))
+        self.0 == ALWAYS_ON || crate::trace::sampled_span_current()
     }
 }
 
@@ -77,9 +72,15 @@ pub(crate) struct Offer {
 }
 
 impl Offer {
-    #[cold]
-    fn now(ids: Option<(TraceId, SpanId)>) -> Offer {
-        let (trace_id, span_id) = ids.map_or((0, 0), |(t, s)| (t.0, s.0));
+    /// The current sampled span's ids (none under `always_on` without one) and the time.
+    pub(crate) fn capture() -> Offer {
+        let ids = crate::trace::current_ids();
+        let sampled = ids.flags & FLAG_SAMPLED != 0 && ids.span_id.is_valid();
+        let (trace_id, span_id) = if sampled {
+            (ids.trace_id.0, ids.span_id.0)
+        } else {
+            (0, 0)
+        };
         Offer {
             time_unix_nanos: crate::core::now_unix_nanos().max(1),
             trace_id,

@@ -101,7 +101,7 @@ impl Instrument {
             INVALID.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        aggregator.record(value, int_value, attributes, mode.offer().as_ref());
+        aggregator.record(value, int_value, attributes, mode);
     }
 
     fn collect(&self, now: u64) -> Option<MetricData> {

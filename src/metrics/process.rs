@@ -121,7 +121,7 @@ struct Sample {
 
 /// The instruments are read one after the other in one collection: they share one reading, so
 /// a collection reads `/proc` once, not once per instrument.
-const SAMPLE_REUSE: Duration = Duration::from_millis(100);
+const SAMPLE_REUSE: Duration = Duration::from_millis(20);
 
 /// `None` when the process is not enabled or the platform has no reading.
 fn sample() -> Option<Sample> {

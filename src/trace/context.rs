@@ -354,6 +354,16 @@ pub(crate) fn current_ids() -> Ids {
     CURRENT_IDS.try_with(CurrentIds::get).unwrap_or_default()
 }
 
+/// Whether a sampled span is current on this thread: one thread-local read and no call, for
+/// the metrics record path's exemplar check (which must not cost a measurement a stack frame).
+/// Ends posted from other threads are not applied first; [`current_ids`] does that.
+#[inline]
+pub(crate) fn sampled_span_current() -> bool {
+    CURRENT_IDS
+        .try_with(|c| c.flags.get() & FLAG_SAMPLED != 0 && c.span_id.get() != 0)
+        .unwrap_or(false)
+}
+
 /// Which frame a span or guard entered: what it leaves, from whichever thread. Plain data, so
 /// a span holding it can move to another thread.
 #[derive(Clone, Copy, Debug, Default)]

@@ -157,7 +157,7 @@ impl SpanBuilder {
     /// valid ids (so propagation and log correlation work) but records nothing.
     #[inline(always)]
     #[must_use = "the span ends when dropped: bind it (`let _span = ...start();`) or use `trace::in_span`"]
-    pub fn start(mut self) -> Span {
+    pub fn start(self) -> Span {
         if !state::is_installed() {
             if self.parent.is_none() {
                 return Span::noop();
@@ -172,25 +172,28 @@ impl SpanBuilder {
     /// disabled start (no explicit parent) stays a load and a branch.
     #[cold]
     #[inline(never)]
-    fn start_disabled_under_parent(&mut self) -> Span {
-        match self.parent.take() {
+    fn start_disabled_under_parent(self) -> Span {
+        match self.parent {
             Some(parent) if parent.is_valid() => Span::entered(parent, None),
             _ => Span::noop(),
         }
     }
 
-    /// Takes the builder by reference: moving it by value would copy it through memory.
-    fn start_installed(&mut self) -> Span {
-        let parent = match self.parent.take() {
+    /// Takes the builder by value (passed by pointer, no copy) so that none of it is left for
+    /// the caller to drop: the caller's disabled and installed paths then join right at the
+    /// returned span, and the compiler folds every setter on the disabled span away.
+    #[inline(never)]
+    fn start_installed(self) -> Span {
+        let SpanBuilder { name, kind, parent } = self;
+        let parent = match parent {
             Some(explicit) => explicit,
             None => context::current(),
         };
-        let name = std::mem::replace(&mut self.name, Str::Static(""));
         let context = identity(&parent);
         let record = context.is_sampled().then(|| {
             let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
             RecordBox::new(limits, context::thread_key(), |reuse| {
-                new_record(reuse, name, self.kind, &context, &parent)
+                new_record(reuse, name, kind, &context, &parent)
             })
         });
         Span::entered(context, record)
@@ -441,55 +444,56 @@ impl Span {
         span
     }
 
-    fn with_record<R>(&mut self, f: impl FnOnce(&mut SpanData, SpanLimits) -> R) -> Option<R> {
-        self.active.as_mut()?.record.as_mut()?.with(f)
+    /// The record, when recording: the one check every setter makes first, inline, so that on
+    /// a span that is nothing (export off) the setter folds away at the call site.
+    #[inline(always)]
+    fn record(&mut self) -> Option<&mut RecordBox> {
+        self.active.as_mut()?.record.as_mut()
     }
 
     /// The span's context (valid even when unsampled, while a pipeline is installed; with
     /// none installed, the explicit parent's, or an invalid context when there was none).
+    #[inline]
     pub fn context(&self) -> &SpanContext {
         self.active.as_ref().map_or(&NO_CONTEXT, |a| &a.context)
     }
 
     /// Whether attributes, events and status are recorded (sampled and not yet ended).
+    #[inline]
     pub fn is_recording(&self) -> bool {
         self.active.as_ref().is_some_and(|a| a.record.is_some())
     }
 
     /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
     /// discarded and counted in `dropped_attributes_count`.
+    #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
-        if self.is_recording() {
-            let kv = KeyValue::new(key, value);
-            self.with_record(|data, limits| data.set_attribute(kv, limits));
+        if let Some(record) = self.record() {
+            set_attribute_on(record, KeyValue::new(key, value));
         }
     }
 
     /// Sets several attributes.
+    #[inline]
     pub fn set_attributes(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
-        if self.is_recording() {
-            let attributes: Vec<KeyValue> = attributes.into_iter().collect();
-            self.with_record(|data, limits| {
-                for kv in attributes {
-                    data.set_attribute(kv, limits);
-                }
-            });
+        if let Some(record) = self.record() {
+            set_attributes_on(record, attributes.into_iter().collect());
         }
     }
 
     /// Renames the span (e.g. once the HTTP route is known).
+    #[inline]
     pub fn update_name(&mut self, name: impl Into<Str>) {
-        if self.is_recording() {
-            let name = name.into();
-            self.with_record(|data, _| data.name = name);
+        if let Some(record) = self.record() {
+            update_name_on(record, name.into());
         }
     }
 
     /// Adds an event with attributes.
+    #[inline]
     pub fn add_event(&mut self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
-        if self.is_recording() {
-            let name = name.into();
-            self.with_record(|data, limits| data.add_event(name, attributes, limits));
+        if let Some(record) = self.record() {
+            add_event_on(record, name.into(), attributes);
         }
     }
 
@@ -502,9 +506,14 @@ impl Span {
     ///     span.record_exception("ParseIntError", &e.to_string());
     /// }
     /// ```
+    #[inline]
     pub fn record_exception(&mut self, exception_type: &str, message: &str) {
-        if self.is_recording() {
-            self.add_event("exception", exception(Some(exception_type), message));
+        if let Some(record) = self.record() {
+            add_event_on(
+                record,
+                "exception".into(),
+                exception(Some(exception_type), message),
+            );
         }
     }
 
@@ -515,20 +524,27 @@ impl Span {
     /// concrete type is not knowable, so it is left out rather than exported as
     /// `dyn core::error::Error`. `exception.message` is the error's message followed by its
     /// `source()` chain, joined by `": "` (`config invalid: port: invalid digit found in string`).
+    #[inline]
     pub fn record_error<E: std::error::Error + ?Sized>(&mut self, error: &E) {
-        if self.is_recording() {
-            self.add_event("exception", exception_of(error));
+        if let Some(record) = self.record() {
+            add_event_on(record, "exception".into(), exception_of(error));
         }
     }
 
     /// Sets the status. `Ok` is final; `Error` replaces `Unset` or an earlier `Error`.
+    #[inline]
     pub fn set_status(&mut self, status: Status) {
-        self.with_record(|data, _| data.status.update(status));
+        if let Some(record) = self.record() {
+            set_status_on(record, status);
+        }
     }
 
     /// Links another span.
+    #[inline]
     pub fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
-        self.with_record(|data, limits| data.add_link(context, attributes, limits));
+        if let Some(record) = self.record() {
+            add_link_on(record, context, attributes);
+        }
     }
 
     /// Ends the span now. Ending twice (or dropping after `end`) does nothing more.
@@ -542,6 +558,42 @@ impl Span {
             active.finish();
         }
     }
+}
+
+// The setters' work, out of line: the call sites keep only the not-recording check.
+
+#[inline(never)]
+fn set_attribute_on(record: &mut RecordBox, kv: KeyValue) {
+    record.with(|data, limits| data.set_attribute(kv, limits));
+}
+
+#[inline(never)]
+fn set_attributes_on(record: &mut RecordBox, attributes: Vec<KeyValue>) {
+    record.with(|data, limits| {
+        for kv in attributes {
+            data.set_attribute(kv, limits);
+        }
+    });
+}
+
+#[inline(never)]
+fn update_name_on(record: &mut RecordBox, name: Str) {
+    record.with(|data, _| data.name = name);
+}
+
+#[inline(never)]
+fn add_event_on(record: &mut RecordBox, name: Str, attributes: Vec<KeyValue>) {
+    record.with(|data, limits| data.add_event(name, attributes, limits));
+}
+
+#[inline(never)]
+fn set_status_on(record: &mut RecordBox, status: Status) {
+    record.with(|data, _| data.status.update(status));
+}
+
+#[inline(never)]
+fn add_link_on(record: &mut RecordBox, context: SpanContext, attributes: Vec<KeyValue>) {
+    record.with(|data, limits| data.add_link(context, attributes, limits));
 }
 
 impl Active {
