@@ -19,6 +19,23 @@ fn start(receiver: &TestReceiver) -> Telemetry {
     Telemetry::start(settings, Resource::new("instrumentation-tests", "1")).unwrap()
 }
 
+/// The histogram `name` as it arrived: a duration in seconds.
+fn duration_histogram(
+    receiver: &TestReceiver,
+    name: &str,
+) -> common::proto::metrics::v1::Histogram {
+    let metric = receiver
+        .metrics()
+        .into_iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no histogram {name}"));
+    assert_eq!(metric.unit, "s", "{name}");
+    let Some(Data::Histogram(histogram)) = metric.data else {
+        panic!("{name} is not a histogram")
+    };
+    histogram
+}
+
 const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 #[test]
@@ -135,15 +152,7 @@ fn an_http_request_span_follows_the_conventions() {
         "an invalid traceparent starts a new trace"
     );
 
-    let duration = receiver
-        .metrics()
-        .into_iter()
-        .find(|m| m.name == "http.server.request.duration")
-        .expect("duration histogram");
-    assert_eq!(duration.unit, "s");
-    let Some(Data::Histogram(h)) = duration.data else {
-        panic!("histogram")
-    };
+    let h = duration_histogram(&receiver, "http.server.request.duration");
     assert_eq!(h.data_points.iter().map(|p| p.count).sum::<u64>(), 3);
     assert_eq!(
         h.data_points[0].explicit_bounds,
@@ -172,14 +181,7 @@ fn failed_queries_are_errors_and_durations_count_every_query() {
     }
     telemetry.flush(Duration::from_secs(5)).unwrap();
     assert!(receiver.spans().is_empty(), "rate 0: no spans");
-    let metric = receiver
-        .metrics()
-        .into_iter()
-        .find(|m| m.name == "db.client.operation.duration")
-        .expect("duration histogram");
-    let Some(Data::Histogram(h)) = metric.data else {
-        panic!("histogram")
-    };
+    let h = duration_histogram(&receiver, "db.client.operation.duration");
     let total: u64 = h.data_points.iter().map(|p| p.count).sum();
     assert_eq!(total, 5, "metrics ignore sampling");
     let failed = h
@@ -396,15 +398,7 @@ fn an_http_client_request_follows_the_conventions_across_a_real_hop() {
         "4xx is the client's error, not the server's"
     );
 
-    let duration = receiver
-        .metrics()
-        .into_iter()
-        .find(|m| m.name == "http.client.request.duration")
-        .expect("client duration histogram");
-    assert_eq!(duration.unit, "s");
-    let Some(Data::Histogram(h)) = duration.data else {
-        panic!("histogram")
-    };
+    let h = duration_histogram(&receiver, "http.client.request.duration");
     assert_eq!(h.data_points.iter().map(|p| p.count).sum::<u64>(), 4);
     for point in &h.data_points {
         assert_eq!(
