@@ -427,21 +427,18 @@ impl Span {
         Span { active: None }
     }
 
-    /// Built in place, then entered: a span built aside and moved would be copied through
-    /// memory right after being written, which stalls the CPU.
+    /// Entered first, then built where it is returned: a span built in a local and entered
+    /// there is copied out whole on return.
+    #[inline(always)]
     fn entered(context: SpanContext, record: Option<RecordBox>) -> Span {
-        let mut span = Span {
+        let entered = context::enter_with_record(&context, record.as_ref().map(RecordBox::pointer));
+        Span {
             active: Some(Active {
                 context,
                 record,
-                entered: Saved::default(),
+                entered,
             }),
-        };
-        if let Some(active) = &mut span.active {
-            let pointer = active.record.as_ref().map(RecordBox::pointer);
-            active.entered = context::enter_with_record(&active.context, pointer);
         }
-        span
     }
 
     /// The record, when recording: the one check every setter makes first, inline, so that on
