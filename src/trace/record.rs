@@ -76,31 +76,24 @@ thread_local! {
 }
 
 impl RecordBox {
-    /// A record made by `make`, given a recycled record's emptied data when there is one.
-    pub(crate) fn new(
-        limits: SpanLimits,
-        origin: u64,
-        make: impl FnOnce(Option<SpanData>) -> SpanData,
-    ) -> Self {
+    /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
+    /// capacity kept) when this thread has one, so the span's data is never moved.
+    pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut SpanData)) -> Self {
         let recycled = RECYCLED
             .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
             .ok()
             .flatten();
-        let record = match recycled {
-            Some(mut record) => {
-                let data = record.data.get_mut();
-                *data = Some(make(data.take()));
-                record.origin = origin;
-                record.limits = limits;
-                record
-            }
-            None => Box::new(SharedRecord {
+        let mut record = recycled.unwrap_or_else(|| {
+            Box::new(SharedRecord {
                 lock: AtomicBool::new(false),
                 origin,
                 limits,
-                data: UnsafeCell::new(Some(make(None))),
-            }),
-        };
+                data: UnsafeCell::new(None),
+            })
+        });
+        record.origin = origin;
+        record.limits = limits;
+        start(record.data.get_mut().get_or_insert_with(SpanData::empty));
         RecordBox(NonNull::from(Box::leak(record)))
     }
 
@@ -138,20 +131,23 @@ impl RecordBox {
         drop(unsafe { self.into_box() });
     }
 
-    /// Keeps the record for this thread's next span, holding `data` emptied (its lists keep
-    /// their capacity).
+    /// Ends the span in place with `end` (given its data, unless it already ended), then keeps
+    /// the record for this thread's next span, its data emptied (its lists keep their capacity).
     ///
     /// # Safety
     /// No frame may reach it any more (rule 2 of the module doc).
-    pub(crate) unsafe fn recycle(self, mut data: SpanData) {
+    pub(crate) unsafe fn end_and_recycle(self, end: impl FnOnce(&mut SpanData)) {
         // SAFETY: as the caller promises.
         let mut record = unsafe { self.into_box() };
+        let Some(data) = record.data.get_mut() else {
+            return;
+        };
+        end(data);
         data.attributes.clear();
         data.events.clear();
         data.links.clear();
         data.trace_state = None;
         data.name = crate::attributes::Str::Static("");
-        *record.data.get_mut() = Some(data);
         let _ = RECYCLED.try_with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 if r.len() < RECYCLED_PER_THREAD {

@@ -192,8 +192,8 @@ impl SpanBuilder {
         let context = identity(&parent);
         let record = context.is_sampled().then(|| {
             let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
-            RecordBox::new(limits, context::thread_key(), |reuse| {
-                new_record(reuse, name, kind, &context, &parent)
+            RecordBox::new(limits, context::thread_key(), |data| {
+                start_record(data, name, kind, &context, &parent)
             })
         });
         Span::entered(context, record)
@@ -314,7 +314,8 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     let context = identity(parent);
     let (data, limits) = if context.is_sampled() {
         let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
-        let data = new_record(None, name, kind, &context, parent);
+        let mut data = SpanData::empty();
+        start_record(&mut data, name, kind, &context, parent);
         (Some(Box::new(data)), limits)
     } else {
         (None, SpanLimits::default())
@@ -348,44 +349,63 @@ fn identity(parent: &SpanContext) -> SpanContext {
     }
 }
 
-/// The record of a sampled span, started now; in `reuse` (an emptied record, its lists'
-/// capacity kept) when given. Kept out of line: an unsampled span should not pay for the stack
-/// space and copies of a record it never makes.
+impl SpanData {
+    /// A record holding nothing, for [`start_record`] to start.
+    pub(crate) fn empty() -> Self {
+        SpanData {
+            trace_id: TraceId(0),
+            span_id: SpanId::INVALID,
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            flags: 0,
+            trace_state: None,
+            name: Str::Static(""),
+            kind: SpanKind::Internal,
+            start_unix_nanos: 0,
+            end_unix_nanos: 0,
+            attributes: Vec::new(),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::Unset,
+        }
+    }
+}
+
+/// Starts the record of a sampled span now, in place in `data` (an empty record, or a recycled
+/// one emptied, its lists' capacity kept). Kept out of line: an unsampled span should not pay
+/// for the code of a record it never makes.
 #[inline(never)]
-fn new_record(
-    reuse: Option<SpanData>,
+fn start_record(
+    data: &mut SpanData,
     name: Str,
     kind: SpanKind,
     context: &SpanContext,
     parent: &SpanContext,
-) -> SpanData {
-    let (attributes, events, links) = match reuse {
-        Some(old) => (old.attributes, old.events, old.links),
-        None => (Vec::new(), Vec::new(), Vec::new()),
+) {
+    data.trace_id = context.trace_id;
+    data.span_id = context.span_id;
+    data.parent_span_id = if parent.is_valid() {
+        parent.span_id
+    } else {
+        SpanId::INVALID
     };
-    SpanData {
-        trace_id: context.trace_id,
-        span_id: context.span_id,
-        parent_span_id: if parent.is_valid() {
-            parent.span_id
-        } else {
-            SpanId::INVALID
-        },
-        parent_is_remote: parent.is_remote,
-        flags: context.flags,
-        trace_state: parent.trace_state.clone(),
-        name,
-        kind,
-        start_unix_nanos: now_unix_nanos(),
-        end_unix_nanos: 0,
-        attributes,
-        dropped_attributes: 0,
-        events,
-        dropped_events: 0,
-        links,
-        dropped_links: 0,
-        status: Status::Unset,
-    }
+    data.parent_is_remote = parent.is_remote;
+    data.flags = context.flags;
+    data.trace_state = parent.trace_state.clone();
+    data.name = name;
+    data.kind = kind;
+    data.start_unix_nanos = now_unix_nanos();
+    data.end_unix_nanos = 0;
+    data.attributes.clear();
+    data.dropped_attributes = 0;
+    data.events.clear();
+    data.dropped_events = 0;
+    data.links.clear();
+    data.dropped_links = 0;
+    data.status = Status::Unset;
 }
 
 /// A started span. Current on the thread that started it until it ends; ends on [`Span::end`]
@@ -617,19 +637,13 @@ impl Active {
 
     #[inline(never)]
     fn finish_recorded(&mut self, mut record: RecordBox) {
-        let data = record.take();
         if self.entered.is_here() {
             context::restore(&mut self.entered);
-            // SAFETY (both): its frame (on this thread) was just left: marked ended, no longer
+            // SAFETY: its frame (on this thread) was just left: marked ended, no longer
             // reachable (rule 2 in `record`).
-            match data {
-                Some(mut data) => {
-                    data.end_now();
-                    unsafe { record.recycle(data) };
-                }
-                None => unsafe { record.free() },
-            }
+            unsafe { record.end_and_recycle(SpanData::end_now) };
         } else {
+            let data = record.take();
             context::leave_from_elsewhere(&self.entered, Some(record));
             self.entered = Saved::default();
             if let Some(mut data) = data {
