@@ -91,27 +91,57 @@ impl<'a> Writer<'a> {
     /// for message fields (an `AnyValue` inside an array, say).
     #[inline(always)]
     pub(crate) fn message(&mut self, field: u32, body: impl FnOnce(&mut Writer<'_>)) {
+        self.message_sized(field, 1, body);
+    }
+
+    /// [`message`](Self::message), for a body whose length is expected to take `length_bytes`
+    /// bytes as a varint (1 under 128 bytes, 2 under 16 KiB). The length comes first on the
+    /// wire but is known only afterwards: that many bytes are kept for it, and the body is
+    /// shifted only when the guess was wrong.
+    #[inline(always)]
+    pub(crate) fn message_sized(
+        &mut self,
+        field: u32,
+        length_bytes: usize,
+        body: impl FnOnce(&mut Writer<'_>),
+    ) {
         self.tag(field, LEN);
-        // The length comes first on the wire but is known only afterwards: one byte is kept
-        // for it (enough under 128 bytes, the common case) and the body is shifted when more
-        // are needed.
         let length_at = self.buf.len();
-        self.buf.push(0);
+        self.buf.extend_from_slice(&[0; 10][..length_bytes]);
         let body_at = self.buf.len();
         body(&mut Writer { buf: self.buf });
         let length = self.buf.len() - body_at;
-        if length < 0x80 {
+        if length_bytes == 1 && length < 0x80 {
             self.buf[length_at] = length as u8;
             return;
         }
-        // The varint is written after the body, its first byte moved to the placeholder and
-        // the rest rotated in front of the body: no scratch buffer.
-        let varint_at = self.buf.len();
-        self.varint(length as u64);
-        self.buf[length_at] = self.buf[varint_at];
-        self.buf.remove(varint_at);
-        let extra = self.buf.len() - varint_at;
-        self.buf[body_at..].rotate_right(extra);
+        self.place_length(length_at, length_bytes, length);
+    }
+
+    /// Writes the varint `length` over the `reserved` bytes at `length_at`, shifting the body
+    /// after them when it takes another number of bytes.
+    #[inline(never)]
+    fn place_length(&mut self, length_at: usize, reserved: usize, length: usize) {
+        let mut varint = [0u8; 10];
+        let mut value = length as u64;
+        let mut used = 0;
+        while value >= 0x80 {
+            varint[used] = (value as u8) | 0x80;
+            value >>= 7;
+            used += 1;
+        }
+        varint[used] = value as u8;
+        used += 1;
+        let body_at = length_at + reserved;
+        let end = self.buf.len();
+        if used < reserved {
+            self.buf.copy_within(body_at..end, length_at + used);
+            self.buf.truncate(end - (reserved - used));
+        } else if used > reserved {
+            self.buf.resize(end + (used - reserved), 0);
+            self.buf.copy_within(body_at..end, length_at + used);
+        }
+        self.buf[length_at..length_at + used].copy_from_slice(&varint[..used]);
     }
 
     /// A member of a `oneof`: written whatever its value, since which member is set is itself
@@ -306,12 +336,17 @@ mod tests {
 
     #[test]
     fn nested_lengths_are_right_on_both_sides_of_each_varint_width() {
-        for text_len in [
+        // Every guess of the outer length's width (right, too small, too large) gives the
+        // same bytes.
+        for (text_len, length_bytes) in [
             0, 1, 120, 124, 125, 126, 127, 128, 200, 16_380, 16_384, 70_000,
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|len| (1..=3).map(move |guess| (len, guess)))
+        {
             let text = "x".repeat(text_len);
             let ours = encode(|w| {
-                w.message(1, |kv| {
+                w.message_sized(1, length_bytes, |kv| {
                     kv.str(1, "k");
                     kv.message(2, |v| v.str(1, &text));
                 });
@@ -328,11 +363,11 @@ mod tests {
                 }),
                 after: 7,
             };
-            assert_eq!(decoded, expected, "{text_len}");
+            assert_eq!(decoded, expected, "{text_len}, guess {length_bytes}");
             assert_eq!(
                 ours,
                 expected.encode_to_vec(),
-                "{text_len}: same bytes as prost"
+                "{text_len}, guess {length_bytes}: same bytes as prost"
             );
         }
     }

@@ -35,7 +35,11 @@ fn remote_flags(flags: u8, is_remote: bool) -> u32 {
 
 /// Appends `s` as one `ScopeSpans.spans` entry (tag, length, `Span`), as prost writes it.
 pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
-    Writer::new(buf).message(SCOPE_SPANS_SPAN_FIELD, |w| span(w, s));
+    // A rough lower bound of the span's length (fixed fields about 70 bytes, an attribute at
+    // least 16, an event 32): from 128 bytes its length takes two. A wrong guess costs a shift.
+    let lower_bound = 70 + s.name.as_str().len() + 16 * s.attributes.len() + 32 * s.events.len();
+    let length_bytes = if lower_bound >= 0x80 { 2 } else { 1 };
+    Writer::new(buf).message_sized(SCOPE_SPANS_SPAN_FIELD, length_bytes, |w| span(w, s));
 }
 
 /// A `Span`, fields in tag order (as prost writes them).
