@@ -115,6 +115,11 @@ impl<'a> Writer<'a> {
             self.buf[length_at] = length as u8;
             return;
         }
+        if length_bytes == 2 && (0x80..0x4000).contains(&length) {
+            self.buf[length_at] = (length as u8) | 0x80;
+            self.buf[length_at + 1] = (length >> 7) as u8;
+            return;
+        }
         self.place_length(length_at, length_bytes, length);
     }
 
