@@ -226,6 +226,7 @@ impl Stack {
     }
 
     /// Marks frame `saved` ended and pops the ended frames from the top; refreshes the ids.
+    #[inline]
     fn leave(&self, saved: &Saved) {
         let Ok(mut frames) = self.frames.try_borrow_mut() else {
             return;
@@ -410,6 +411,7 @@ pub(crate) fn enter(context: &SpanContext) -> Saved {
 }
 
 /// [`enter`], with the span's record reachable from the frame.
+#[inline]
 pub(crate) fn enter_with_record(
     context: &SpanContext,
     record: Option<NonNull<SharedRecord>>,
@@ -441,6 +443,7 @@ pub(crate) fn enter_with_record(
 
 /// Leaves the frame `saved` on this thread: the newest live frame left becomes current; a
 /// frame left out of order is never current again.
+#[inline]
 pub(crate) fn restore(saved: &mut Saved) {
     receive_remote_ends();
     if saved.thread != 0 {

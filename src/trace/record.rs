@@ -102,7 +102,9 @@ impl RecordBox {
         self.0
     }
 
-    /// Runs `f` on the record if the span has not ended.
+    /// Runs `f` on the record if the span has not ended. Inline: each setter's out-of-line
+    /// part is this, and the value it sets is then moved once less.
+    #[inline]
     pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut SpanData, SpanLimits) -> R) -> Option<R> {
         // SAFETY: alive until `free` (which takes `self`); shared fields are immutable/atomic.
         let record = unsafe { self.0.as_ref() };
