@@ -24,14 +24,6 @@ fn start(
     Telemetry::start(settings, Resource::new("metric-tests", "1")).unwrap()
 }
 
-fn named(receiver: &TestReceiver, name: &str) -> Vec<Metric> {
-    receiver
-        .metrics()
-        .into_iter()
-        .filter(|m| m.name == name)
-        .collect()
-}
-
 fn histogram_points(metric: &Metric) -> Vec<HistogramDataPoint> {
     match metric.data.clone().unwrap() {
         Data::Histogram(h) => {
@@ -74,7 +66,7 @@ fn histogram_buckets_count_sum_min_max() {
         h.record(v, &attrs);
     }
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let metric = &named(&receiver, "test.buckets")[0];
+    let metric = &receiver.metrics_named("test.buckets")[0];
     assert_eq!(metric.unit, "s");
     let p = &histogram_points(metric)[0];
     assert_eq!(p.explicit_bounds, [0.1, 1.0]);
@@ -100,7 +92,7 @@ fn each_export_holds_only_what_is_new_with_the_previous_collection_as_start() {
     h.record(2.0, &[]);
     h.record(3.0, &[]);
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let exports = named(&receiver, "test.delta");
+    let exports = receiver.metrics_named("test.delta");
     assert_eq!(exports.len(), 2, "idle windows are not exported");
     let first = &histogram_points(&exports[0])[0];
     let second = &histogram_points(&exports[1])[0];
@@ -131,7 +123,7 @@ fn counters_from_eight_threads_add_up_exactly() {
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let values = sum_values(&named(&receiver, "test.threads")[0]);
+    let values = sum_values(&receiver.metrics_named("test.threads")[0]);
     assert_eq!(values.iter().sum::<f64>(), 80_000.0);
     assert_eq!(values, [40_000.0, 40_000.0]);
 }
@@ -149,7 +141,7 @@ fn past_the_cardinality_cap_measurements_go_to_the_overflow_series() {
         h.record(1.0, &[KeyValue::new("user.id", user)]);
     }
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let points = histogram_points(&named(&receiver, "test.overflow")[0]);
+    let points = histogram_points(&receiver.metrics_named("test.overflow")[0]);
     assert_eq!(points.len(), 11);
     assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), 50);
     let overflow = points
@@ -172,10 +164,10 @@ fn nan_and_infinities_are_rejected_and_counted() {
     let c = metrics::f64_counter("test.negative").build().unwrap();
     c.add(-1.0, &[]);
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let p = &histogram_points(&named(&receiver, "test.nan")[0])[0];
+    let p = &histogram_points(&receiver.metrics_named("test.nan")[0])[0];
     assert_eq!((p.count, p.sum), (1, Some(2.0)));
     assert_eq!(h.dropped_invalid(), 3);
-    assert!(named(&receiver, "test.negative").is_empty());
+    assert!(receiver.metrics_named("test.negative").is_empty());
     assert!(metrics::invalid_measurements() >= 4);
 }
 
@@ -192,7 +184,7 @@ fn a_zero_sample_rate_still_exports_every_measurement() {
     telemetry.flush(Duration::from_secs(5)).unwrap();
     assert!(receiver.spans().is_empty());
     assert_eq!(
-        histogram_points(&named(&receiver, "test.unsampled")[0])[0].count,
+        histogram_points(&receiver.metrics_named("test.unsampled")[0])[0].count,
         100
     );
 }
@@ -220,22 +212,27 @@ fn observable_instruments_and_the_periodic_push() {
     .build()
     .unwrap();
     assert!(
-        receiver.wait_for(Duration::from_secs(3), |r| !named(r, "test.bytes.total")
+        receiver.wait_for(Duration::from_secs(3), |r| !r
+            .metrics_named("test.bytes.total")
             .is_empty()),
         "pushed on the interval without a flush"
     );
     total.store(25, std::sync::atomic::Ordering::Relaxed);
-    assert!(
-        receiver.wait_for(Duration::from_secs(3), |r| named(r, "test.bytes.total")
-            .len()
-            >= 2)
-    );
-    let deltas: Vec<f64> = named(&receiver, "test.bytes.total")
+    assert!(receiver.wait_for(Duration::from_secs(3), |r| r
+        .metrics_named("test.bytes.total")
+        .len()
+        >= 2));
+    let deltas: Vec<f64> = receiver
+        .metrics_named("test.bytes.total")
         .iter()
         .flat_map(sum_values)
         .collect();
     assert_eq!(&deltas[..2], [10.0, 15.0], "observed totals become deltas");
-    match named(&receiver, "test.pool.size")[0].data.clone().unwrap() {
+    match receiver.metrics_named("test.pool.size")[0]
+        .data
+        .clone()
+        .unwrap()
+    {
         Data::Gauge(g) => assert!(
             matches!(g.data_points[0].value, Some(number_data_point::Value::AsDouble(v)) if v == 4.0)
         ),
@@ -311,7 +308,7 @@ fn measurements_under_a_sampled_span_carry_its_ids_as_exemplars() {
     h.record(4.0, &[]); // no span current: counted, no exemplar
     telemetry.flush(Duration::from_secs(5)).unwrap();
 
-    let metric = &named(&receiver, "test.exemplar.latency")[0];
+    let metric = &receiver.metrics_named("test.exemplar.latency")[0];
     let point = &histogram_points(metric)[0];
     assert_eq!(point.count, 3);
     let exemplars = &point.exemplars;
@@ -328,10 +325,10 @@ fn measurements_under_a_sampled_span_carry_its_ids_as_exemplars() {
     assert!(by_value(4.2).time_unix_nano <= point.time_unix_nano);
     assert!(by_value(0.003).filtered_attributes.is_empty());
 
-    let bound_exemplars = exemplars_of(&named(&receiver, "test.exemplar.bound")[0]);
+    let bound_exemplars = exemplars_of(&receiver.metrics_named("test.exemplar.bound")[0]);
     assert_eq!(bound_exemplars.len(), 1);
     assert_eq!(bound_exemplars[0].span_id, fast.span_id().to_bytes());
-    let counter_exemplars = exemplars_of(&named(&receiver, "test.exemplar.orders")[0]);
+    let counter_exemplars = exemplars_of(&receiver.metrics_named("test.exemplar.orders")[0]);
     assert_eq!(counter_exemplars.len(), 1);
     assert_eq!(
         counter_exemplars[0].value,
@@ -363,7 +360,7 @@ fn unsampled_spans_give_no_exemplars_and_the_filter_decides() {
         record_in_span_and_outside();
         telemetry.flush(Duration::from_secs(5)).unwrap();
         drop(telemetry);
-        let metric = &named(&receiver, "test.exemplar.filter")[0];
+        let metric = &receiver.metrics_named("test.exemplar.filter")[0];
         assert_eq!(histogram_points(metric)[0].count, 2);
         exemplars_of(metric)
     };
@@ -471,7 +468,7 @@ fn no_overflow_series_unless_the_cap_is_reached_over_windows_with_idle_ones_betw
         .map(|m| m.name.clone())
         .collect();
     assert!(overflowing.is_empty(), "overflow series in {overflowing:?}");
-    let windows = |name: &str| named(&receiver, name).len();
+    let windows = |name: &str| receiver.metrics_named(name).len();
     assert_eq!(
         windows("test.windows.counter"),
         4,
@@ -479,7 +476,8 @@ fn no_overflow_series_unless_the_cap_is_reached_over_windows_with_idle_ones_betw
     );
     assert_eq!(windows("test.windows.histogram"), 4);
     assert_eq!(windows("test.windows.updown"), 7);
-    let totals: Vec<f64> = named(&receiver, "test.windows.updown")
+    let totals: Vec<f64> = receiver
+        .metrics_named("test.windows.updown")
         .iter()
         .flat_map(sum_values)
         .collect();
@@ -499,7 +497,11 @@ fn no_overflow_series_unless_the_cap_is_reached_over_windows_with_idle_ones_betw
     capped.add(1, &[KeyValue::new("k", 1)]);
     capped.add(1, &[KeyValue::new("k", 2)]);
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let points = |r: &TestReceiver| named(r, "test.windows.capped").last().map(sum_values);
+    let points = |r: &TestReceiver| {
+        r.metrics_named("test.windows.capped")
+            .last()
+            .map(sum_values)
+    };
     assert_eq!(
         points(&receiver).unwrap().len(),
         2,
@@ -539,14 +541,14 @@ fn a_histogram_in_seconds_or_milliseconds_gets_duration_boundaries() {
     millis.record(20, &[]);
     bytes.record(20, &[]);
     telemetry.flush(Duration::from_secs(5)).unwrap();
-    let s = &histogram_points(&named(&receiver, "test.unit.seconds")[0])[0];
+    let s = &histogram_points(&receiver.metrics_named("test.unit.seconds")[0])[0];
     assert_eq!(s.explicit_bounds, metrics::SECONDS_BOUNDS);
     assert_eq!(
         &s.bucket_counts[..4],
         [1, 0, 1, 0],
         "sub-millisecond values have a bucket"
     );
-    let ms = &histogram_points(&named(&receiver, "test.unit.millis")[0])[0];
+    let ms = &histogram_points(&receiver.metrics_named("test.unit.millis")[0])[0];
     assert_eq!(
         ms.explicit_bounds,
         [
@@ -554,6 +556,6 @@ fn a_histogram_in_seconds_or_milliseconds_gets_duration_boundaries() {
             7500.0, 10000.0
         ]
     );
-    let by = &histogram_points(&named(&receiver, "test.unit.bytes")[0])[0];
+    let by = &histogram_points(&receiver.metrics_named("test.unit.bytes")[0])[0];
     assert_eq!(by.explicit_bounds, metrics::DEFAULT_BOUNDS);
 }

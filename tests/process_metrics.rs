@@ -19,14 +19,6 @@ fn start(receiver: &TestReceiver, process_metrics: bool) -> Telemetry {
     Telemetry::start(settings, Resource::new("process-tests", "1")).unwrap()
 }
 
-fn named(receiver: &TestReceiver, name: &str) -> Vec<Metric> {
-    receiver
-        .metrics()
-        .into_iter()
-        .filter(|m| m.name == name)
-        .collect()
-}
-
 fn values(metric: &Metric) -> Vec<(Option<String>, f64)> {
     let points = match metric.data.clone().unwrap() {
         Data::Sum(s) => s.data_points,
@@ -109,7 +101,7 @@ fn process_metrics_follow_the_conventions_and_describe_this_process() {
         ("process.uptime", "s", "gauge"),
     ];
     for (name, unit, kind) in expected {
-        let exports = named(&receiver, name);
+        let exports = receiver.metrics_named(name);
         assert_eq!(exports.len(), 2, "{name}: one point per collection");
         assert_eq!(exports[0].unit, unit, "{name}");
         assert_eq!(shape(&exports[0]), kind, "{name}");
@@ -117,7 +109,8 @@ fn process_metrics_follow_the_conventions_and_describe_this_process() {
     }
 
     // CPU time: user and system, and it grows with the work done.
-    let cpu: Vec<Vec<(Option<String>, f64)>> = named(&receiver, "process.cpu.time")
+    let cpu: Vec<Vec<(Option<String>, f64)>> = receiver
+        .metrics_named("process.cpu.time")
         .iter()
         .map(values)
         .collect();
@@ -140,14 +133,14 @@ fn process_metrics_follow_the_conventions_and_describe_this_process() {
         user(&cpu[1]) > 0.0,
         "the second window's delta holds the work done since: {cpu:?}"
     );
-    let utilization = values(&named(&receiver, "process.cpu.utilization")[1]);
+    let utilization = values(&receiver.metrics_named("process.cpu.utilization")[1]);
     assert!(
         utilization.iter().all(|(_, v)| (0.0..=1.0).contains(v)),
         "{utilization:?}"
     );
     assert!(utilization.iter().any(|(_, v)| *v > 0.0), "{utilization:?}");
 
-    let last = |name: &str| values(named(&receiver, name).last().unwrap())[0].1;
+    let last = |name: &str| values(receiver.metrics_named(name).last().unwrap())[0].1;
     assert!(
         last("process.thread.count") >= 2.0,
         "this thread and the exporter's"
@@ -155,7 +148,7 @@ fn process_metrics_follow_the_conventions_and_describe_this_process() {
     assert!(last("process.memory.usage") > 1e6);
     assert!(last("process.memory.virtual") >= last("process.memory.usage"));
     assert!(last("process.unix.file_descriptor.count") >= 3.0);
-    let uptime = named(&receiver, "process.uptime");
+    let uptime = receiver.metrics_named("process.uptime");
     let (first_uptime, last_uptime) = (values(&uptime[0])[0].1, values(&uptime[1])[0].1);
     assert!(
         first_uptime > 0.0 && last_uptime > first_uptime,

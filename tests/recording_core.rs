@@ -32,9 +32,8 @@ fn start(
 
 fn counter_total(receiver: &TestReceiver, name: &str) -> f64 {
     receiver
-        .metrics()
+        .metrics_named(name)
         .iter()
-        .filter(|m| m.name == name)
         .filter_map(|m| match &m.data {
             Some(Data::Sum(sum)) => Some(
                 sum.data_points

@@ -244,6 +244,14 @@ impl TestReceiver {
             .collect()
     }
 
+    /// Every arrived metric with this name, over all requests.
+    pub fn metrics_named(&self, name: &str) -> Vec<Metric> {
+        self.metrics()
+            .into_iter()
+            .filter(|m| m.name == name)
+            .collect()
+    }
+
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&TestReceiver) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
