@@ -294,7 +294,30 @@ pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]
 /// Appends one whole `KeyValue` entry in field `field` (tag, length, body) for `key` and
 /// `value`, strings cut to `max_chars`. Every length is computed first, so the entry is written
 /// in one pass into room reserved once. Returns where the key's bytes start in the entry.
+#[inline(always)]
 pub(crate) fn key_value_entry(
+    buf: &mut Vec<u8>,
+    field: u32,
+    key: &str,
+    value: &Value,
+    max_chars: Option<u32>,
+) -> usize {
+    if let Some(member) = scalar(value, max_chars) {
+        // Under 128 bytes every length inside takes one byte too.
+        let key_len = if key.is_empty() { 0 } else { 2 + key.len() };
+        let value_len = scalar_len(member);
+        let body_len = key_len + 2 + value_len;
+        if body_len < 0x80 && field < 16 {
+            short_key_value(buf, field, key, member, body_len, value_len);
+            return 4;
+        }
+    }
+    long_key_value(buf, field, key, value, max_chars)
+}
+
+/// [`key_value_entry`] for arrays and entries of 128 bytes or more.
+#[inline(never)]
+fn long_key_value(
     buf: &mut Vec<u8>,
     field: u32,
     key: &str,
@@ -315,12 +338,6 @@ pub(crate) fn key_value_entry(
         1 + varint_len(key.len() as u64) + key.len()
     };
     let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
-    if let Some(member) = member {
-        if body_len < 0x80 && field < 16 {
-            short_key_value(buf, field, key, member, body_len, value_len);
-            return 4;
-        }
-    }
     let head = varint_len(u64::from(field << 3 | LEN)) + varint_len(body_len as u64);
     buf.reserve(head + body_len);
     let mut w = Writer::new(buf);
@@ -447,7 +464,11 @@ mod tests {
     fn cutting_counts_characters_not_bytes() {
         assert_eq!(cut("héllo wörld", Some(4)), "héll");
         assert_eq!(cut("ab", Some(4)), "ab");
-        assert_eq!(cut("héllo", Some(5)), "héllo", "more bytes than the limit, not more chars");
+        assert_eq!(
+            cut("héllo", Some(5)),
+            "héllo",
+            "more bytes than the limit, not more chars"
+        );
         assert_eq!(cut("abc", Some(0)), "");
         assert_eq!(cut("abc", None), "abc");
     }

@@ -43,7 +43,13 @@ fn remote_flags(flags: u8, is_remote: bool) -> u32 {
 pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) {
     let trace_state = r.trace_state.as_deref().unwrap_or_default();
     let name = r.name.as_str();
-    let field_len = |len: usize| if len == 0 { 0 } else { 1 + varint_len(len as u64) + len };
+    let field_len = |len: usize| {
+        if len == 0 {
+            0
+        } else {
+            1 + varint_len(len as u64) + len
+        }
+    };
     let uint_len = |value: u32| {
         if value == 0 {
             0
@@ -315,5 +321,150 @@ fn value_from_proto(value: Option<AnyValue>) -> Value {
             }
         }
         _ => Value::Str(Str::Static("")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The oracle for a live span's record: what prost writes for the same outcome.
+    use super::*;
+    use crate::proto::common::v1::{ArrayValue, KeyValue as PKeyValue};
+    use crate::trace::context::FLAG_SAMPLED;
+    use crate::trace::SpanLimits;
+
+    fn kv(key: &str, value: any_value::Value) -> PKeyValue {
+        PKeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn text(s: &str) -> any_value::Value {
+        any_value::Value::StringValue(s.to_owned())
+    }
+
+    #[test]
+    fn a_live_span_is_written_exactly_as_prost_writes_its_outcome() {
+        use any_value::Value as V;
+        let limits = SpanLimits::default()
+            .max_attributes(5)
+            .max_events(1)
+            .max_links(1)
+            .max_attributes_per_event(1)
+            .max_value_chars(5);
+        let parent = SpanContext::new_remote(TraceId(0xabc), SpanId(0x12), FLAG_SAMPLED)
+            .with_trace_state(Some("vendor=a".into()));
+        let context = SpanContext {
+            trace_id: TraceId(0xabc),
+            span_id: SpanId(0x34),
+            flags: FLAG_SAMPLED,
+            is_remote: false,
+            trace_state: parent.trace_state.clone(),
+        };
+        let mut r = Recording::empty();
+        r.start(
+            "GET /users/{id}".into(),
+            SpanKind::Server,
+            &context,
+            &parent,
+        );
+        r.start_unix_nanos = 1_000;
+        let long_key = "k".repeat(130);
+        let set = |r: &mut Recording, key: Str, value: Value| r.set_attribute(&key, &value, limits);
+        set(&mut r, "text".into(), "héllo wörld".into()); // cut, by characters
+        set(&mut r, "count".into(), 7i64.into());
+        set(&mut r, "list".into(), vec!["abcdefgh", "x", ""].into());
+        set(&mut r, Str::from(long_key.clone()), (-1i64).into()); // over 128 bytes
+        set(&mut r, "text".into(), true.into()); // overwritten in place, shorter
+        set(
+            &mut r,
+            Str::from("count".to_owned()),
+            "x".repeat(300).into(),
+        ); // run-time key
+        set(&mut r, "ratio".into(), 0.5f64.into());
+        set(&mut r, "over".into(), 1i64.into()); // past the limit: dropped
+        set(&mut r, "over too".into(), 2i64.into());
+        r.add_event(
+            &"retry".into(),
+            &[
+                KeyValue::new("why", "timeout!"),
+                KeyValue::new("extra", 1i64),
+            ],
+            limits,
+        );
+        r.add_event(&"late".into(), &[], limits); // past the event limit
+        let linked = SpanContext::new_remote(TraceId(9), SpanId(8), FLAG_SAMPLED)
+            .with_trace_state(Some("other=b".into()));
+        r.add_link(&linked, &[KeyValue::new("batch", 3i64)], limits);
+        r.add_link(&linked, &[], limits); // past the link limit
+        r.add_link(&SpanContext::none(), &[], limits); // invalid
+        r.status.update(Status::error("bad"));
+
+        let mut ours = Vec::new();
+        write_span(&mut ours, &r, 2_000);
+        let expected = pt::Span {
+            trace_id: TraceId(0xabc).to_bytes().to_vec(),
+            span_id: SpanId(0x34).to_bytes().to_vec(),
+            trace_state: "vendor=a".into(),
+            parent_span_id: SpanId(0x12).to_bytes().to_vec(),
+            flags: u32::from(FLAG_SAMPLED) | SPAN_FLAGS_HAS_IS_REMOTE | SPAN_FLAGS_IS_REMOTE,
+            name: "GET /users/{id}".into(),
+            kind: pt::span::SpanKind::Server as i32,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes: vec![
+                kv("text", V::BoolValue(true)),
+                kv("count", text("xxxxx")),
+                kv(
+                    "list",
+                    V::ArrayValue(ArrayValue {
+                        values: ["abcde", "x", ""]
+                            .iter()
+                            .map(|s| AnyValue {
+                                value: Some(text(s)),
+                            })
+                            .collect(),
+                    }),
+                ),
+                kv(&long_key, V::IntValue(-1)),
+                kv("ratio", V::DoubleValue(0.5)),
+            ],
+            dropped_attributes_count: 2,
+            events: vec![pt::span::Event {
+                time_unix_nano: 0,
+                name: "retry".into(),
+                attributes: vec![kv("why", text("timeo"))],
+                dropped_attributes_count: 1,
+            }],
+            dropped_events_count: 1,
+            links: vec![pt::span::Link {
+                trace_id: TraceId(9).to_bytes().to_vec(),
+                span_id: SpanId(8).to_bytes().to_vec(),
+                trace_state: "other=b".into(),
+                attributes: vec![kv("batch", V::IntValue(3))],
+                dropped_attributes_count: 0,
+                flags: u32::from(FLAG_SAMPLED) | SPAN_FLAGS_HAS_IS_REMOTE | SPAN_FLAGS_IS_REMOTE,
+            }],
+            dropped_links_count: 2,
+            status: Some(pt::Status {
+                message: "bad".into(),
+                code: pt::status::StatusCode::Error as i32,
+            }),
+        };
+        // The event's time is the clock's: take it from what we wrote.
+        let mut at = 0;
+        let (_, body) = crate::core::wire::next_field(&ours, &mut at).expect("one entry");
+        assert_eq!(at, ours.len(), "one entry, its length exact");
+        let decoded = pt::Span::decode(body).expect("decodes");
+        let mut expected = expected;
+        expected.events[0].time_unix_nano = decoded.events[0].time_unix_nano;
+        assert_eq!(decoded, expected);
+        let theirs = pt::ScopeSpans {
+            spans: vec![expected],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(ours, theirs, "same bytes as prost");
     }
 }

@@ -4,9 +4,9 @@ use super::context::{self, Saved, SpanContext, FLAG_SAMPLED};
 use super::id::{new_span_id, new_trace_id, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
+use crate::core as state;
 use crate::core::handoff::{self, Kind};
 pub use crate::core::SpanLimits;
-use crate::core as state;
 
 /// What the span represents (OTLP `Span.SpanKind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -191,7 +191,7 @@ impl SpanBuilder {
         };
         let context = identity(&parent);
         let record = context.is_sampled().then(|| {
-            let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
+            let limits = handoff::span_limits();
             RecordBox::new(limits, context::thread_key(), |data| {
                 data.start(name, kind, &context, &parent)
             })
@@ -258,7 +258,7 @@ impl Begun {
 pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     let context = identity(parent);
     let (data, limits) = if context.is_sampled() {
-        let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
+        let limits = handoff::span_limits();
         let mut data = Box::new(Recording::empty());
         data.start(name, kind, &context, parent);
         (Some(data), limits)
@@ -372,7 +372,7 @@ impl Span {
     #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         if let Some(record) = self.record() {
-            set_attribute_on(record, &key.into(), &value.into());
+            set_attribute_on(record, key.into(), value.into());
         }
     }
 
@@ -466,8 +466,8 @@ impl Span {
 // The setters' work, out of line: the call sites keep only the not-recording check.
 
 #[inline(never)]
-fn set_attribute_on(record: &mut RecordBox, key: &Str, value: &Value) {
-    record.with(|data, limits| data.set_attribute(key, value, limits));
+fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
+    record.with(|data, limits| data.set_attribute(&key, &value, limits));
 }
 
 #[inline(never)]
