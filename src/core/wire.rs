@@ -175,6 +175,22 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A nested message whose body, written by `body`, is known to take `length` bytes: no
+    /// room is reserved for the length and nothing is patched afterwards.
+    #[inline(always)]
+    pub(crate) fn message_of_len(
+        &mut self,
+        field: u32,
+        length: usize,
+        body: impl FnOnce(&mut Writer<'_>),
+    ) {
+        self.tag(field, LEN);
+        self.varint(length as u64);
+        let body_at = self.buf.len();
+        body(&mut Writer { buf: self.buf });
+        debug_assert_eq!(self.buf.len() - body_at, length, "message length");
+    }
+
     /// Bytes that already are an encoded message, as field `field`.
     #[inline(always)]
     pub(crate) fn encoded_message(&mut self, field: u32, encoded: &[u8]) {
@@ -272,7 +288,7 @@ fn array_len(value: &Value, max_chars: Option<u32>) -> usize {
 /// `value` as a varint in the low bytes of the array, and how many bytes it takes: built in a
 /// register, to be appended with one fixed-size copy.
 #[inline(always)]
-fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
+pub(crate) fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
     let mut bits = 0u128;
     let mut len = 0;
     while value >= 0x80 {
@@ -302,36 +318,36 @@ pub(crate) fn key_value_entry(
     value: &Value,
     max_chars: Option<u32>,
 ) -> usize {
-    if let Some(member) = scalar(value, max_chars) {
-        // Under 128 bytes every length inside takes one byte too.
-        let key_len = if key.is_empty() { 0 } else { 2 + key.len() };
-        let value_len = scalar_len(member);
-        let body_len = key_len + 2 + value_len;
-        if body_len < 0x80 && field < 16 {
-            short_key_value(buf, field, key, member, body_len, value_len);
-            return 4;
-        }
+    match scalar(value, max_chars) {
+        Some(member) => scalar_entry(buf, field, key, member),
+        None => array_entry(buf, field, key, value, max_chars),
     }
-    long_key_value(buf, field, key, value, max_chars)
 }
 
-/// [`key_value_entry`] for arrays and entries of 128 bytes or more.
-#[inline(never)]
-fn long_key_value(
-    buf: &mut Vec<u8>,
-    field: u32,
-    key: &str,
-    value: &Value,
-    max_chars: Option<u32>,
-) -> usize {
-    let member = scalar(value, max_chars);
-    let (value_len, members_len) = match member {
-        Some(m) => (scalar_len(m), 0),
-        None => {
-            let members = array_len(value, max_chars);
-            (1 + varint_len(members as u64) + members, members)
-        }
-    };
+/// A `KeyValue` entry with a scalar value in field `field`, its lengths computed up front.
+#[inline(always)]
+pub(crate) fn scalar_key_value(w: &mut Writer<'_>, field: u32, key: &str, member: OneOf<'_>) {
+    scalar_entry(w.buf, field, key, member);
+}
+
+/// [`key_value_entry`] for a scalar value; returns where the key's bytes start.
+#[inline(always)]
+fn scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> usize {
+    // Under 128 bytes every length inside takes one byte too.
+    let key_len = if key.is_empty() { 0 } else { 2 + key.len() };
+    let value_len = scalar_len(member);
+    let body_len = key_len + 2 + value_len;
+    if body_len < 0x80 && field < 16 {
+        short_key_value(buf, field, key, member, body_len, value_len);
+        return 4;
+    }
+    long_scalar_entry(buf, field, key, member)
+}
+
+/// The head of an entry whose `AnyValue` body takes `value_len` bytes: room reserved for the
+/// whole entry, then its tag and length, the key, the value's tag and length. Returns where the
+/// key's bytes start.
+fn entry_head(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize) -> usize {
     let key_len = if key.is_empty() {
         0
     } else {
@@ -346,19 +362,37 @@ fn long_key_value(
     w.str(1, key);
     w.tag(2, LEN);
     w.varint(value_len as u64);
-    match member {
-        Some(m) => w.oneof(member_field(m), m),
-        None => {
-            w.tag(5, LEN);
-            w.varint(members_len as u64);
-            each_member(value, max_chars, |m| {
-                w.tag(1, LEN);
-                w.varint(scalar_len(m) as u64);
-                w.oneof(member_field(m), m);
-            });
-        }
-    }
     head + 1 + varint_len(key.len() as u64)
+}
+
+/// [`scalar_entry`] for an entry of 128 bytes or more (or in a field from 16).
+#[inline(never)]
+fn long_scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> usize {
+    let key_at = entry_head(buf, field, key, scalar_len(member));
+    Writer::new(buf).oneof(member_field(member), member);
+    key_at
+}
+
+/// [`key_value_entry`] for an array value.
+#[inline(never)]
+fn array_entry(
+    buf: &mut Vec<u8>,
+    field: u32,
+    key: &str,
+    value: &Value,
+    max_chars: Option<u32>,
+) -> usize {
+    let members = array_len(value, max_chars);
+    let key_at = entry_head(buf, field, key, 1 + varint_len(members as u64) + members);
+    let mut w = Writer::new(buf);
+    w.tag(5, LEN);
+    w.varint(members as u64);
+    each_member(value, max_chars, |m| {
+        w.tag(1, LEN);
+        w.varint(scalar_len(m) as u64);
+        w.oneof(member_field(m), m);
+    });
+    key_at
 }
 
 /// A `KeyValue` entry whose body is under 128 bytes, in a field under 16: every tag and length

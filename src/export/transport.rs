@@ -4,6 +4,7 @@
 //! to another host), response bodies are read with a size cap, and every failure is classified
 //! as retryable or not per the OTLP/HTTP specification.
 
+use super::late_headers::{FillingConnector, LateHeaders};
 use super::report::{Cause, Reason, Redactor};
 use super::Signal;
 use crate::proto::collector::logs::v1::ExportLogsServiceResponse;
@@ -11,7 +12,10 @@ use crate::proto::collector::metrics::v1::ExportMetricsServiceResponse;
 use crate::proto::collector::trace::v1::ExportTraceServiceResponse;
 use crate::settings::Token;
 use prost::Message;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 /// Responses larger than this (after decompression) are an error (OTLP/HTTP: 4 MiB).
 const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
@@ -58,6 +62,10 @@ pub(crate) struct Transport {
     agent: ureq::Agent,
     endpoint: Endpoint,
     redactor: Redactor,
+    /// What the HTTP client is given for `endpoint.headers` and `signal_headers`: each value a
+    /// stand-in that the transport replaces below the client's logging (`late_headers`).
+    stand_ins: Vec<(String, String)>,
+    signal_stand_ins: [Vec<(String, String)>; 3],
 }
 
 impl Transport {
@@ -80,11 +88,23 @@ impl Transport {
                 .root_certs(ureq::tls::RootCerts::PlatformVerifier)
                 .build(),
         );
-        let config = config.build();
+        let mut late = LateHeaders::default();
+        let mut stand_ins = |headers: &[(String, Token)]| -> Vec<(String, String)> {
+            headers
+                .iter()
+                .map(|(name, value)| (name.clone(), late.stand_in(name, value)))
+                .collect()
+        };
+        let stand_ins_all = stand_ins(&endpoint.headers);
+        let signal_stand_ins = [0, 1, 2].map(|i| stand_ins(&endpoint.signal_headers[i]));
+        let connector = DefaultConnector::new().chain(FillingConnector(Arc::new(late)));
+        let agent = ureq::Agent::with_parts(config.build(), connector, DefaultResolver::default());
         Transport {
-            agent: config.into(),
+            agent,
             redactor: Redactor::new(&endpoint),
             endpoint,
+            stand_ins: stand_ins_all,
+            signal_stand_ins,
         }
     }
 
@@ -99,9 +119,9 @@ impl Transport {
     /// POSTs `body` (uncompressed protobuf). `timeout` bounds the whole attempt.
     ///
     /// No `tracing` subscriber hears the exchange: the HTTP client dumps the request's bytes at
-    /// TRACE, export token included, and an app that turns `log` records into tracing events
-    /// (tracing-log) would print them, whatever filter sits on this crate's layer. The `log`
-    /// bridge keeps them from the app's logger itself.
+    /// TRACE (with stand-ins for the secrets, see `late_headers`), and an app that turns `log`
+    /// records into tracing events (tracing-log) would print every batch's dump, whatever
+    /// filter sits on this crate's layer. The `log` bridge keeps them from the app's logger.
     pub(crate) fn send(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
         unheard_by_tracing(|| self.exchange(signal, body, timeout))
     }
@@ -146,13 +166,12 @@ impl Transport {
             Signal::Metrics => 1,
             Signal::Logs => 2,
         };
-        for (name, value) in self
-            .endpoint
-            .headers
+        for (name, stand_in) in self
+            .stand_ins
             .iter()
-            .chain(&self.endpoint.signal_headers[signal_index])
+            .chain(&self.signal_stand_ins[signal_index])
         {
-            request = request.header(name.as_str(), value.expose_secret());
+            request = request.header(name.as_str(), stand_in.as_str());
         }
         let result = request
             .config()
