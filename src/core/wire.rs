@@ -232,7 +232,7 @@ pub(crate) fn key_value(w: &mut Writer<'_>, kv: &KeyValue) {
 /// Bytes a varint takes: prost's own formula, a multiply and a shift where dividing the bit
 /// count by 7 costs several instructions more (four times per attribute).
 #[inline(always)]
-fn varint_len(value: u64) -> usize {
+pub(crate) fn varint_len(value: u64) -> usize {
     prost::encoding::encoded_len_varint(value)
 }
 
