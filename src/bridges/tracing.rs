@@ -645,7 +645,7 @@ where
                 .push("exception.message", Value::from(error.clone()));
         }
         let body = fields.message.or(error_text).unwrap_or_default();
-        let record = Bridged {
+        Bridged {
             level,
             body: Cow::Owned(body),
             scope: Str::Static(target),
@@ -656,7 +656,6 @@ where
             },
             attributes: fields.attributes,
         }
-        .into_record(context);
-        crate::logs::submit(&record);
+        .submit(context);
     }
 }

@@ -175,6 +175,22 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A nested message whose body, written by `body`, is known to take `length` bytes: no
+    /// room is reserved for the length and nothing is patched afterwards.
+    #[inline(always)]
+    pub(crate) fn message_of_len(
+        &mut self,
+        field: u32,
+        length: usize,
+        body: impl FnOnce(&mut Writer<'_>),
+    ) {
+        self.tag(field, LEN);
+        self.varint(length as u64);
+        let body_at = self.buf.len();
+        body(&mut Writer { buf: self.buf });
+        debug_assert_eq!(self.buf.len() - body_at, length, "message length");
+    }
+
     /// Bytes that already are an encoded message, as field `field`.
     #[inline(always)]
     pub(crate) fn encoded_message(&mut self, field: u32, encoded: &[u8]) {
@@ -262,7 +278,7 @@ fn scalar_len(member: OneOf<'_>) -> usize {
 /// `value` as a varint in the low bytes of the array, and how many bytes it takes: built in a
 /// register, to be appended with one fixed-size copy.
 #[inline(always)]
-fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
+pub(crate) fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
     let mut bits = 0u128;
     let mut len = 0;
     while value >= 0x80 {
@@ -279,29 +295,33 @@ fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
 /// [`Writer::message`].
 pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
     for kv in attributes {
-        let Some(member) = scalar(&kv.value) else {
-            w.message(field, |m| key_value(m, kv));
-            continue;
-        };
-        let key = kv.key.as_str();
-        let value_len = scalar_len(member);
-        let key_len = if key.is_empty() {
-            0
-        } else {
-            1 + varint_len(key.len() as u64) + key.len()
-        };
-        let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
-        if body_len < 0x80 && field < 16 {
-            short_key_value(w.buf, field, key, member, body_len, value_len);
-            continue;
+        match scalar(&kv.value) {
+            Some(member) => scalar_key_value(w, field, kv.key.as_str(), member),
+            None => w.message(field, |m| key_value(m, kv)),
         }
-        w.tag(field, LEN);
-        w.varint(body_len as u64);
-        w.str(1, key);
-        w.tag(2, LEN);
-        w.varint(value_len as u64);
-        w.oneof(member_field(member), member);
     }
+}
+
+/// A `KeyValue` message with a scalar value in field `field`, its lengths computed up front.
+#[inline(always)]
+pub(crate) fn scalar_key_value(w: &mut Writer<'_>, field: u32, key: &str, member: OneOf<'_>) {
+    let value_len = scalar_len(member);
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
+    if body_len < 0x80 && field < 16 {
+        short_key_value(w.buf, field, key, member, body_len, value_len);
+        return;
+    }
+    w.tag(field, LEN);
+    w.varint(body_len as u64);
+    w.str(1, key);
+    w.tag(2, LEN);
+    w.varint(value_len as u64);
+    w.oneof(member_field(member), member);
 }
 
 /// A `KeyValue` entry whose body is under 128 bytes, in a field under 16: every tag and length
