@@ -380,6 +380,15 @@ pub(crate) fn sampled_span_current() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the current ids carry the sampled flag: one thread-local byte, the metrics record
+/// path's first test (its rare "yes" is confirmed by [`sampled_span_current`]).
+#[inline]
+pub(crate) fn sampled_flag_current() -> bool {
+    CURRENT_IDS
+        .try_with(|c| c.flags.get() & FLAG_SAMPLED != 0)
+        .unwrap_or(false)
+}
+
 /// Which frame a span or guard entered: what it leaves, from whichever thread. Plain data, so
 /// a span holding it can move to another thread.
 #[derive(Clone, Copy, Debug, Default)]
