@@ -100,7 +100,7 @@ fn a_chunk_size_that_overflows_is_refused_and_frees_its_slot() {
     }
     let absurd = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffffffff\r\n";
     assert_eq!(raw(&receiver, absurd), 400);
-    wait_until("slots to be freed", || receiver.connections().0 == 0);
+    wait_until("slots to be freed", || receiver.connections().open == 0);
     assert_eq!(post(&receiver, "/v1/traces", &one_span("real")), 200);
 }
 
@@ -121,7 +121,7 @@ fn declared_sizes_are_not_allocated_before_the_bytes_arrive() {
         s.write_all(head.as_bytes()).unwrap();
         held.push(s);
     }
-    wait_until("63 connections", || receiver.connections().0 == 63);
+    wait_until("63 connections", || receiver.connections().open == 63);
     std::thread::sleep(Duration::from_millis(100));
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
     // Each connection holds a 64 KiB read buffer at most: 63 of them are ~4 MiB, not 1 GiB.
@@ -146,7 +146,7 @@ fn idle_and_trickling_connections_never_lock_out_an_exporter() {
         }
         held.push(s);
     }
-    wait_until("the slots to fill", || receiver.connections().0 == 8);
+    wait_until("the slots to fill", || receiver.connections().open == 8);
     let started = Instant::now();
     for _ in 0..5 {
         assert_eq!(post(&receiver, "/v1/traces", &one_span("real")), 200);
@@ -156,7 +156,9 @@ fn idle_and_trickling_connections_never_lock_out_an_exporter() {
         "took {:?}",
         started.elapsed()
     );
-    let (open, preempted) = receiver.connections();
+    let plain_connect::receiver::Connections {
+        open, preempted, ..
+    } = receiver.connections();
     assert!(open <= 8, "{open} open");
     assert!(preempted >= 8, "{preempted} preempted");
     drop(held);
@@ -333,7 +335,7 @@ fn the_store_is_bounded_in_bytes_and_counts_what_it_evicted() {
     for _ in 0..10 {
         assert_eq!(post(&receiver, "/v1/logs", &big), 200);
     }
-    let (items, bytes) = receiver.kept();
+    let plain_connect::receiver::KeptNow { items, bytes, .. } = receiver.kept();
     assert!(bytes <= 4 << 20, "{bytes} bytes kept");
     assert_eq!(items, 3, "three 1 MiB records fit in 4 MiB");
     assert_eq!(receiver.counts().evicted_requests, 7);

@@ -6,6 +6,7 @@
 
 pub(crate) mod encode;
 mod health;
+mod late_headers;
 mod pipeline;
 mod report;
 pub(crate) mod retry;

@@ -23,6 +23,26 @@ mod text;
 
 pub use store::Counts;
 
+/// The receiver's connections: see [`Receiver::connections`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Connections {
+    /// Open right now.
+    pub open: usize,
+    /// Closed so far to make room for newer ones (all slots taken).
+    pub preempted: u64,
+}
+
+/// What the receiver keeps in memory right now: see [`Receiver::kept`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeptNow {
+    /// Spans, metric points and log records.
+    pub items: usize,
+    /// Their decoded protobuf bytes.
+    pub bytes: usize,
+}
+
 use crate::proto::collector::logs::v1::ExportLogsServiceRequest;
 use crate::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::collector::trace::v1::ExportTraceServiceRequest;
@@ -164,14 +184,18 @@ impl Receiver {
     }
 
     /// Connections open right now, and connections closed so far to make room for newer ones.
-    pub fn connections(&self) -> (usize, u64) {
+    pub fn connections(&self) -> Connections {
         let slots = &self.server.slots;
-        (slots.open_connections(), slots.preempted())
+        Connections {
+            open: slots.open_connections(),
+            preempted: slots.preempted(),
+        }
     }
 
-    /// Spans, points and records, and decoded bytes, kept in memory right now.
-    pub fn kept(&self) -> (usize, usize) {
-        self.server.store.kept()
+    /// What is kept in memory right now (the store's caps bound both).
+    pub fn kept(&self) -> KeptNow {
+        let (items, bytes) = self.server.store.kept();
+        KeptNow { items, bytes }
     }
 
     /// A copy of everything kept so far.

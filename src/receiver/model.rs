@@ -210,6 +210,17 @@ struct Candidate<'a, 's> {
     start: u64,
 }
 
+/// `type: message`, or whichever of the two the event carries (both are optional in the
+/// conventions: a trait-object error has no knowable type), or the bare word when neither is.
+fn exception_text(exception_type: &str, message: &str) -> String {
+    match (exception_type.is_empty(), message.is_empty()) {
+        (false, false) => format!("{exception_type}: {message}"),
+        (false, true) => exception_type.to_owned(),
+        (true, false) => message.to_owned(),
+        (true, true) => "exception".to_owned(),
+    }
+}
+
 fn event_view(event: &crate::proto::trace::v1::span::Event) -> EventView {
     if event.name == "exception" {
         let get = |k: &str| {
@@ -223,7 +234,7 @@ fn event_view(event: &crate::proto::trace::v1::span::Event) -> EventView {
         EventView {
             time: event.time_unix_nano,
             exception: true,
-            text: format!("{}: {}", get("exception.type"), get("exception.message")),
+            text: exception_text(&get("exception.type"), &get("exception.message")),
         }
     } else {
         let mut text = clean::Bounded::new(LONG);
@@ -1307,6 +1318,36 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exception_event_shows_what_it_carries_and_no_stray_separator() {
+        use crate::proto::common::v1::{any_value, AnyValue, KeyValue};
+        let exception = |attributes: &[(&str, &str)]| {
+            let event = crate::proto::trace::v1::span::Event {
+                name: "exception".into(),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| KeyValue {
+                        key: (*k).into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue((*v).into())),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            event_view(&event).text
+        };
+        let both = [
+            ("exception.type", "io::Error"),
+            ("exception.message", "gone"),
+        ];
+        assert_eq!(exception(&both), "io::Error: gone");
+        assert_eq!(exception(&both[1..]), "gone");
+        assert_eq!(exception(&both[..1]), "io::Error");
+        assert_eq!(exception(&[]), "exception");
+    }
 
     fn explicit(bounds: Vec<f64>, counts: Vec<u64>, min: f64, max: f64) -> HistogramValue {
         HistogramValue {

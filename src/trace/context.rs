@@ -147,45 +147,135 @@ impl SpanContext {
     }
 }
 
-/// This thread's current ids, one `Cell` per field: a copy of the top live frame's, so reading
-/// them (log correlation, exemplars) is a few plain loads.
-struct CurrentIds {
-    trace_id: Cell<u128>,
-    span_id: Cell<u64>,
-    flags: Cell<u8>,
-    is_remote: Cell<bool>,
-    has_trace_state: Cell<bool>,
+/// Frames kept in the thread-local block itself; a deeper stack continues in [`Aside::spill`].
+const INLINE_FRAMES: usize = 32;
+
+// A frame's `bits`: the W3C trace flags in the low byte, then these.
+const REMOTE: u32 = 1 << 8;
+/// Its tracestate is kept in [`Aside::trace_states`].
+const HAS_TRACE_STATE: u32 = 1 << 9;
+/// Left (its span ended or its guard dropped) while a later frame was still live: popped as
+/// soon as it is on top, never current again.
+const ENDED: u32 = 1 << 10;
+
+/// One entered context. Plain data: the tracestate, the one part that owns memory, is kept
+/// aside, so the stack needs no destructor.
+#[derive(Clone, Copy)]
+struct Frame {
+    trace_id: u128,
+    span_id: u64,
+    bits: u32,
+    /// The span's record, for code that reaches the current span without its handle.
+    record: Option<NonNull<SharedRecord>>,
 }
 
-impl CurrentIds {
-    fn get(&self) -> Ids {
-        Ids {
-            trace_id: TraceId(self.trace_id.get()),
-            span_id: SpanId(self.span_id.get()),
-            flags: self.flags.get(),
-            is_remote: self.is_remote.get(),
-            has_trace_state: self.has_trace_state.get(),
+impl Frame {
+    #[inline]
+    fn new(context: &SpanContext, record: Option<NonNull<SharedRecord>>) -> Frame {
+        let ids = context.ids();
+        let remote = if ids.is_remote { REMOTE } else { 0 };
+        let trace_state = if ids.has_trace_state {
+            HAS_TRACE_STATE
+        } else {
+            0
+        };
+        Frame {
+            trace_id: ids.trace_id.0,
+            span_id: ids.span_id.0,
+            bits: u32::from(ids.flags) | remote | trace_state,
+            record,
         }
     }
 
-    fn set(&self, ids: Ids) {
-        self.trace_id.set(ids.trace_id.0);
-        self.span_id.set(ids.span_id.0);
-        self.flags.set(ids.flags);
-        self.is_remote.set(ids.is_remote);
-        self.has_trace_state.set(ids.has_trace_state);
+    #[inline]
+    fn ids(&self) -> Ids {
+        ids_of(self.trace_id, self.span_id, self.bits)
     }
 }
 
-/// One entered context on a thread's stack.
-struct Frame {
-    ids: Ids,
-    trace_state: Option<Arc<str>>,
-    /// The span's record, for code that reaches the current span without its handle.
-    record: Option<NonNull<SharedRecord>>,
-    /// Ended (its span ended or its guard dropped) while a later frame was still live: popped
-    /// as soon as it is on top, never current again.
-    ended: bool,
+#[inline]
+fn ids_of(trace_id: u128, span_id: u64, bits: u32) -> Ids {
+    Ids {
+        trace_id: TraceId(trace_id),
+        span_id: SpanId(span_id),
+        flags: bits as u8,
+        is_remote: bits & REMOTE != 0,
+        has_trace_state: bits & HAS_TRACE_STATE != 0,
+    }
+}
+
+/// This thread's stack of entered contexts: the top frame (`depth - 1`) is the current context.
+/// A span or guard leaves its own frame, whatever the order: a frame left while a later one is
+/// live is marked [`ENDED`] and popped once on top, so an ended span never becomes current again.
+///
+/// Nothing here has a destructor, so the thread-local is a fixed place in the thread's TLS
+/// block: reaching it computes an address (no lifetime-state check, no destructor to register),
+/// and it stays valid while other thread-locals are destroyed. The first [`INLINE_FRAMES`] frames
+/// are kept here, one array per field so that each access is one `Cell` load or store.
+struct Local {
+    /// Unique per thread for the life of the process; 0 until first use, and again once the
+    /// thread's [`Aside`] is gone.
+    key: Cell<u64>,
+    /// The thread's [`Aside`] is gone: nothing is entered any more.
+    torn_down: Cell<bool>,
+    depth: Cell<u32>,
+    trace_ids: [Cell<u128>; INLINE_FRAMES],
+    span_ids: [Cell<u64>; INLINE_FRAMES],
+    bits: [Cell<u32>; INLINE_FRAMES],
+    records: [Cell<Option<NonNull<SharedRecord>>>; INLINE_FRAMES],
+}
+
+impl Local {
+    #[inline]
+    fn write_inline(&self, d: usize, frame: Frame) {
+        self.trace_ids[d].set(frame.trace_id);
+        self.span_ids[d].set(frame.span_id);
+        self.bits[d].set(frame.bits);
+        self.records[d].set(frame.record);
+    }
+
+    #[inline]
+    fn read_inline(&self, d: usize) -> Frame {
+        Frame {
+            trace_id: self.trace_ids[d].get(),
+            span_id: self.span_ids[d].get(),
+            bits: self.bits[d].get(),
+            record: self.records[d].get(),
+        }
+    }
+
+    /// Frame `d` (below `depth`), wherever it is kept; `None` if the spill cannot be reached.
+    fn frame(&self, d: usize) -> Option<Frame> {
+        if d < INLINE_FRAMES {
+            return Some(self.read_inline(d));
+        }
+        with_aside(|a| a.spill.get(d - INLINE_FRAMES).copied()).flatten()
+    }
+
+    /// The top frame when it is spilled (the stack is deeper than [`INLINE_FRAMES`]).
+    #[cold]
+    #[inline(never)]
+    fn spilled_top(&self) -> Option<Frame> {
+        let depth = self.depth.get() as usize;
+        self.frame(depth.checked_sub(1)?)
+    }
+
+    /// Marks frame `d` ended and forgets its record. Returns false if it could not be reached.
+    fn mark_ended(&self, d: usize) -> bool {
+        if d < INLINE_FRAMES {
+            self.bits[d].set(self.bits[d].get() | ENDED);
+            self.records[d].set(None);
+            return true;
+        }
+        with_aside(|a| {
+            a.spill.get_mut(d - INLINE_FRAMES).map(|f| {
+                f.bits |= ENDED;
+                f.record = None;
+            })
+        })
+        .flatten()
+        .is_some()
+    }
 }
 
 /// Ends posted to a thread by spans that were started there and ended elsewhere.
@@ -201,92 +291,49 @@ struct MailboxState {
     ended: Vec<(Saved, Option<RecordBox>)>,
 }
 
-/// The thread's stack of entered contexts: the top live frame is the current context. A span
-/// or guard leaves its own frame, whatever the order: a frame left while a later one is live
-/// is marked ended and popped once on top, so an ended span never becomes current again.
-struct Stack {
-    frames: RefCell<Vec<Frame>>,
-    /// Unique per thread for the life of the process (0 until first use).
-    key: Cell<u64>,
-    mailbox: RefCell<Option<Arc<Mailbox>>>,
+/// The parts of a thread's stack that own memory, used only off the common path: frames past
+/// [`INLINE_FRAMES`], tracestates, the mailbox. Registered (and so given a destructor) when the
+/// thread gets its key; its destructor is the thread's teardown.
+struct Aside {
+    /// `spill[i]` is frame `INLINE_FRAMES + i`; entries at or past the depth are stale.
+    spill: Vec<Frame>,
+    /// The tracestates of the frames marked [`HAS_TRACE_STATE`], by depth, ascending.
+    trace_states: Vec<(u32, Arc<str>)>,
+    mailbox: Option<Arc<Mailbox>>,
+    key: u64,
 }
 
-impl Stack {
-    fn key(&self) -> u64 {
-        if self.key.get() == 0 {
-            static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
-            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
-            let mailbox = Arc::new(Mailbox::default());
-            registry().insert(key, Arc::downgrade(&mailbox));
-            *self.mailbox.borrow_mut() = Some(mailbox);
-            self.key.set(key);
-            let _ = THREAD_KEY.try_with(|k| k.set(key));
-        }
-        self.key.get()
-    }
-
-    /// Marks frame `saved` ended and pops the ended frames from the top; refreshes the ids.
-    #[inline]
-    fn leave(&self, saved: &Saved) {
-        let Ok(mut frames) = self.frames.try_borrow_mut() else {
-            return;
-        };
-        if let Some(frame) = frames.get_mut(saved.depth as usize) {
-            if frame.ids.span_id.0 == saved.span_id && !frame.ended {
-                frame.ended = true;
-                frame.record = None;
-            }
-        }
-        pop_ended(&mut frames);
-    }
-
-    /// Applies the ends other threads posted here, freeing their records.
-    #[cold]
-    fn receive_remote_ends(&self) {
-        let mailbox = self.mailbox.borrow().clone();
-        let Some(mailbox) = mailbox else { return };
-        let ended = std::mem::take(&mut mailbox.state.lock().ended);
-        if ended.is_empty() {
-            return;
-        }
-        REMOTE_ENDS.fetch_sub(ended.len(), Ordering::Relaxed);
-        for (saved, record) in ended {
-            self.leave(&saved);
-            if let Some(record) = record {
-                // SAFETY: its frame on this thread was just marked ended (or was gone).
-                unsafe { record.free() };
-            }
-        }
-    }
-}
-
-/// Pops ended frames off the top and makes the new top current.
-fn pop_ended(frames: &mut Vec<Frame>) {
-    while frames.last().is_some_and(|f| f.ended) {
-        frames.pop();
-    }
-    let top = frames.last().map(|f| f.ids).unwrap_or_default();
-    let _ = CURRENT_IDS.try_with(|c| c.set(top));
-}
-
-impl Drop for Stack {
+impl Drop for Aside {
     fn drop(&mut self) {
-        if let Some(mailbox) = self.mailbox.get_mut().take() {
+        // First no frame is reachable and nothing is entered any more, so no frame of this
+        // thread can reach a record freed below, or by a poster once the mailbox is closed.
+        LOCAL.with(|l| {
+            l.torn_down.set(true);
+            l.key.set(0);
+            l.depth.set(0);
+        });
+        if let Some(mailbox) = self.mailbox.take() {
             let mut state = mailbox.state.lock();
             state.closed = true;
             REMOTE_ENDS.fetch_sub(state.ended.len(), Ordering::Relaxed);
             for (_, record) in state.ended.drain(..) {
                 if let Some(record) = record {
-                    // SAFETY: this thread's frames are being dropped: none can reach it.
+                    // SAFETY: this thread's frames are unreachable (depth 0, nothing enters).
                     unsafe { record.free() };
                 }
             }
             drop(state);
-            registry().remove(&self.key.get());
+            registry().remove(&self.key);
         }
-        let _ = THREAD_KEY.try_with(|k| k.set(0));
-        self.frames.get_mut().clear();
     }
+}
+
+/// Runs `f` on this thread's [`Aside`]; `None` once it is gone (thread teardown).
+fn with_aside<R>(f: impl FnOnce(&mut Aside) -> R) -> Option<R> {
+    ASIDE
+        .try_with(|a| a.try_borrow_mut().ok().map(|mut a| f(&mut a)))
+        .ok()
+        .flatten()
 }
 
 /// Ends posted to some thread and not yet applied there: while 0 (the common case), no thread
@@ -300,21 +347,19 @@ fn registry() -> parking_lot::MappedMutexGuard<'static, HashMap<u64, Weak<Mailbo
 }
 
 thread_local! {
-    static CURRENT_IDS: CurrentIds = const {
-        CurrentIds {
-            trace_id: Cell::new(0),
-            span_id: Cell::new(0),
-            flags: Cell::new(0),
-            is_remote: Cell::new(false),
-            has_trace_state: Cell::new(false),
+    static LOCAL: Local = const {
+        Local {
+            key: Cell::new(0),
+            torn_down: Cell::new(false),
+            depth: Cell::new(0),
+            trace_ids: [const { Cell::new(0) }; INLINE_FRAMES],
+            span_ids: [const { Cell::new(0) }; INLINE_FRAMES],
+            bits: [const { Cell::new(0) }; INLINE_FRAMES],
+            records: [const { Cell::new(None) }; INLINE_FRAMES],
         }
     };
-    /// A copy of the stack's key, in a thread-local with no destructor: reading it is one load,
-    /// where reaching `STACK` (which has one) first checks its lifetime state. 0 until the stack
-    /// is first used and again once it is torn down.
-    static THREAD_KEY: Cell<u64> = const { Cell::new(0) };
-    static STACK: Stack = const {
-        Stack { frames: RefCell::new(Vec::new()), key: Cell::new(0), mailbox: RefCell::new(None) }
+    static ASIDE: RefCell<Aside> = const {
+        RefCell::new(Aside { spill: Vec::new(), trace_states: Vec::new(), mailbox: None, key: 0 })
     };
 }
 
@@ -322,62 +367,138 @@ thread_local! {
 #[inline]
 fn receive_remote_ends() {
     if REMOTE_ENDS.load(Ordering::Relaxed) != 0 {
-        let _ = STACK.try_with(Stack::receive_remote_ends);
+        receive_remote_ends_now();
     }
+}
+
+/// Applies the ends other threads posted here, freeing their records.
+#[cold]
+#[inline(never)]
+fn receive_remote_ends_now() {
+    let Some(mailbox) = with_aside(|a| a.mailbox.clone()).flatten() else {
+        return;
+    };
+    let ended = std::mem::take(&mut mailbox.state.lock().ended);
+    if ended.is_empty() {
+        return;
+    }
+    REMOTE_ENDS.fetch_sub(ended.len(), Ordering::Relaxed);
+    LOCAL.with(|l| {
+        for (saved, record) in ended {
+            leave_slow(l, &saved);
+            if let Some(record) = record {
+                // SAFETY: its frame on this thread was just marked ended, or is gone
+                // (`leave_slow`): no frame reaches the record.
+                unsafe { record.free() };
+            }
+        }
+    });
 }
 
 /// This thread's key (0 during thread teardown): what a span remembers to know whether it is
 /// ended on the thread that started it.
 #[inline]
 pub(crate) fn thread_key() -> u64 {
-    match THREAD_KEY.try_with(Cell::get) {
-        Ok(0) | Err(_) => first_thread_key(),
-        Ok(key) => key,
+    match LOCAL.with(|l| l.key.get()) {
+        0 => first_thread_key(),
+        key => key,
     }
 }
 
 #[cold]
 #[inline(never)]
 fn first_thread_key() -> u64 {
-    STACK.try_with(Stack::key).unwrap_or(0)
+    LOCAL.with(|l| {
+        if l.torn_down.get() {
+            return 0;
+        }
+        let registered = ASIDE.try_with(|a| {
+            let mut a = a.try_borrow_mut().ok()?;
+            static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+            let mailbox = Arc::new(Mailbox::default());
+            registry().insert(key, Arc::downgrade(&mailbox));
+            a.mailbox = Some(mailbox);
+            a.key = key;
+            Some(key)
+        });
+        match registered {
+            Ok(Some(key)) => {
+                l.key.set(key);
+                key
+            }
+            Ok(None) => 0,
+            // Its destructor already ran: the thread is being torn down.
+            Err(_) => {
+                l.torn_down.set(true);
+                0
+            }
+        }
+    })
 }
 
 /// The current span's context on this thread (invalid when no span is current).
+#[inline]
 pub fn current() -> SpanContext {
     let ids = current_ids();
     let trace_state = if ids.has_trace_state {
-        // Borrows are tried, never assumed: if one were ever held here, the outcome would be
-        // "no tracestate", not a panic in the app.
-        STACK
-            .try_with(|s| {
-                s.frames
-                    .try_borrow()
-                    .ok()
-                    .and_then(|f| f.last().and_then(|f| f.trace_state.clone()))
-            })
-            .ok()
-            .flatten()
+        top_trace_state()
     } else {
         None
     };
     SpanContext::from_ids(ids, trace_state)
 }
 
+#[cold]
+#[inline(never)]
+fn top_trace_state() -> Option<Arc<str>> {
+    let top = LOCAL.with(|l| l.depth.get()).checked_sub(1)?;
+    with_aside(|a| {
+        a.trace_states
+            .iter()
+            .rev()
+            .find(|(depth, _)| *depth == top)
+            .map(|(_, trace_state)| Arc::clone(trace_state))
+    })
+    .flatten()
+}
+
 /// The current span's ids, without the tracestate (what log correlation needs).
 #[inline]
 pub(crate) fn current_ids() -> Ids {
     receive_remote_ends();
-    CURRENT_IDS.try_with(CurrentIds::get).unwrap_or_default()
+    LOCAL.with(|l| {
+        // An empty stack wraps to usize::MAX: one comparison picks the common case.
+        let top = (l.depth.get() as usize).wrapping_sub(1);
+        if top < INLINE_FRAMES {
+            ids_of(
+                l.trace_ids[top].get(),
+                l.span_ids[top].get(),
+                l.bits[top].get(),
+            )
+        } else if top == usize::MAX {
+            Ids::default()
+        } else {
+            l.spilled_top().map(|f| f.ids()).unwrap_or_default()
+        }
+    })
 }
 
-/// Whether a sampled span is current on this thread: one thread-local read and no call, for
-/// the metrics record path's exemplar check (which must not cost a measurement a stack frame).
-/// Ends posted from other threads are not applied first; [`current_ids`] does that.
+/// Whether a sampled span is current on this thread: a few thread-local loads and no call in
+/// the common case, for the metrics record path's exemplar check. Ends posted from other
+/// threads are not applied first; [`current_ids`] does that.
 #[inline]
 pub(crate) fn sampled_span_current() -> bool {
-    CURRENT_IDS
-        .try_with(|c| c.flags.get() & FLAG_SAMPLED != 0 && c.span_id.get() != 0)
-        .unwrap_or(false)
+    LOCAL.with(|l| {
+        let top = (l.depth.get() as usize).wrapping_sub(1);
+        if top < INLINE_FRAMES {
+            l.bits[top].get() & u32::from(FLAG_SAMPLED) != 0 && l.span_ids[top].get() != 0
+        } else {
+            top != usize::MAX
+                && l.spilled_top()
+                    .is_some_and(|f| f.bits & u32::from(FLAG_SAMPLED) != 0 && f.span_id != 0)
+        }
+    })
 }
 
 /// Whether the current ids carry the sampled flag: one thread-local byte, the metrics record
@@ -403,7 +524,8 @@ impl Saved {
     /// Whether the frame is on this thread's stack.
     #[inline]
     pub(crate) fn is_here(&self) -> bool {
-        self.thread == thread_key()
+        // No first-use path: a thread without a key holds no frame.
+        self.thread == LOCAL.with(|l| l.key.get())
     }
 
     /// Whether a frame was entered and not yet left.
@@ -426,39 +548,135 @@ pub(crate) fn enter_with_record(
     record: Option<NonNull<SharedRecord>>,
 ) -> Saved {
     receive_remote_ends();
-    let ids = context.ids();
     let thread = thread_key();
-    STACK
-        .try_with(|stack| {
-            let mut frames = stack.frames.try_borrow_mut().ok()?;
-            let depth = u32::try_from(frames.len()).ok()?;
-            frames.push(Frame {
-                ids,
-                trace_state: context.trace_state.clone(),
-                record,
-                ended: false,
-            });
-            let _ = CURRENT_IDS.try_with(|c| c.set(ids));
-            Some(Saved {
-                thread,
-                depth,
-                span_id: ids.span_id.0,
-            })
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    if thread == 0 {
+        return Saved::default();
+    }
+    let frame = Frame::new(context, record);
+    LOCAL.with(|l| {
+        let depth = l.depth.get();
+        let d = depth as usize;
+        if d < INLINE_FRAMES && frame.bits & HAS_TRACE_STATE == 0 {
+            l.write_inline(d, frame);
+            l.depth.set(depth + 1);
+        } else if !enter_aside(l, depth, frame, context.trace_state.as_ref()) {
+            return Saved::default();
+        }
+        Saved {
+            thread,
+            depth,
+            span_id: frame.span_id,
+        }
+    })
+}
+
+/// Pushes a frame that is spilled or has a tracestate. False if it could not be entered.
+#[cold]
+#[inline(never)]
+fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<&Arc<str>>) -> bool {
+    let Some(next) = depth.checked_add(1) else {
+        return false;
+    };
+    let d = depth as usize;
+    with_aside(|a| {
+        if d >= INLINE_FRAMES {
+            let below = d - INLINE_FRAMES;
+            if a.spill.len() < below {
+                return false;
+            }
+            a.spill.truncate(below);
+            a.spill.push(frame);
+        } else {
+            l.write_inline(d, frame);
+        }
+        if let Some(trace_state) = trace_state {
+            // Entries at or past this depth belong to frames already popped.
+            while a.trace_states.last().is_some_and(|(at, _)| *at >= depth) {
+                a.trace_states.pop();
+            }
+            a.trace_states.push((depth, Arc::clone(trace_state)));
+        }
+        l.depth.set(next);
+        true
+    })
+    .unwrap_or(false)
 }
 
 /// Leaves the frame `saved` on this thread: the newest live frame left becomes current; a
 /// frame left out of order is never current again.
 #[inline]
 pub(crate) fn restore(saved: &mut Saved) {
-    receive_remote_ends();
-    if saved.thread != 0 {
-        let _ = STACK.try_with(|s| s.leave(saved));
+    if saved.is_entered() && saved.is_here() {
+        LOCAL.with(|l| leave(l, saved));
     }
     saved.thread = 0;
+}
+
+/// Leaves frame `saved` of this thread's stack.
+#[inline]
+fn leave(l: &Local, saved: &Saved) {
+    let d = saved.depth as usize;
+    // The common case: the top frame, inline, without a tracestate, with a live frame (or
+    // none) below.
+    if d + 1 == l.depth.get() as usize
+        && d < INLINE_FRAMES
+        && l.span_ids[d].get() == saved.span_id
+        && l.bits[d].get() & HAS_TRACE_STATE == 0
+        && (d == 0 || l.bits[d - 1].get() & ENDED == 0)
+    {
+        l.depth.set(saved.depth);
+    } else {
+        leave_slow(l, saved);
+    }
+}
+
+/// [`leave`] in general. Afterwards no live frame is the one `saved` entered.
+#[cold]
+#[inline(never)]
+fn leave_slow(l: &Local, saved: &Saved) {
+    let d = saved.depth as usize;
+    if d >= l.depth.get() as usize {
+        return; // popped already
+    }
+    match l.frame(d) {
+        Some(frame) if frame.span_id == saved.span_id && frame.bits & ENDED == 0 => {}
+        Some(_) => return, // another frame: `saved`'s was popped
+        None => {
+            // Unreachable spill (not expected): cut the stack below it rather than leave it live.
+            l.depth.set(saved.depth);
+            return;
+        }
+    }
+    if !l.mark_ended(d) {
+        l.depth.set(saved.depth);
+        return;
+    }
+    pop_ended(l);
+}
+
+/// Pops ended frames off the top, with the tracestates kept for them.
+fn pop_ended(l: &Local) {
+    let mut depth = l.depth.get();
+    let mut had_trace_state = false;
+    while let Some(top) = depth.checked_sub(1) {
+        match l.frame(top as usize) {
+            Some(frame) if frame.bits & ENDED != 0 => {
+                had_trace_state |= frame.bits & HAS_TRACE_STATE != 0;
+                depth = top;
+            }
+            Some(_) => break,
+            // Unreachable spill (not expected): dropped with the ended frame above it.
+            None => depth = top,
+        }
+    }
+    l.depth.set(depth);
+    if had_trace_state {
+        with_aside(|a| {
+            while a.trace_states.last().is_some_and(|(at, _)| *at >= depth) {
+                a.trace_states.pop();
+            }
+        });
+    }
 }
 
 /// Leaves the frame `saved` from another thread than the one that holds it: posted there,
@@ -481,26 +699,30 @@ pub(crate) fn leave_from_elsewhere(saved: &Saved, record: Option<RecordBox>) {
     };
     if let Some(record) = unposted {
         // SAFETY: the origin thread's frames are gone (mailbox closed or unregistered, both
-        // under the locks its teardown takes), so none can reach the record.
+        // after its teardown made them unreachable), so none can reach the record.
         unsafe { record.free() };
     }
 }
 
 /// Runs `f` on the record of the span current on this thread, if it is recording.
 pub(crate) fn with_current_record<R>(
-    f: impl FnOnce(&mut super::span::SpanData, crate::core::SpanLimits) -> R,
+    f: impl FnOnce(&mut super::record::Recording, crate::core::SpanLimits) -> R,
 ) -> Option<R> {
     receive_remote_ends();
-    STACK
-        .try_with(|stack| {
-            let frames = stack.frames.try_borrow().ok()?;
-            let pointer = frames.last()?.record?;
-            // SAFETY: the top frame is live (ended frames are popped off the top), and a live
-            // frame's record is not freed (rule 2 in `record`).
-            unsafe { super::record::with_frame_record(pointer, f) }
-        })
-        .ok()
-        .flatten()
+    let pointer = LOCAL.with(|l| {
+        let top = (l.depth.get() as usize).wrapping_sub(1);
+        if top < INLINE_FRAMES {
+            l.records[top].get()
+        } else if top == usize::MAX {
+            None
+        } else {
+            l.spilled_top()?.record
+        }
+    })?;
+    // SAFETY: the top frame is live (a frame is marked ended, its record forgotten, before its
+    // span's record is freed, and ended frames are popped off the top), and a live frame's
+    // record is not freed (rule 2 in `record`).
+    unsafe { super::record::with_frame_record(pointer, f) }
 }
 
 /// Restores the previous current context when dropped. Not `Send`: it belongs to the thread
@@ -591,5 +813,153 @@ mod tests {
         let seen = std::thread::spawn(current).join().unwrap();
         assert_eq!(seen, SpanContext::none());
         assert_eq!(current().trace_state(), Some("vendor=a"));
+    }
+
+    /// A reference model of the stack: the newest frame not left is current.
+    #[test]
+    fn any_order_of_ends_at_any_depth_matches_the_model() {
+        // Deep enough to spill, with tracestates on some frames, in a fixed pseudo-random order.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut model: Vec<(SpanContext, Saved, bool)> = Vec::new();
+        for step in 0..20_000u64 {
+            let live = model.iter().filter(|(_, _, left)| !left).count();
+            if live < 3 * INLINE_FRAMES && (live == 0 || next() % 2 == 0) {
+                let trace_state = (next() % 3 == 0).then(|| format!("k={step}"));
+                let c = context(step + 1, trace_state.as_deref());
+                let saved = enter(&c);
+                assert!(saved.is_entered());
+                model.push((c, saved, false));
+            } else {
+                let live: Vec<usize> = (0..model.len()).filter(|&i| !model[i].2).collect();
+                // Mostly the newest, sometimes any.
+                let pick = if next() % 4 == 0 {
+                    live[(next() % live.len() as u64) as usize]
+                } else {
+                    *live.last().unwrap()
+                };
+                restore(&mut model[pick].1);
+                model[pick].2 = true;
+                while model.last().is_some_and(|(_, _, left)| *left) {
+                    model.pop();
+                }
+            }
+            let expected = model
+                .last()
+                .map_or_else(SpanContext::none, |(c, _, _)| c.clone());
+            assert_eq!(current(), expected, "step {step}");
+            assert_eq!(current_ids(), expected.ids(), "step {step}");
+        }
+        for (_, saved, _) in model.iter_mut().rev() {
+            restore(saved);
+        }
+        assert_eq!(current(), SpanContext::none());
+    }
+
+    #[test]
+    fn a_recording_frame_reaches_its_record_until_it_is_left_from_anywhere() {
+        let limits = crate::core::SpanLimits::default();
+        let named = |name: &'static str| {
+            RecordBox::new(limits, thread_key(), move |d| {
+                d.name = crate::attributes::Str::Static(name)
+            })
+        };
+        let name = || with_current_record(|d, _| d.name.to_string());
+        let outer = named("outer");
+        let mut outer_saved = enter_with_record(&context(1, None), Some(outer.pointer()));
+        let inner = named("inner");
+        let inner_saved = enter_with_record(&context(2, None), Some(inner.pointer()));
+        assert_eq!(name().as_deref(), Some("inner"));
+        let inner = SendRecord(inner);
+        std::thread::spawn(move || leave_from_elsewhere(&inner_saved, Some({ inner }.0)))
+            .join()
+            .unwrap();
+        // Applied here before the record is looked up (and freed here).
+        assert_eq!(name().as_deref(), Some("outer"));
+        restore(&mut outer_saved);
+        assert_eq!(name(), None);
+        // SAFETY: its frame was just left.
+        unsafe { outer.free() };
+    }
+
+    struct SendRecord(RecordBox);
+
+    thread_local! {
+        static AT_EXIT: AtExit = const { AtExit(Cell::new(None)) };
+    }
+
+    /// Runs its closure when the thread's thread-locals are destroyed.
+    struct AtExit(Cell<Option<Box<dyn FnOnce()>>>);
+
+    impl Drop for AtExit {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+
+    #[test]
+    fn spans_entered_and_left_in_other_thread_locals_destructors_are_harmless() {
+        let limits = crate::core::SpanLimits::default();
+        for register_first in [true, false] {
+            let (to_main, from_thread) = std::sync::mpsc::channel::<(bool, Saved, SendRecord)>();
+            std::thread::spawn(move || {
+                // Destructors run in reverse order of registration: registered before the
+                // stack's, this one runs after its teardown; registered after, before it.
+                let at_exit = |f: Box<dyn FnOnce()>| AT_EXIT.with(|a| a.0.set(Some(f)));
+                let work = move || {
+                    let torn_down = thread_key() == 0;
+                    let mut kept = enter(&context(1, Some("vendor=a")));
+                    let record = RecordBox::new(limits, thread_key(), |_| {});
+                    let mut saved = enter_with_record(&context(2, None), Some(record.pointer()));
+                    let _ = current();
+                    let _ = with_current_record(|_, _| ());
+                    restore(&mut saved);
+                    // SAFETY: its frame was just left (or never entered, after teardown).
+                    unsafe { record.free() };
+                    restore(&mut kept);
+                    let moved = RecordBox::new(limits, thread_key(), |_| {});
+                    let saved = enter_with_record(&context(3, None), Some(moved.pointer()));
+                    // Left from the main thread after this thread is gone.
+                    let _ = to_main.send((torn_down, saved, SendRecord(moved)));
+                };
+                if register_first {
+                    at_exit(Box::new(work));
+                    let _ = thread_key();
+                } else {
+                    let _ = thread_key();
+                    at_exit(Box::new(work));
+                }
+            })
+            .join()
+            .unwrap();
+            let (torn_down, saved, moved) = from_thread.recv().unwrap();
+            assert_eq!(torn_down, register_first);
+            leave_from_elsewhere(&saved, Some(moved.0));
+        }
+    }
+
+    #[test]
+    fn an_end_posted_to_a_thread_that_never_comes_back_is_freed_with_it() {
+        let limits = crate::core::SpanLimits::default();
+        let (to_main, from_thread) = std::sync::mpsc::channel::<(Saved, SendRecord)>();
+        let (to_thread, from_main) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let record = RecordBox::new(limits, thread_key(), |_| {});
+            let saved = enter_with_record(&context(1, None), Some(record.pointer()));
+            to_main.send((saved, SendRecord(record))).unwrap();
+            // Ends with its frame live and the end posted, never applied here.
+            from_main.recv().unwrap();
+        });
+        let (saved, record) = from_thread.recv().unwrap();
+        leave_from_elsewhere(&saved, Some(record.0));
+        to_thread.send(()).unwrap();
+        thread.join().unwrap();
     }
 }

@@ -163,7 +163,7 @@ pub fn check_http(receiver: &Receiver, bytes: &[u8]) {
     }
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while receiver.connections().0 > 0 {
+    while receiver.connections().open > 0 {
         assert!(Instant::now() < deadline, "a connection slot was not freed");
         std::thread::sleep(Duration::from_millis(1));
     }
