@@ -53,12 +53,12 @@ impl Mode {
     }
 
     /// Recording is on and a measurement made now cannot become an exemplar: the common case,
-    /// under the default filter one thread-local byte (the sampled flag, rarely set without a
-    /// sampled span, which [`Mode::wants_exemplar`] then settles).
+    /// under the default filter a thread-local load or two (a "maybe" is settled by
+    /// [`Mode::wants_exemplar`] out of line).
     #[inline]
     pub(crate) fn plain(self) -> bool {
         if self.0 == TRACE_BASED {
-            return !crate::trace::sampled_flag_current();
+            return !crate::trace::sampled_span_maybe_current();
         }
         self.0 == NO_EXEMPLARS
     }

@@ -501,13 +501,18 @@ pub(crate) fn sampled_span_current() -> bool {
     })
 }
 
-/// Whether the current ids carry the sampled flag: one thread-local byte, the metrics record
-/// path's first test (its rare "yes" is confirmed by [`sampled_span_current`]).
+/// `false` when no sampled span is current, in as few loads as can tell (none entered: one);
+/// `true` when one may be, which [`sampled_span_current`] then settles. The metrics record
+/// path's first test.
 #[inline]
-pub(crate) fn sampled_flag_current() -> bool {
-    CURRENT_IDS
-        .try_with(|c| c.flags.get() & FLAG_SAMPLED != 0)
-        .unwrap_or(false)
+pub(crate) fn sampled_span_maybe_current() -> bool {
+    LOCAL.with(|l| match l.depth.get() as usize {
+        0 => false,
+        depth => l
+            .bits
+            .get(depth - 1)
+            .is_none_or(|bits| bits.get() & u32::from(FLAG_SAMPLED) != 0),
+    })
 }
 
 /// Which frame a span or guard entered: what it leaves, from whichever thread. Plain data, so
