@@ -6,15 +6,19 @@
 //! would otherwise feed itself. The app's own records, from any library and any target, are.
 //! On the exporter thread the wrapped logger gets only this crate's records and others' from
 //! INFO up: below that the HTTP client dumps the request bytes, export token included.
+//!
+//! The export never panics the logging call: a format argument whose `Display` fails or panics
+//! leaves the text formatted before it as the record's body (the panic hook still reports the
+//! panic). The wrapped logger, called first, formats the record its own way.
 
-use super::{is_exported, reaches_app_output, Bridged, RecordAttributes};
-use crate::attributes::{Str, Value};
-use crate::logs::{CodeLocation, LogRecordData};
+use super::{is_exported, reaches_app_output, severity, RecordAttributes};
+use crate::attributes::Value;
+use crate::logs::LogRecordView;
 use crate::trace::Ids;
 use log::{LevelFilter, Log, Metadata, Record};
-use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::panic::{self, AssertUnwindSafe};
 
 /// Wraps the app's logger and exports records to the installed pipeline.
 ///
@@ -84,9 +88,15 @@ pub(crate) fn widen_max_level(floor: LevelFilter) {
 }
 
 thread_local! {
-    /// Set while this thread is inside the bridge, so a wrapped logger that logs cannot recurse.
-    static IN_BRIDGE: Cell<bool> = const { Cell::new(false) };
+    /// The body of the record being exported, formatted into memory reused from record to
+    /// record. Borrowed while this thread is inside the export, so a format argument that logs
+    /// (or anything the export calls) cannot recurse into it.
+    static BODY: RefCell<String> = const { RefCell::new(String::new()) };
 }
+
+/// A body buffer grown past this is dropped after its record: one huge message must not pin
+/// its memory to the thread.
+const MAX_KEPT_BODY_BYTES: usize = 16 * 1024;
 
 struct KvCollector<'a>(&'a mut RecordAttributes);
 
@@ -114,61 +124,56 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
     }
 }
 
-thread_local! {
-    /// Targets seen on this thread, shared rather than allocated per record; bounded.
-    static TARGETS: RefCell<Vec<Arc<str>>> = const { RefCell::new(Vec::new()) };
+/// Formats a record's message into `body`. A format argument that fails or panics leaves the
+/// text written before it: the logging call goes on, and the record is still exported.
+fn format_body(args: &fmt::Arguments<'_>, body: &mut String) {
+    body.clear();
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| body.write_fmt(*args)));
 }
 
-const MAX_INTERNED_TARGETS: usize = 64;
-
-fn interned_target(target: &str) -> Str {
-    TARGETS
-        .try_with(|targets| {
-            let mut targets = targets.borrow_mut();
-            if let Some(found) = targets.iter().find(|t| &***t == target) {
-                return Str::Owned(Arc::clone(found));
-            }
-            let new: Arc<str> = target.into();
-            if targets.len() < MAX_INTERNED_TARGETS {
-                targets.push(Arc::clone(&new));
-            }
-            Str::Owned(new)
-        })
-        .unwrap_or_else(|_| Str::from(target.to_owned()))
+/// Whether two strings are the same text, settled without reading them when they are the same
+/// literal (a record's target is its module path unless the call names another).
+fn same_str(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
 
-/// Turns a `log` record into an OTLP log record, correlated with the span `context` names when
-/// it is valid.
-pub(crate) fn to_record(record: &Record<'_>, context: Ids) -> LogRecordData {
+/// A `log` record as an OTLP log record at `now`, correlated with the span `context` names
+/// when it is valid, handed to `write`. Its message is the literal itself when it has no
+/// arguments, else formatted into `body`.
+fn with_view<R>(
+    record: &Record<'_>,
+    context: Ids,
+    now: u64,
+    body: &mut String,
+    write: impl FnOnce(&LogRecordView<'_>) -> R,
+) -> R {
     let body = match record.args().as_str() {
-        Some(literal) => Cow::Borrowed(literal),
-        None => Cow::Owned(record.args().to_string()),
-    };
-    let code = CodeLocation {
-        file: match (record.file_static(), record.file()) {
-            (Some(file), _) => Some(Str::Static(file)),
-            (None, Some(file)) => Some(Str::from(file.to_owned())),
-            _ => None,
-        },
-        line: record.line(),
-        namespace: record
-            .module_path_static()
-            .filter(|module| *module != record.target()),
+        Some(literal) => literal,
+        None => {
+            format_body(record.args(), body);
+            body.as_str()
+        }
     };
     let mut attributes = RecordAttributes::default();
     let _ = record.key_values().visit(&mut KvCollector(&mut attributes));
-    Bridged {
-        level: record.level(),
+    let (severity_number, severity_text) = severity(record.level());
+    let target = record.target();
+    write(&LogRecordView {
+        time_unix_nanos: now,
+        observed_unix_nanos: now,
+        severity_number,
+        severity_text,
         body,
-        scope: match record.module_path_static() {
-            // The usual case: the target is the module path, a literal shared without counting.
-            Some(module) if module == record.target() => Str::Static(module),
-            _ => interned_target(record.target()),
-        },
-        code,
-        attributes,
-    }
-    .into_record(context)
+        scope: target,
+        file: record.file(),
+        line: record.line(),
+        namespace: record
+            .module_path()
+            .filter(|module| !same_str(module, target)),
+        attributes: &attributes.list,
+        dropped_attributes: attributes.dropped,
+        context,
+    })
 }
 
 impl Log for LogBridge {
@@ -194,15 +199,16 @@ impl Log for LogBridge {
         if level > floor || !is_exported(level, target, Some(floor)) {
             return;
         }
-        let entered = IN_BRIDGE
-            .try_with(|flag| !flag.replace(true))
-            .unwrap_or(false);
-        if !entered {
-            return;
-        }
-        let data = to_record(record, crate::trace::current_ids());
-        crate::logs::submit(&data);
-        let _ = IN_BRIDGE.try_with(|flag| flag.set(false));
+        let _ = BODY.try_with(|body| {
+            let Ok(mut body) = body.try_borrow_mut() else {
+                return; // this thread is already exporting a record
+            };
+            let (context, now) = (crate::trace::current_ids(), crate::core::now_unix_nanos());
+            with_view(record, context, now, &mut body, crate::logs::submit);
+            if body.capacity() > MAX_KEPT_BODY_BYTES {
+                *body = String::new();
+            }
+        });
     }
 
     fn flush(&self) {
@@ -214,49 +220,291 @@ impl Log for LogBridge {
 
 #[cfg(test)]
 mod tests {
+    //! The bridge encodes straight from a `log::Record`: its bytes are checked against what
+    //! prost writes for the record the log data model says it is.
     use super::*;
+    use crate::proto::common::v1::{any_value::Value as Any, AnyValue, KeyValue};
+    use crate::proto::logs::v1::LogRecord;
     use crate::trace::{SpanContext, SpanId, TraceId};
     use log::Level;
+    use prost::Message;
+
+    const NOW: u64 = 1_700_000_000_123_456_789;
+
+    /// A frame as it sits in a thread's buffer: the scope name, then the record.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Frame {
+        #[prost(string, tag = "1")]
+        scope: String,
+        #[prost(message, optional, tag = "2")]
+        record: Option<LogRecord>,
+    }
+
+    fn ours(record: &Record<'_>, context: Ids) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut body = String::from("left over from the last record");
+        with_view(record, context, NOW, &mut body, |view| {
+            crate::logs::frame(&mut buf, view)
+        });
+        buf
+    }
+
+    fn kv(key: &str, value: Any) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    /// What the log data model makes of a record: every field spelled out.
+    struct Expected<'a> {
+        scope: &'a str,
+        severity: (i32, &'a str),
+        body: &'a str,
+        attributes: Vec<KeyValue>,
+        context: Ids,
+    }
+
+    impl Expected<'_> {
+        fn bytes(&self) -> Vec<u8> {
+            let correlated = self.context.is_valid();
+            Frame {
+                scope: self.scope.to_owned(),
+                record: Some(LogRecord {
+                    time_unix_nano: NOW,
+                    observed_time_unix_nano: NOW,
+                    severity_number: self.severity.0,
+                    severity_text: self.severity.1.to_owned(),
+                    body: Some(AnyValue {
+                        value: Some(Any::StringValue(self.body.to_owned())),
+                    }),
+                    attributes: self.attributes.clone(),
+                    dropped_attributes_count: 0,
+                    flags: if correlated {
+                        u32::from(self.context.flags)
+                    } else {
+                        0
+                    },
+                    trace_id: if correlated {
+                        self.context.trace_id.to_bytes().to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    span_id: if correlated {
+                        self.context.span_id.to_bytes().to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    event_name: String::new(),
+                }),
+            }
+            .encode_to_vec()
+        }
+    }
+
+    fn check(record: &Record<'_>, expected: &Expected<'_>) {
+        let ours = ours(record, expected.context);
+        let theirs = expected.bytes();
+        assert_eq!(
+            Frame::decode(&ours[..]).expect("decodes"),
+            Frame::decode(&theirs[..]).expect("decodes")
+        );
+        assert_eq!(ours, theirs, "same bytes as prost");
+    }
+
+    fn code(file: &str, line: u32) -> Vec<KeyValue> {
+        vec![
+            kv("code.file.path", Any::StringValue(file.to_owned())),
+            kv("code.line.number", Any::IntValue(i64::from(line))),
+        ]
+    }
 
     #[test]
-    fn records_carry_kv_code_location_and_the_span() {
-        let context = SpanContext::new_remote(TraceId(7), SpanId(9), 1);
-        let kvs = [
-            ("order.id", log::kv::Value::from(42u64)),
+    fn records_are_written_exactly_as_prost_writes_them() {
+        let sampled = SpanContext::new_remote(TraceId(7), SpanId(9), 1).ids();
+        let unsampled = SpanContext::new_remote(TraceId(u128::MAX), SpanId(u64::MAX), 0).ids();
+        let half = Ids {
+            span_id: SpanId(0),
+            ..sampled
+        };
+        let long_body = "b".repeat(300);
+        let huge_body = "h".repeat(70_000);
+        let long_path = format!("src/{}.rs", "p".repeat(200));
+        let long_target = "t".repeat(200);
+        let owned = String::from("owned text");
+        let debugged = vec![1, 2];
+        let kvs: [(&str, log::kv::Value<'_>); 10] = [
+            ("order.id", 42u64.into()),
+            ("huge", u64::MAX.into()),
+            ("negative", (-5i64).into()),
+            ("ratio", 0.25f64.into()),
             ("vip", true.into()),
+            ("name", "alice".into()),
+            ("owned", log::kv::Value::from_display(&owned)),
+            ("debugged", log::kv::Value::from_debug(&debugged)),
+            ("", "empty key".into()),
+            ("name", "bob".into()), // a repeated key overwrites
         ];
-        let record = |context: &SpanContext| {
-            to_record(
-                &Record::builder()
-                    .args(format_args!("order {} placed", 42))
-                    .level(Level::Warn)
-                    .target("shop::orders")
-                    .file(Some("src/orders.rs"))
-                    .line(Some(12))
-                    .key_values(&kvs)
-                    .build(),
-                context.ids(),
-            )
-        };
-        let data = record(&context);
-        assert_eq!(data.body, "order 42 placed");
-        assert_eq!((data.severity_number, data.severity_text), (13, "WARN"));
-        assert_eq!(data.scope.as_str(), "shop::orders");
-        assert_eq!(
-            (data.trace_id, data.span_id, data.flags),
-            (TraceId(7), SpanId(9), 1)
-        );
-        let get = |k: &str| {
-            data.all_attributes()
-                .find(|a| a.key.as_str() == k)
-                .map(|a| a.value)
-        };
-        assert_eq!(get("order.id"), Some(Value::I64(42)));
-        assert_eq!(get("vip"), Some(Value::Bool(true)));
-        assert_eq!(get("code.line.number"), Some(Value::I64(12)));
-        assert_eq!(get("code.file.path"), Some(Value::from("src/orders.rs")));
+        let kv_attributes = vec![
+            kv("order.id", Any::IntValue(42)),
+            kv("huge", Any::IntValue(i64::MAX)),
+            kv("negative", Any::IntValue(-5)),
+            kv("ratio", Any::DoubleValue(0.25)),
+            kv("vip", Any::BoolValue(true)),
+            kv("name", Any::StringValue("bob".into())),
+            kv("owned", Any::StringValue("owned text".into())),
+            kv("debugged", Any::StringValue("[1, 2]".into())),
+            kv("", Any::StringValue("empty key".into())),
+        ];
+        let severities = [
+            (Level::Trace, (1, "TRACE")),
+            (Level::Debug, (5, "DEBUG")),
+            (Level::Info, (9, "INFO")),
+            (Level::Warn, (13, "WARN")),
+            (Level::Error, (17, "ERROR")),
+        ];
+        for (level, severity) in severities {
+            for context in [Ids::default(), sampled, unsampled, half] {
+                // The usual record: formatted, the target its module path, no key-values.
+                check(
+                    &Record::builder()
+                        .args(format_args!("order {} placed", 42))
+                        .level(level)
+                        .target("shop::orders")
+                        .module_path_static(Some("shop::orders"))
+                        .file_static(Some("src/orders.rs"))
+                        .line(Some(12))
+                        .build(),
+                    &Expected {
+                        scope: "shop::orders",
+                        severity,
+                        body: "order 42 placed",
+                        attributes: code("src/orders.rs", 12),
+                        context,
+                    },
+                );
+                // Key-values of every type, a target of its own, a literal message.
+                let mut attributes = code("src/orders.rs", 16_384);
+                attributes.push(kv(
+                    "code.namespace",
+                    Any::StringValue("shop::orders::inner".into()),
+                ));
+                attributes.extend(kv_attributes.iter().cloned());
+                check(
+                    &Record::builder()
+                        .args(format_args!("placed"))
+                        .level(level)
+                        .target("audit")
+                        .module_path_static(Some("shop::orders::inner"))
+                        .file_static(Some("src/orders.rs"))
+                        .line(Some(16_384))
+                        .key_values(&kvs)
+                        .build(),
+                    &Expected {
+                        scope: "audit",
+                        severity,
+                        body: "placed",
+                        attributes,
+                        context,
+                    },
+                );
+            }
+        }
+        for context in [Ids::default(), sampled] {
+            // Lengths past one byte everywhere; no module, a run-time file.
+            for body in [&long_body, &huge_body] {
+                check(
+                    &Record::builder()
+                        .args(format_args!("{body}"))
+                        .level(Level::Warn)
+                        .target(&long_target)
+                        .file(Some(&long_path))
+                        .line(Some(u32::MAX))
+                        .build(),
+                    &Expected {
+                        scope: &long_target,
+                        severity: (13, "WARN"),
+                        body,
+                        attributes: code(&long_path, u32::MAX),
+                        context,
+                    },
+                );
+            }
+            // Every body length around the one- and two-byte boundaries of the body's and
+            // the record's lengths, with each width of line number.
+            for (n, line) in (0..300).zip([12, 300, 16_384].into_iter().cycle()) {
+                let body = "x".repeat(n);
+                check(
+                    &Record::builder()
+                        .args(format_args!("{body}"))
+                        .level(Level::Info)
+                        .target("shop::orders")
+                        .file_static(Some("src/orders.rs"))
+                        .line(Some(line))
+                        .build(),
+                    &Expected {
+                        scope: "shop::orders",
+                        severity: (9, "INFO"),
+                        body: &body,
+                        attributes: code("src/orders.rs", line),
+                        context,
+                    },
+                );
+            }
+            // An empty message, no code location at all.
+            for args in [format_args!(""), format_args!("{}", "")] {
+                check(
+                    &Record::builder()
+                        .args(args)
+                        .level(Level::Error)
+                        .target("app")
+                        .build(),
+                    &Expected {
+                        scope: "app",
+                        severity: (17, "ERROR"),
+                        body: "",
+                        attributes: Vec::new(),
+                        context,
+                    },
+                );
+            }
+        }
+    }
 
-        let outside = record(&SpanContext::none());
-        assert!(!outside.trace_id.is_valid() && !outside.span_id.is_valid());
+    /// Writes its text, then fails the way it is told to.
+    struct Failing {
+        panics: bool,
+    }
+
+    impl fmt::Display for Failing {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("partial")?;
+            if self.panics {
+                panic!("a Display impl that panics");
+            }
+            Err(fmt::Error)
+        }
+    }
+
+    #[test]
+    fn a_format_argument_that_fails_or_panics_leaves_the_text_before_it() {
+        for panics in [false, true] {
+            let failing = Failing { panics };
+            check(
+                &Record::builder()
+                    .args(format_args!("before {failing} after"))
+                    .level(Level::Info)
+                    .target("app")
+                    .build(),
+                &Expected {
+                    scope: "app",
+                    severity: (9, "INFO"),
+                    body: "before partial",
+                    attributes: Vec::new(),
+                    context: Ids::default(),
+                },
+            );
+        }
     }
 }

@@ -3,16 +3,20 @@
 //!
 //! Both share one path for a record: the same guards (this crate's own targets and the exporter
 //! thread are never exported), the same severity table, the same attribute limit, and one
-//! constructor for a log record correlated with a span.
+//! encoder of a log record correlated with a span (`logs::submit`).
 
 pub mod log;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 
 use crate::attributes::{KeyValue, Str, Value};
-use crate::logs::{CodeLocation, LogRecordData};
-use crate::trace::{push_attribute, Ids};
+#[cfg(feature = "tracing")]
+use crate::logs::{CodeLocation, LogRecordView};
+use crate::trace::push_attribute;
+#[cfg(feature = "tracing")]
+use crate::trace::Ids;
 use ::log::{Level, LevelFilter};
+#[cfg(feature = "tracing")]
 use std::borrow::Cow;
 
 /// Attributes per log record beyond which new keys are dropped and counted (the OpenTelemetry
@@ -69,13 +73,13 @@ impl RecordAttributes {
             &mut self.list,
             &mut self.dropped,
             MAX_LOG_ATTRIBUTES,
-            None,
             KeyValue::new(key, value),
         );
     }
 }
 
-/// What a bridged record says, whichever ecosystem it came from.
+/// What a bridged `tracing` event says (the `log` bridge encodes straight from its record).
+#[cfg(feature = "tracing")]
 struct Bridged {
     level: Level,
     body: Cow<'static, str>,
@@ -84,34 +88,27 @@ struct Bridged {
     attributes: RecordAttributes,
 }
 
+#[cfg(feature = "tracing")]
 impl Bridged {
-    /// The log record, correlated with the span `context` names when it is valid.
-    fn into_record(self, context: Ids) -> LogRecordData {
+    /// Hands the record to the installed pipeline, correlated with the span `context` names
+    /// when it is valid.
+    fn submit(self, context: Ids) {
         let now = crate::core::now_unix_nanos();
         let (severity_number, severity_text) = severity(self.level);
-        let correlated = context.is_valid();
-        LogRecordData {
+        crate::logs::submit(&LogRecordView {
             time_unix_nanos: now,
             observed_unix_nanos: now,
             severity_number,
             severity_text,
-            body: self.body,
-            scope: self.scope,
-            code: self.code,
-            attributes: self.attributes.list,
+            body: &self.body,
+            scope: self.scope.as_str(),
+            file: self.code.file.as_deref(),
+            line: self.code.line,
+            namespace: self.code.namespace,
+            attributes: &self.attributes.list,
             dropped_attributes: self.attributes.dropped,
-            trace_id: if correlated {
-                context.trace_id
-            } else {
-                Default::default()
-            },
-            span_id: if correlated {
-                context.span_id
-            } else {
-                Default::default()
-            },
-            flags: if correlated { context.flags } else { 0 },
-        }
+            context,
+        });
     }
 }
 

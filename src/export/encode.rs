@@ -2,7 +2,7 @@
 //! scope; metrics, a few points a minute, through the prost types.
 
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::Writer;
+use crate::core::wire::{varint_len, Writer};
 use crate::metrics::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};
 use crate::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::common::v1::{self as pc, any_value, AnyValue, ArrayValue, InstrumentationScope};
@@ -42,11 +42,13 @@ impl Encoder {
     /// An `ExportTraceServiceRequest` around spans already encoded as `ScopeSpans.spans`
     /// entries (`trace::span_entry`).
     pub(crate) fn traces(&self, entries: &[&[u8]]) -> Vec<u8> {
-        let bytes: usize = entries.iter().map(|e| e.len()).sum();
-        let mut buf = Vec::with_capacity(64 + self.encoded_resource.len() + bytes);
-        Writer::new(&mut buf).message(1, |resource_spans| {
+        let scope_spans =
+            field_len(self.encoded_scope.len()) + entries.iter().map(|e| e.len()).sum::<usize>();
+        let resource_spans = field_len(self.encoded_resource.len()) + field_len(scope_spans);
+        let mut buf = Vec::with_capacity(field_len(resource_spans));
+        Writer::new(&mut buf).message_sized(1, length_len(resource_spans), |resource_spans| {
             resource_spans.encoded_message(1, &self.encoded_resource);
-            resource_spans.message(2, |scope_spans| {
+            resource_spans.message_sized(2, length_len(scope_spans), |scope_spans| {
                 scope_spans.encoded_message(1, &self.encoded_scope);
                 for entry in entries {
                     scope_spans.raw(entry);
@@ -72,12 +74,27 @@ impl Encoder {
             };
             scope_of.push(index);
         }
-        let bytes: usize = records.iter().map(|(s, r)| s.len() + r.len()).sum();
-        let mut buf = Vec::with_capacity(64 + self.encoded_resource.len() + bytes);
-        Writer::new(&mut buf).message(1, |resource_logs| {
+        // Each ScopeLogs: its scope (a name, left out when empty) and its records.
+        let mut scope_lens: Vec<usize> = scopes
+            .iter()
+            .map(|name| {
+                field_len(if name.is_empty() {
+                    0
+                } else {
+                    field_len(name.len())
+                })
+            })
+            .collect();
+        for ((_, record), scope) in records.iter().zip(&scope_of) {
+            scope_lens[*scope] += record.len();
+        }
+        let resource_logs = field_len(self.encoded_resource.len())
+            + scope_lens.iter().map(|len| field_len(*len)).sum::<usize>();
+        let mut buf = Vec::with_capacity(field_len(resource_logs));
+        Writer::new(&mut buf).message_sized(1, length_len(resource_logs), |resource_logs| {
             resource_logs.encoded_message(1, &self.encoded_resource);
             for (index, scope) in scopes.iter().enumerate() {
-                resource_logs.message(2, |scope_logs| {
+                resource_logs.message_sized(2, length_len(scope_lens[index]), |scope_logs| {
                     scope_logs.message(1, |w| w.bytes(1, scope));
                     let in_scope = records.iter().zip(&scope_of).filter(|(_, s)| **s == index);
                     for ((_, record), _) in in_scope {
@@ -103,6 +120,17 @@ impl Encoder {
         }
         .encode_to_vec()
     }
+}
+
+/// Bytes a length-delimited field with a `len`-byte body takes (field numbers under 16).
+fn field_len(len: usize) -> usize {
+    1 + length_len(len) + len
+}
+
+/// Bytes the varint length of a `len`-byte body takes: written in place, a request's body is
+/// never shifted to make room for its length.
+fn length_len(len: usize) -> usize {
+    varint_len(len as u64)
 }
 
 fn string(s: &Str) -> AnyValue {
@@ -548,6 +576,11 @@ mod tests {
             let sent = &decoded.resource_spans[0].scope_spans[0].spans;
             assert_eq!(sent.len(), n);
         }
+        // Lengths of one to four varint bytes, each written in place.
+        let many: Vec<SpanData> = spans.iter().cycle().take(25_000).cloned().collect();
+        let ours = ours_traces(&encoder, &many);
+        assert!(ours.len() > 1 << 21, "{} bytes", ours.len());
+        assert_eq!(ours, prost_traces(&encoder, &many));
     }
 
     fn sample_records() -> Vec<LogRecordData> {
@@ -617,5 +650,9 @@ mod tests {
                 .sum();
             assert_eq!(sent, n);
         }
+        let many: Vec<LogRecordData> = records.iter().cycle().take(5000).cloned().collect();
+        let ours = ours_logs(&encoder, &many);
+        assert!(ours.len() > 1 << 21, "{} bytes", ours.len());
+        assert_eq!(ours, prost_logs(&encoder, &many));
     }
 }

@@ -198,6 +198,16 @@ impl Drop for Pipeline {
     }
 }
 
+/// A record's length-delimited fields, each as (whole field, body).
+type Record<'a> = [(&'a [u8], &'a [u8]); 2];
+
+/// Where the records taken from [`Waiting`] end: after its first `whole_buffers` buffers, at
+/// `offset` in the next.
+struct End {
+    whole_buffers: usize,
+    offset: usize,
+}
+
 /// Encoded records of one signal waiting on the exporter, in arrival order, in the buffers the
 /// app threads wrote them into.
 #[derive(Default)]
@@ -217,56 +227,51 @@ impl Waiting {
     }
 
     /// The first `max` records, each its `fields` length-delimited fields (1 for a span, 2 for
-    /// a log record: its scope, then itself), as (whole field, body) pairs.
-    fn front(&self, max: usize, fields: usize) -> Vec<[(&[u8], &[u8]); 2]> {
+    /// a log record: its scope, then itself), as (whole field, body) pairs, and where they end.
+    fn front(&self, max: usize, fields: usize) -> (Vec<Record<'_>>, End) {
         let mut records = Vec::with_capacity(max.min(self.count));
         let mut offset = self.front_offset;
-        'buffers: for encoded in &self.buffers {
+        for (index, encoded) in self.buffers.iter().enumerate() {
             let bytes = &encoded.bytes[..];
-            while records.len() < max {
+            'records: while records.len() < max {
                 let mut record = [(&[][..], &[][..]); 2];
                 for field in record.iter_mut().take(fields) {
                     match next_field(bytes, &mut offset) {
                         Some(f) => *field = f,
-                        None => {
-                            offset = 0;
-                            continue 'buffers;
-                        }
+                        None => break 'records,
                     }
                 }
                 records.push(record);
             }
-            break;
+            if records.len() == max && offset < bytes.len() {
+                return (
+                    records,
+                    End {
+                        whole_buffers: index,
+                        offset,
+                    },
+                );
+            }
+            offset = 0;
         }
-        records
+        let whole_buffers = self.buffers.len();
+        (
+            records,
+            End {
+                whole_buffers,
+                offset: 0,
+            },
+        )
     }
 
-    /// Forgets the first `n` records (taken with [`Waiting::front`]); emptied buffers go back
-    /// to the app threads.
-    fn consume(&mut self, n: usize, fields: usize, shared: &Shared) {
-        let mut left = n;
-        while left > 0 {
-            let Some(front) = self.buffers.front_mut() else {
-                break;
-            };
-            let mut offset = self.front_offset;
-            while left > 0 && offset < front.bytes.len() {
-                for _ in 0..fields {
-                    if next_field(&front.bytes, &mut offset).is_none() {
-                        offset = front.bytes.len();
-                    }
-                }
-                left -= 1;
-                self.count -= 1;
-            }
-            if offset >= front.bytes.len() {
-                let done = self.buffers.pop_front().expect("the front buffer");
-                shared.recycle(done.bytes);
-                self.front_offset = 0;
-            } else {
-                self.front_offset = offset;
-            }
+    /// Forgets the `n` records [`Waiting::front`] returned, up to the `end` it returned with
+    /// them; emptied buffers go back to the app threads.
+    fn consume(&mut self, n: usize, end: End, shared: &Shared) {
+        for done in self.buffers.drain(..end.whole_buffers) {
+            shared.recycle(done.bytes);
         }
+        self.front_offset = end.offset;
+        self.count = self.count.saturating_sub(n);
     }
 
     /// Forgets everything, returning how many records that was.
@@ -437,11 +442,11 @@ impl Exporter {
             if self.shared.is_closed() {
                 return;
             }
-            let (body, n) = {
-                let records = self.spans.front(max, 1);
+            let (body, n, end) = {
+                let (records, end) = self.spans.front(max, 1);
                 self.feed_consumers(&records);
                 let entries: Vec<&[u8]> = records.iter().map(|[(whole, _), _]| *whole).collect();
-                (self.encoder.traces(&entries), records.len())
+                (self.encoder.traces(&entries), records.len(), end)
             };
             if n == 0 {
                 // Never ours: bytes that are not whole fields. Dropped and counted.
@@ -450,7 +455,7 @@ impl Exporter {
                 self.shared.release(n);
                 return;
             }
-            self.spans.consume(n, 1, &self.shared);
+            self.spans.consume(n, end, &self.shared);
             self.deliver(Signal::Traces, body, n);
             self.shared.release(n);
         }
@@ -458,7 +463,7 @@ impl Exporter {
 
     /// Hands the batch to the span consumers, decoded; a consumer that panics is counted and
     /// keeps its place (the exporter and the app threads carry on).
-    fn feed_consumers(&self, records: &[[(&[u8], &[u8]); 2]]) {
+    fn feed_consumers(&self, records: &[Record<'_>]) {
         let mut consumers = self.consumers.lock();
         if consumers.is_empty() {
             return;
@@ -482,13 +487,13 @@ impl Exporter {
             if self.shared.is_closed() {
                 return;
             }
-            let (body, n) = {
-                let records = self.logs.front(max, 2);
+            let (body, n, end) = {
+                let (records, end) = self.logs.front(max, 2);
                 let frames: Vec<(&[u8], &[u8])> = records
                     .iter()
                     .map(|[(_, scope), (whole, _)]| (*scope, *whole))
                     .collect();
-                (self.encoder.logs(&frames), records.len())
+                (self.encoder.logs(&frames), records.len(), end)
             };
             if n == 0 {
                 let n = self.logs.clear(&self.shared);
@@ -496,7 +501,7 @@ impl Exporter {
                 self.shared.release(n);
                 return;
             }
-            self.logs.consume(n, 2, &self.shared);
+            self.logs.consume(n, end, &self.shared);
             self.deliver(Signal::Logs, body, n);
             self.shared.release(n);
         }
@@ -616,5 +621,55 @@ impl Exporter {
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::wire::Writer;
+
+    fn buffer(first: u64, n: u64) -> Encoded {
+        let mut bytes = Vec::new();
+        for i in first..first + n {
+            Writer::new(&mut bytes).bytes(2, &i.to_le_bytes()[..1 + (i % 8) as usize]);
+        }
+        Encoded {
+            bytes,
+            count: n as usize,
+        }
+    }
+
+    #[test]
+    fn batches_take_every_record_once_in_order_across_buffers() {
+        let (queue, _rx) = unbounded();
+        let signals = SignalConfig {
+            sampler: crate::core::sampler::Sampler::ratio(1.0),
+            span_limits: Default::default(),
+            log_floor: None,
+            metrics_mode: 1,
+        };
+        let shared = Shared::new(signals, Arc::default(), queue, 1 << 20, 1024);
+        let mut waiting = Waiting::default();
+        let sizes = [3, 1, 7, 4, 4, 10, 1];
+        let mut first = 0;
+        for n in sizes {
+            waiting.push(buffer(first, n));
+            first += n;
+        }
+        let mut seen = Vec::new();
+        for max in [1, 3, 4, 2, 7, 100] {
+            let (records, end) = waiting.front(max, 1);
+            let n = records.len();
+            seen.extend(records.iter().map(|[(_, body), _]| body.to_vec()));
+            waiting.consume(n, end, &shared);
+            assert_eq!(waiting.count, first as usize - seen.len());
+        }
+        let expected: Vec<Vec<u8>> = (0..first)
+            .map(|i| i.to_le_bytes()[..1 + (i % 8) as usize].to_vec())
+            .collect();
+        assert_eq!(seen, expected);
+        assert!(waiting.buffers.is_empty());
+        assert_eq!(waiting.front(5, 1).0.len(), 0);
     }
 }

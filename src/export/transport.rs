@@ -37,6 +37,16 @@ pub(crate) struct Endpoint {
     pub(crate) connect_timeout: Duration,
 }
 
+impl Endpoint {
+    fn url(&self, signal: Signal) -> &str {
+        match signal {
+            Signal::Traces => &self.traces_url,
+            Signal::Metrics => &self.metrics_url,
+            Signal::Logs => &self.logs_url,
+        }
+    }
+}
+
 /// What one attempt came to.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Attempt {
@@ -66,6 +76,10 @@ pub(crate) struct Transport {
     /// stand-in that the transport replaces below the client's logging (`late_headers`).
     stand_ins: Vec<(String, String)>,
     signal_stand_ins: [Vec<(String, String)>; 3],
+    /// Created on the first gzip request and kept: a compressor's tables are large enough that
+    /// setting them up per request would cost a noticeable share of compressing one.
+    #[cfg(feature = "gzip")]
+    gzip: Option<Gzip>,
 }
 
 impl Transport {
@@ -105,14 +119,8 @@ impl Transport {
             endpoint,
             stand_ins: stand_ins_all,
             signal_stand_ins,
-        }
-    }
-
-    fn url(&self, signal: Signal) -> &str {
-        match signal {
-            Signal::Traces => &self.endpoint.traces_url,
-            Signal::Metrics => &self.endpoint.metrics_url,
-            Signal::Logs => &self.endpoint.logs_url,
+            #[cfg(feature = "gzip")]
+            gzip: None,
         }
     }
 
@@ -122,11 +130,11 @@ impl Transport {
     /// TRACE (with stand-ins for the secrets, see `late_headers`), and an app that turns `log`
     /// records into tracing events (tracing-log) would print every batch's dump, whatever
     /// filter sits on this crate's layer. The `log` bridge keeps them from the app's logger.
-    pub(crate) fn send(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
+    pub(crate) fn send(&mut self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
         unheard_by_tracing(|| self.exchange(signal, body, timeout))
     }
 
-    fn exchange(&self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
+    fn exchange(&mut self, signal: Signal, body: &[u8], timeout: Duration) -> Attempt {
         if body.len() > MAX_REQUEST_BYTES {
             return Attempt::Failed {
                 reason: Reason::new(
@@ -135,13 +143,14 @@ impl Transport {
                 ),
             };
         }
-        let compressed;
         let (payload, encoding) = if self.endpoint.gzip {
-            match gzip(body) {
-                Ok(bytes) => {
-                    compressed = bytes;
-                    (&compressed[..], Some("gzip"))
-                }
+            #[cfg(feature = "gzip")]
+            let compressed = Gzip::compress(&mut self.gzip, body);
+            #[cfg(not(feature = "gzip"))]
+            let compressed: std::io::Result<&[u8]> =
+                Err(std::io::Error::other("built without the gzip feature"));
+            match compressed {
+                Ok(compressed) => (compressed, Some("gzip")),
                 Err(e) => {
                     return Attempt::Failed {
                         reason: Reason::new(
@@ -156,7 +165,7 @@ impl Transport {
         };
         let mut request = self
             .agent
-            .post(self.url(signal))
+            .post(self.endpoint.url(signal))
             .header("Content-Type", "application/x-protobuf");
         if let Some(encoding) = encoding {
             request = request.header("Content-Encoding", encoding);
@@ -385,20 +394,47 @@ fn unheard_by_tracing<T>(exchange: impl FnOnce() -> T) -> T {
     exchange()
 }
 
+/// A gzip compressor and its output buffer, reused from one request to the next.
 #[cfg(feature = "gzip")]
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body)?;
-    encoder.finish()
+struct Gzip {
+    compress: flate2::Compress,
+    out: Vec<u8>,
 }
 
-#[cfg(not(feature = "gzip"))]
-fn gzip(_body: &[u8]) -> std::io::Result<Vec<u8>> {
-    Err(std::io::Error::other("built without the gzip feature"))
+/// An output buffer grown past this (a rare, huge request) is not reused: the next request
+/// starts a new one.
+#[cfg(feature = "gzip")]
+const KEPT_OUTPUT_BYTES: usize = 1 << 20;
+
+#[cfg(feature = "gzip")]
+impl Gzip {
+    /// `body` as one gzip member, in `slot`'s buffer (a compressor is made on first use).
+    fn compress<'a>(slot: &'a mut Option<Gzip>, body: &[u8]) -> std::io::Result<&'a [u8]> {
+        use flate2::{Compress, Compression, FlushCompress, Status};
+        let gzip = slot.get_or_insert_with(|| Gzip {
+            compress: Compress::new_gzip(Compression::fast(), 15),
+            out: Vec::new(),
+        });
+        gzip.compress.reset();
+        if gzip.out.capacity() > KEPT_OUTPUT_BYTES {
+            gzip.out = Vec::new();
+        }
+        gzip.out.clear();
+        gzip.out.reserve(body.len() / 4 + 64);
+        loop {
+            let taken = usize::try_from(gzip.compress.total_in()).unwrap_or(body.len());
+            let input = body.get(taken..).unwrap_or_default();
+            match gzip
+                .compress
+                .compress_vec(input, &mut gzip.out, FlushCompress::Finish)
+                .map_err(std::io::Error::other)?
+            {
+                Status::StreamEnd => return Ok(&gzip.out),
+                // Out of room: the output buffer doubles and compression goes on.
+                Status::Ok | Status::BufError => gzip.out.reserve(gzip.out.capacity().max(64)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -471,5 +507,32 @@ mod tests {
                 warning: Some("too old".into())
             }
         );
+    }
+
+    #[cfg(feature = "gzip")]
+    #[test]
+    fn one_compressor_writes_whole_gzip_members_request_after_request() {
+        use std::io::Read;
+        let mut slot = None;
+        // Repetitive (compresses well), then noise that takes more room than first reserved.
+        let text = b"GET /users/{id} http.route ".repeat(4000);
+        let mut noise = vec![0u8; 300_000];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for b in &mut noise {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        for body in [&text[..], &noise[..], b"", &text[..100]] {
+            let compressed = Gzip::compress(&mut slot, body)
+                .expect("compresses")
+                .to_vec();
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&compressed[..])
+                .read_to_end(&mut back)
+                .expect("a whole gzip member");
+            assert_eq!(back, body);
+        }
     }
 }

@@ -19,7 +19,8 @@ mod record;
 
 pub(crate) use crate::bridges::log::widen_max_level;
 pub use crate::bridges::log::{install, LogBridge};
+#[cfg(any(test, feature = "tracing"))]
+pub(crate) use record::CodeLocation;
 #[cfg(test)]
-pub(crate) use record::log_frame;
-pub(crate) use record::submit;
-pub(crate) use record::{CodeLocation, LogRecordData};
+pub(crate) use record::{frame, log_frame, LogRecordData};
+pub(crate) use record::{submit, LogRecordView};
