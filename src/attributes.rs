@@ -120,32 +120,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// Cuts strings (and strings in arrays) to at most `max_chars` characters.
-    /// Returns true when anything was cut.
-    pub(crate) fn truncate(&mut self, max_chars: usize) -> bool {
-        fn cut(s: &mut Str, max_chars: usize) -> bool {
-            match s.as_str().char_indices().nth(max_chars) {
-                Some((byte_end, _)) => {
-                    *s = Str::Owned(s.as_str()[..byte_end].into());
-                    true
-                }
-                None => false,
-            }
-        }
-        match self {
-            Value::Str(s) => cut(s, max_chars),
-            Value::StrArray(items) => {
-                // Every item is cut, so no short-circuiting `any`.
-                let mut cut_any = false;
-                for s in items.iter_mut() {
-                    cut_any |= cut(s, max_chars);
-                }
-                cut_any
-            }
-            _ => false,
-        }
-    }
-
     /// The value as text, for views and log bodies.
     pub fn to_display_string(&self) -> String {
         match self {
@@ -251,18 +225,6 @@ impl KeyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_counts_characters_not_bytes() {
-        let mut v = Value::from("héllo wörld");
-        assert!(v.truncate(4));
-        assert_eq!(v, Value::from("héll"));
-        let mut short = Value::from("ab");
-        assert!(!short.truncate(4));
-        let mut arr = Value::from(vec!["abcdef", "x"]);
-        assert!(arr.truncate(3));
-        assert_eq!(arr, Value::from(vec!["abc", "x"]));
-    }
 
     #[test]
     fn large_unsigned_values_saturate() {

@@ -73,7 +73,6 @@ impl RecordAttributes {
             &mut self.list,
             &mut self.dropped,
             MAX_LOG_ATTRIBUTES,
-            None,
             KeyValue::new(key, value),
         );
     }

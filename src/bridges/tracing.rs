@@ -243,7 +243,7 @@ impl BridgedSpan {
                 data.start_unix_nanos = *created_unix_nanos;
             }
             for kv in pending.drain(..) {
-                begun.set_attribute(kv);
+                begun.set_attribute(&kv);
             }
             begun.set_status(std::mem::take(pending_status));
             begun
@@ -260,10 +260,10 @@ impl BridgedSpan {
 
     fn set_attribute(&mut self, kv: KeyValue) {
         match &mut self.begun {
-            Some(begun) => begun.set_attribute(kv),
+            Some(begun) => begun.set_attribute(&kv),
             // Unique keys among a callsite's fields (32 at most in tracing) bound the list; the
             // span's limits apply on replay.
-            None => push_attribute(&mut self.pending, &mut 0, u32::MAX, None, kv),
+            None => push_attribute(&mut self.pending, &mut 0, u32::MAX, kv),
         }
     }
 

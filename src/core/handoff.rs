@@ -11,10 +11,10 @@
 //! blocks; a full queue drops the chunk and counts its records.
 
 use super::counters::{Counters, SignalCounters};
-use super::SignalConfig;
+use super::{SignalConfig, SpanLimits};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -270,25 +270,42 @@ fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
     LOCAL
         .try_with(|cell| {
             let generation = super::GENERATION.load(Ordering::Relaxed);
-            if cell.try_borrow().ok()?.generation != generation {
-                cell.try_borrow_mut().ok()?.refresh(generation);
+            // One borrow: `f` only writes into the slot, it never comes back here.
+            let mut local = cell.try_borrow_mut().ok()?;
+            if local.generation != generation {
+                local.refresh(generation);
             }
-            let local = cell.try_borrow().ok()?;
-            match (&local.shared, &local.slot) {
-                (Some(shared), Some(slot)) => Some(f(shared, slot)),
-                _ => None,
-            }
+            Some(f(local.shared.as_deref()?, local.slot.as_deref()?))
         })
         .ok()
         .flatten()
 }
 
-/// The installed pipeline's signal settings, or `None` when export is off.
-pub(crate) fn with_signal_config<R>(f: impl FnOnce(&SignalConfig) -> R) -> Option<R> {
-    if !super::is_installed() {
-        return None;
+thread_local! {
+    /// The installed pipeline's span limits, and the generation they were read in: a sampled
+    /// span reads them at its start, so they are kept where that costs one load, not a look at
+    /// the thread's view (destructor-free, so no lifetime check either).
+    static SPAN_LIMITS: Cell<(u64, SpanLimits)> = const { Cell::new((0, SpanLimits::DEFAULT)) };
+}
+
+/// The installed pipeline's span limits (the defaults when none is installed), read once per
+/// thread and pipeline.
+#[inline]
+pub(crate) fn span_limits() -> SpanLimits {
+    let generation = super::GENERATION.load(Ordering::Relaxed);
+    match SPAN_LIMITS.try_with(Cell::get) {
+        Ok((seen, limits)) if seen == generation => limits,
+        _ => read_span_limits(generation),
     }
-    with_local(|shared, _| f(&shared.signals))
+}
+
+#[cold]
+#[inline(never)]
+fn read_span_limits(generation: u64) -> SpanLimits {
+    // Read for `generation` or a later one: a later one makes the next call read them again.
+    let limits = with_local(|shared, _| shared.signals.span_limits).unwrap_or_default();
+    let _ = SPAN_LIMITS.try_with(|c| c.set((generation, limits)));
+    limits
 }
 
 /// Writes one record into this thread's buffer with `write` (which appends its encoding);

@@ -68,15 +68,19 @@ impl SpanLimits {
     }
 }
 
+impl SpanLimits {
+    pub(crate) const DEFAULT: SpanLimits = SpanLimits {
+        max_attributes: 128,
+        max_events: 128,
+        max_links: 128,
+        max_attributes_per_event: 128,
+        max_value_chars: None,
+    };
+}
+
 impl Default for SpanLimits {
     fn default() -> Self {
-        SpanLimits {
-            max_attributes: 128,
-            max_events: 128,
-            max_links: 128,
-            max_attributes_per_event: 128,
-            max_value_chars: None,
-        }
+        SpanLimits::DEFAULT
     }
 }
 

@@ -11,7 +11,7 @@ const VARINT: u32 = 0;
 /// Wire type of `fixed64` and `double` fields.
 const FIXED64: u32 = 1;
 /// Wire type of strings, bytes and nested messages.
-const LEN: u32 = 2;
+pub(crate) const LEN: u32 = 2;
 /// Wire type of `fixed32` fields.
 const FIXED32: u32 = 5;
 
@@ -35,7 +35,7 @@ impl<'a> Writer<'a> {
     }
 
     #[inline(always)]
-    fn varint(&mut self, mut value: u64) {
+    pub(crate) fn varint(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.buf.push((value as u8) | 0x80);
             value >>= 7;
@@ -44,7 +44,7 @@ impl<'a> Writer<'a> {
     }
 
     #[inline(always)]
-    fn tag(&mut self, field: u32, wire_type: u32) {
+    pub(crate) fn tag(&mut self, field: u32, wire_type: u32) {
         self.varint(u64::from(field << 3 | wire_type));
     }
 
@@ -206,25 +206,16 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// An `AnyValue` message body.
-#[inline(always)]
-pub(crate) fn any_value(w: &mut Writer<'_>, value: &Value) {
-    let array = |w: &mut Writer<'_>, members: &mut dyn Iterator<Item = OneOf<'_>>| {
-        w.message(5, |array| {
-            for member in members {
-                array.message(1, |v| v.oneof(member_field(member), member));
-            }
-        });
-    };
-    match value {
-        Value::Str(s) => w.oneof(1, OneOf::Str(s.as_str())),
-        Value::Bool(b) => w.oneof(2, OneOf::Bool(*b)),
-        Value::I64(i) => w.oneof(3, OneOf::Int(*i)),
-        Value::F64(f) => w.oneof(4, OneOf::Double(*f)),
-        Value::StrArray(v) => array(w, &mut v.iter().map(|s| OneOf::Str(s.as_str()))),
-        Value::BoolArray(v) => array(w, &mut v.iter().map(|b| OneOf::Bool(*b))),
-        Value::I64Array(v) => array(w, &mut v.iter().map(|i| OneOf::Int(*i))),
-        Value::F64Array(v) => array(w, &mut v.iter().map(|f| OneOf::Double(*f))),
+/// `s` cut to at most `max_chars` characters (`None`: no limit). A string of no more bytes than
+/// that is never cut, a character taking at least one byte: the common case reads no text.
+#[inline]
+pub(crate) fn cut(s: &str, max_chars: Option<u32>) -> &str {
+    match max_chars {
+        Some(max) if s.len() > max as usize => match s.char_indices().nth(max as usize) {
+            Some((end, _)) => &s[..end],
+            None => s,
+        },
+        _ => s,
     }
 }
 
@@ -239,12 +230,6 @@ fn member_field(member: OneOf<'_>) -> u32 {
     }
 }
 
-/// A `KeyValue` message body: fields 1 (key) and 2 (value).
-pub(crate) fn key_value(w: &mut Writer<'_>, kv: &KeyValue) {
-    w.str(1, kv.key.as_str());
-    w.message(2, |v| any_value(v, &kv.value));
-}
-
 /// Bytes a varint takes: prost's own formula, a multiply and a shift where dividing the bit
 /// count by 7 costs several instructions more (four times per attribute).
 #[inline(always)]
@@ -252,16 +237,31 @@ pub(crate) fn varint_len(value: u64) -> usize {
     prost::encoding::encoded_len_varint(value)
 }
 
-/// A scalar value as the `AnyValue` member it is written as, `None` for arrays.
+/// A scalar value as the `AnyValue` member it is written as (a string cut to `max_chars`),
+/// `None` for arrays.
 #[inline(always)]
-fn scalar(value: &Value) -> Option<OneOf<'_>> {
+fn scalar(value: &Value, max_chars: Option<u32>) -> Option<OneOf<'_>> {
     Some(match value {
-        Value::Str(s) => OneOf::Str(s.as_str()),
+        Value::Str(s) => OneOf::Str(cut(s.as_str(), max_chars)),
         Value::Bool(b) => OneOf::Bool(*b),
         Value::I64(i) => OneOf::Int(*i),
         Value::F64(f) => OneOf::Double(*f),
         _ => return None,
     })
+}
+
+/// Calls `f` with each member of an array value, strings cut to `max_chars`; nothing for a
+/// scalar.
+fn each_member(value: &Value, max_chars: Option<u32>, mut f: impl FnMut(OneOf<'_>)) {
+    match value {
+        Value::StrArray(v) => v
+            .iter()
+            .for_each(|s| f(OneOf::Str(cut(s.as_str(), max_chars)))),
+        Value::BoolArray(v) => v.iter().for_each(|b| f(OneOf::Bool(*b))),
+        Value::I64Array(v) => v.iter().for_each(|i| f(OneOf::Int(*i))),
+        Value::F64Array(v) => v.iter().for_each(|x| f(OneOf::Double(*x))),
+        Value::Str(_) | Value::Bool(_) | Value::I64(_) | Value::F64(_) => {}
+    }
 }
 
 /// The `AnyValue` body length of a scalar member.
@@ -275,10 +275,20 @@ fn scalar_len(member: OneOf<'_>) -> usize {
     }
 }
 
+/// The `ArrayValue` body length of an array value: each member an `AnyValue` in field 1.
+fn array_len(value: &Value, max_chars: Option<u32>) -> usize {
+    let mut len = 0;
+    each_member(value, max_chars, |m| {
+        let member = scalar_len(m);
+        len += 1 + varint_len(member as u64) + member;
+    });
+    len
+}
+
 /// `value` as a varint in the low bytes of the array, and how many bytes it takes: built in a
 /// register, to be appended with one fixed-size copy.
 #[inline(always)]
-pub(crate) fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
+fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
     let mut bits = 0u128;
     let mut len = 0;
     while value >= 0x80 {
@@ -290,38 +300,99 @@ pub(crate) fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
     (bits.to_le_bytes(), len + 1)
 }
 
-/// Each of `attributes` as a `KeyValue` message in field `field`. Scalar values (nearly all)
-/// have their lengths computed up front and are written in one pass; arrays go through
-/// [`Writer::message`].
+/// Each of `attributes` as a `KeyValue` entry in field `field`, as given (no limit applied).
 pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
     for kv in attributes {
-        match scalar(&kv.value) {
-            Some(member) => scalar_key_value(w, field, kv.key.as_str(), member),
-            None => w.message(field, |m| key_value(m, kv)),
-        }
+        key_value_entry(w.buf, field, kv.key.as_str(), &kv.value, None);
     }
 }
 
-/// A `KeyValue` message with a scalar value in field `field`, its lengths computed up front.
+/// Appends one whole `KeyValue` entry in field `field` (tag, length, body) for `key` and
+/// `value`, strings cut to `max_chars`. Every length is computed first, so the entry is written
+/// in one pass into room reserved once. Returns where the key's bytes start in the entry.
+#[inline(always)]
+pub(crate) fn key_value_entry(
+    buf: &mut Vec<u8>,
+    field: u32,
+    key: &str,
+    value: &Value,
+    max_chars: Option<u32>,
+) -> usize {
+    match scalar(value, max_chars) {
+        Some(member) => scalar_entry(buf, field, key, member),
+        None => array_entry(buf, field, key, value, max_chars),
+    }
+}
+
+/// A `KeyValue` entry with a scalar value in field `field`, its lengths computed up front.
 #[inline(always)]
 pub(crate) fn scalar_key_value(w: &mut Writer<'_>, field: u32, key: &str, member: OneOf<'_>) {
+    scalar_entry(w.buf, field, key, member);
+}
+
+/// [`key_value_entry`] for a scalar value; returns where the key's bytes start.
+#[inline(always)]
+fn scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> usize {
+    // Under 128 bytes every length inside takes one byte too.
+    let key_len = if key.is_empty() { 0 } else { 2 + key.len() };
     let value_len = scalar_len(member);
+    let body_len = key_len + 2 + value_len;
+    if body_len < 0x80 && field < 16 {
+        short_key_value(buf, field, key, member, body_len, value_len);
+        return 4;
+    }
+    long_scalar_entry(buf, field, key, member)
+}
+
+/// The head of an entry whose `AnyValue` body takes `value_len` bytes: room reserved for the
+/// whole entry, then its tag and length, the key, the value's tag and length. Returns where the
+/// key's bytes start.
+fn entry_head(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize) -> usize {
     let key_len = if key.is_empty() {
         0
     } else {
         1 + varint_len(key.len() as u64) + key.len()
     };
     let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
-    if body_len < 0x80 && field < 16 {
-        short_key_value(w.buf, field, key, member, body_len, value_len);
-        return;
-    }
+    let head = varint_len(u64::from(field << 3 | LEN)) + varint_len(body_len as u64);
+    buf.reserve(head + body_len);
+    let mut w = Writer::new(buf);
     w.tag(field, LEN);
     w.varint(body_len as u64);
     w.str(1, key);
     w.tag(2, LEN);
     w.varint(value_len as u64);
-    w.oneof(member_field(member), member);
+    head + 1 + varint_len(key.len() as u64)
+}
+
+/// [`scalar_entry`] for an entry of 128 bytes or more (or in a field from 16).
+#[inline(never)]
+fn long_scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> usize {
+    let key_at = entry_head(buf, field, key, scalar_len(member));
+    Writer::new(buf).oneof(member_field(member), member);
+    key_at
+}
+
+/// [`key_value_entry`] for an array value.
+#[inline(never)]
+fn array_entry(
+    buf: &mut Vec<u8>,
+    field: u32,
+    key: &str,
+    value: &Value,
+    max_chars: Option<u32>,
+) -> usize {
+    let members = array_len(value, max_chars);
+    let key_at = entry_head(buf, field, key, 1 + varint_len(members as u64) + members);
+    let mut w = Writer::new(buf);
+    w.tag(5, LEN);
+    w.varint(members as u64);
+    each_member(value, max_chars, |m| {
+        w.tag(1, LEN);
+        w.varint(scalar_len(m) as u64);
+        w.oneof(member_field(m), m);
+    });
+    key_at
 }
 
 /// A `KeyValue` entry whose body is under 128 bytes, in a field under 16: every tag and length
@@ -421,6 +492,19 @@ mod tests {
         let mut buf = Vec::new();
         body(&mut Writer::new(&mut buf));
         buf
+    }
+
+    #[test]
+    fn cutting_counts_characters_not_bytes() {
+        assert_eq!(cut("héllo wörld", Some(4)), "héll");
+        assert_eq!(cut("ab", Some(4)), "ab");
+        assert_eq!(
+            cut("héllo", Some(5)),
+            "héllo",
+            "more bytes than the limit, not more chars"
+        );
+        assert_eq!(cut("abc", Some(0)), "");
+        assert_eq!(cut("abc", None), "abc");
     }
 
     #[test]

@@ -697,7 +697,7 @@ pub(crate) fn leave_from_elsewhere(saved: &Saved, record: Option<RecordBox>) {
 
 /// Runs `f` on the record of the span current on this thread, if it is recording.
 pub(crate) fn with_current_record<R>(
-    f: impl FnOnce(&mut super::span::SpanData, crate::core::SpanLimits) -> R,
+    f: impl FnOnce(&mut super::record::Recording, crate::core::SpanLimits) -> R,
 ) -> Option<R> {
     receive_remote_ends();
     let pointer = LOCAL.with(|l| {

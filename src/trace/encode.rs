@@ -1,11 +1,14 @@
-//! A finished span → OTLP `Span` bytes (at hand-off, on the recording thread), and back again
+//! A span's record → OTLP `Span` bytes (at hand-off, on the recording thread), and back again
 //! for in-process span consumers (on the exporter thread, only while one is registered).
 
 use super::context::SpanContext;
 use super::id::{SpanId, TraceId};
+#[cfg(any(test, feature = "fuzzing"))]
+use super::record::SPAN_ATTRIBUTES;
+use super::record::{Attributes, Recording};
 use super::span::{Event, Link, SpanData, SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::{key_values, Writer};
+use crate::core::wire::{key_values, varint_len, Writer, LEN};
 use crate::proto::common::v1::{any_value, AnyValue};
 use crate::proto::trace::v1 as pt;
 use prost::Message;
@@ -33,65 +36,154 @@ fn remote_flags(flags: u8, is_remote: bool) -> u32 {
     u32::from(flags) | SPAN_FLAGS_HAS_IS_REMOTE | if is_remote { SPAN_FLAGS_IS_REMOTE } else { 0 }
 }
 
-/// Appends `s` as one `ScopeSpans.spans` entry (tag, length, `Span`), as prost writes it.
-pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
-    // A rough lower bound of the span's length (fixed fields about 70 bytes, an attribute at
-    // least 16, an event 32): from 128 bytes its length takes two. A wrong guess costs a shift.
-    let lower_bound = 70 + s.name.as_str().len() + 16 * s.attributes.len() + 32 * s.events.len();
-    let length_bytes = if lower_bound >= 0x80 { 2 } else { 1 };
-    Writer::new(buf).message_sized(SCOPE_SPANS_SPAN_FIELD, length_bytes, |w| span(w, s));
+/// Appends the span `r` ended at `end_unix_nanos` as one `ScopeSpans.spans` entry (tag,
+/// length, `Span`), as prost writes it: its length computed first, so it is written in one pass
+/// into room reserved once, its attributes, events and links copied as the bytes they already
+/// are.
+pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) {
+    let trace_state = r.trace_state.as_deref().unwrap_or_default();
+    let name = r.name.as_str();
+    let field_len = |len: usize| {
+        if len == 0 {
+            0
+        } else {
+            1 + varint_len(len as u64) + len
+        }
+    };
+    let uint_len = |value: u32| {
+        if value == 0 {
+            0
+        } else {
+            1 + varint_len(u64::from(value))
+        }
+    };
+    let fixed64_len = |value: u64| if value == 0 { 0 } else { 9 };
+    let status_body = match &r.status {
+        Status::Unset => None,
+        Status::Ok => Some(2),
+        Status::Error(description) => Some(field_len(description.len()) + 2),
+    };
+    let len = IDS_LEN
+        + field_len(trace_state.len())
+        + if r.parent_span_id.is_valid() { 10 } else { 0 }
+        + field_len(name.len())
+        + 2 // kind, never 0
+        + fixed64_len(r.start_unix_nanos)
+        + fixed64_len(end_unix_nanos)
+        + r.attributes.bytes.len()
+        + uint_len(r.attributes.dropped)
+        + r.events.len()
+        + uint_len(r.dropped_events)
+        + r.links.len()
+        + uint_len(r.dropped_links)
+        + status_body.map_or(0, |body| 1 + varint_len(body as u64) + body)
+        + 6; // flags (field 16: a two-byte tag), never 0
+    buf.reserve(1 + varint_len(len as u64) + len);
+    let mut w = Writer::new(buf);
+    w.tag(SCOPE_SPANS_SPAN_FIELD, LEN);
+    w.varint(len as u64);
+    w.raw(&ids(r.trace_id, r.span_id));
+    w.str(3, trace_state);
+    if r.parent_span_id.is_valid() {
+        w.bytes(4, &r.parent_span_id.to_bytes());
+    }
+    w.str(5, name);
+    w.uint(6, span_kind(r.kind));
+    w.fixed64(7, r.start_unix_nanos);
+    w.fixed64(8, end_unix_nanos);
+    w.raw(&r.attributes.bytes);
+    w.uint(10, u64::from(r.attributes.dropped));
+    w.raw(&r.events);
+    w.uint(12, u64::from(r.dropped_events));
+    w.raw(&r.links);
+    w.uint(14, u64::from(r.dropped_links));
+    if let Some(body) = status_body {
+        // `Status`: message (2), then code (3: 1 ok, 2 error).
+        w.tag(15, LEN);
+        w.varint(body as u64);
+        if let Status::Error(description) = &r.status {
+            w.str(2, description.as_str());
+            w.uint(3, 2);
+        } else {
+            w.uint(3, 1);
+        }
+    }
+    w.fixed32(16, remote_flags(r.flags, r.parent_is_remote));
 }
 
-/// A `Span`, fields in tag order (as prost writes them).
-fn span(w: &mut Writer<'_>, s: &SpanData) {
-    // Fields 1 and 2, both always 16 and 8 bytes: written in one go.
-    let mut ids = [0u8; 28];
+/// `Span` fields 1 and 2, always 16 and 8 bytes: written in one go.
+const IDS_LEN: usize = 28;
+
+fn ids(trace_id: TraceId, span_id: SpanId) -> [u8; IDS_LEN] {
+    let mut ids = [0u8; IDS_LEN];
     ids[0] = 1 << 3 | 2;
     ids[1] = 16;
-    ids[2..18].copy_from_slice(&s.trace_id.to_bytes());
+    ids[2..18].copy_from_slice(&trace_id.to_bytes());
     ids[18] = 2 << 3 | 2;
     ids[19] = 8;
-    ids[20..].copy_from_slice(&s.span_id.to_bytes());
-    w.raw(&ids);
-    w.str(3, s.trace_state.as_deref().unwrap_or_default());
-    if s.parent_span_id.is_valid() {
-        w.bytes(4, &s.parent_span_id.to_bytes());
+    ids[20..].copy_from_slice(&span_id.to_bytes());
+    ids
+}
+
+/// Appends one `Span.events` entry.
+pub(crate) fn event_entry(
+    buf: &mut Vec<u8>,
+    time_unix_nanos: u64,
+    name: &Str,
+    attributes: &Attributes,
+) {
+    Writer::new(buf).message(11, |m| {
+        m.fixed64(1, time_unix_nanos);
+        m.str(2, name.as_str());
+        m.raw(&attributes.bytes);
+        m.uint(4, u64::from(attributes.dropped));
+    });
+}
+
+/// Appends one `Span.links` entry, its attributes as given.
+pub(crate) fn link_entry(buf: &mut Vec<u8>, context: &SpanContext, attributes: &[KeyValue]) {
+    Writer::new(buf).message(13, |m| {
+        m.bytes(1, &context.trace_id().to_bytes());
+        m.bytes(2, &context.span_id().to_bytes());
+        m.str(3, context.trace_state().unwrap_or_default());
+        key_values(m, 4, attributes);
+        m.fixed32(6, remote_flags(context.flags(), context.is_remote()));
+    });
+}
+
+/// Appends `s` as one `ScopeSpans.spans` entry, exactly as it is (no limit applied): through
+/// the same writer as a live span, for tests and the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
+    let mut r = Recording::empty();
+    r.trace_id = s.trace_id;
+    r.span_id = s.span_id;
+    r.parent_span_id = s.parent_span_id;
+    r.parent_is_remote = s.parent_is_remote;
+    r.flags = s.flags;
+    r.trace_state = s.trace_state.clone();
+    r.name = s.name.clone();
+    r.kind = s.kind;
+    r.start_unix_nanos = s.start_unix_nanos;
+    for kv in &s.attributes {
+        r.attributes.push_as_is(SPAN_ATTRIBUTES, kv);
     }
-    w.str(5, s.name.as_str());
-    w.uint(6, span_kind(s.kind));
-    w.fixed64(7, s.start_unix_nanos);
-    w.fixed64(8, s.end_unix_nanos);
-    key_values(w, 9, &s.attributes);
-    w.uint(10, u64::from(s.dropped_attributes));
+    r.attributes.dropped = s.dropped_attributes;
     for e in &s.events {
-        w.message(11, |m| {
-            m.fixed64(1, e.time_unix_nanos);
-            m.str(2, e.name.as_str());
-            key_values(m, 3, &e.attributes);
-            m.uint(4, u64::from(e.dropped_attributes));
-        });
+        let mut attributes = Attributes::default();
+        for kv in &e.attributes {
+            attributes.push_as_is(3, kv);
+        }
+        attributes.dropped = e.dropped_attributes;
+        event_entry(&mut r.events, e.time_unix_nanos, &e.name, &attributes);
     }
-    w.uint(12, u64::from(s.dropped_events));
+    r.dropped_events = s.dropped_events;
     for l in &s.links {
-        w.message(13, |m| {
-            m.bytes(1, &l.context.trace_id().to_bytes());
-            m.bytes(2, &l.context.span_id().to_bytes());
-            m.str(3, l.context.trace_state().unwrap_or_default());
-            key_values(m, 4, &l.attributes);
-            m.fixed32(6, remote_flags(l.context.flags(), l.context.is_remote()));
-        });
+        link_entry(&mut r.links, &l.context, &l.attributes);
     }
-    w.uint(14, u64::from(s.dropped_links));
-    // `Status`: message (2), then code (3: 1 ok, 2 error).
-    match &s.status {
-        Status::Unset => {}
-        Status::Ok => w.message(15, |m| m.uint(3, 1)),
-        Status::Error(description) => w.message(15, |m| {
-            m.str(2, description.as_str());
-            m.uint(3, 2);
-        }),
-    }
-    w.fixed32(16, remote_flags(s.flags, s.parent_is_remote));
+    r.dropped_links = s.dropped_links;
+    r.status = s.status.clone();
+    write_span(buf, &r, s.end_unix_nanos);
 }
 
 /// The spans back from the `Span` message bodies [`span_entry`] wrote. A body that does not
@@ -229,5 +321,150 @@ fn value_from_proto(value: Option<AnyValue>) -> Value {
             }
         }
         _ => Value::Str(Str::Static("")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The oracle for a live span's record: what prost writes for the same outcome.
+    use super::*;
+    use crate::proto::common::v1::{ArrayValue, KeyValue as PKeyValue};
+    use crate::trace::context::FLAG_SAMPLED;
+    use crate::trace::SpanLimits;
+
+    fn kv(key: &str, value: any_value::Value) -> PKeyValue {
+        PKeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn text(s: &str) -> any_value::Value {
+        any_value::Value::StringValue(s.to_owned())
+    }
+
+    #[test]
+    fn a_live_span_is_written_exactly_as_prost_writes_its_outcome() {
+        use any_value::Value as V;
+        let limits = SpanLimits::default()
+            .max_attributes(5)
+            .max_events(1)
+            .max_links(1)
+            .max_attributes_per_event(1)
+            .max_value_chars(5);
+        let parent = SpanContext::new_remote(TraceId(0xabc), SpanId(0x12), FLAG_SAMPLED)
+            .with_trace_state(Some("vendor=a".into()));
+        let context = SpanContext {
+            trace_id: TraceId(0xabc),
+            span_id: SpanId(0x34),
+            flags: FLAG_SAMPLED,
+            is_remote: false,
+            trace_state: parent.trace_state.clone(),
+        };
+        let mut r = Recording::empty();
+        r.start(
+            "GET /users/{id}".into(),
+            SpanKind::Server,
+            &context,
+            &parent,
+        );
+        r.start_unix_nanos = 1_000;
+        let long_key = "k".repeat(130);
+        let set = |r: &mut Recording, key: Str, value: Value| r.set_attribute(&key, &value, limits);
+        set(&mut r, "text".into(), "héllo wörld".into()); // cut, by characters
+        set(&mut r, "count".into(), 7i64.into());
+        set(&mut r, "list".into(), vec!["abcdefgh", "x", ""].into());
+        set(&mut r, Str::from(long_key.clone()), (-1i64).into()); // over 128 bytes
+        set(&mut r, "text".into(), true.into()); // overwritten in place, shorter
+        set(
+            &mut r,
+            Str::from("count".to_owned()),
+            "x".repeat(300).into(),
+        ); // run-time key
+        set(&mut r, "ratio".into(), 0.5f64.into());
+        set(&mut r, "over".into(), 1i64.into()); // past the limit: dropped
+        set(&mut r, "over too".into(), 2i64.into());
+        r.add_event(
+            &"retry".into(),
+            &[
+                KeyValue::new("why", "timeout!"),
+                KeyValue::new("extra", 1i64),
+            ],
+            limits,
+        );
+        r.add_event(&"late".into(), &[], limits); // past the event limit
+        let linked = SpanContext::new_remote(TraceId(9), SpanId(8), FLAG_SAMPLED)
+            .with_trace_state(Some("other=b".into()));
+        r.add_link(&linked, &[KeyValue::new("batch", 3i64)], limits);
+        r.add_link(&linked, &[], limits); // past the link limit
+        r.add_link(&SpanContext::none(), &[], limits); // invalid
+        r.status.update(Status::error("bad"));
+
+        let mut ours = Vec::new();
+        write_span(&mut ours, &r, 2_000);
+        let expected = pt::Span {
+            trace_id: TraceId(0xabc).to_bytes().to_vec(),
+            span_id: SpanId(0x34).to_bytes().to_vec(),
+            trace_state: "vendor=a".into(),
+            parent_span_id: SpanId(0x12).to_bytes().to_vec(),
+            flags: u32::from(FLAG_SAMPLED) | SPAN_FLAGS_HAS_IS_REMOTE | SPAN_FLAGS_IS_REMOTE,
+            name: "GET /users/{id}".into(),
+            kind: pt::span::SpanKind::Server as i32,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes: vec![
+                kv("text", V::BoolValue(true)),
+                kv("count", text("xxxxx")),
+                kv(
+                    "list",
+                    V::ArrayValue(ArrayValue {
+                        values: ["abcde", "x", ""]
+                            .iter()
+                            .map(|s| AnyValue {
+                                value: Some(text(s)),
+                            })
+                            .collect(),
+                    }),
+                ),
+                kv(&long_key, V::IntValue(-1)),
+                kv("ratio", V::DoubleValue(0.5)),
+            ],
+            dropped_attributes_count: 2,
+            events: vec![pt::span::Event {
+                time_unix_nano: 0,
+                name: "retry".into(),
+                attributes: vec![kv("why", text("timeo"))],
+                dropped_attributes_count: 1,
+            }],
+            dropped_events_count: 1,
+            links: vec![pt::span::Link {
+                trace_id: TraceId(9).to_bytes().to_vec(),
+                span_id: SpanId(8).to_bytes().to_vec(),
+                trace_state: "other=b".into(),
+                attributes: vec![kv("batch", V::IntValue(3))],
+                dropped_attributes_count: 0,
+                flags: u32::from(FLAG_SAMPLED) | SPAN_FLAGS_HAS_IS_REMOTE | SPAN_FLAGS_IS_REMOTE,
+            }],
+            dropped_links_count: 2,
+            status: Some(pt::Status {
+                message: "bad".into(),
+                code: pt::status::StatusCode::Error as i32,
+            }),
+        };
+        // The event's time is the clock's: take it from what we wrote.
+        let mut at = 0;
+        let (_, body) = crate::core::wire::next_field(&ours, &mut at).expect("one entry");
+        assert_eq!(at, ours.len(), "one entry, its length exact");
+        let decoded = pt::Span::decode(body).expect("decodes");
+        let mut expected = expected;
+        expected.events[0].time_unix_nano = decoded.events[0].time_unix_nano;
+        assert_eq!(decoded, expected);
+        let theirs = pt::ScopeSpans {
+            spans: vec![expected],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(ours, theirs, "same bytes as prost");
     }
 }

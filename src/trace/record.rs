@@ -19,11 +19,280 @@
 //!    processes the end posted to it by another thread (or by that other thread if the origin
 //!    thread's frames are already gone). See `context::leave_from_elsewhere`.
 
-use super::span::SpanData;
-use crate::core::SpanLimits;
+use super::context::SpanContext;
+use super::id::{SpanId, TraceId};
+use super::span::{SpanKind, Status};
+use crate::attributes::{KeyValue, Str, Value};
+use crate::core::wire::key_value_entry;
+use crate::core::{now_unix_nanos, SpanLimits};
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// `Span.attributes`, `Event.attributes`: the field numbers a [`Attributes`] list is written in.
+pub(crate) const SPAN_ATTRIBUTES: u32 = 9;
+const EVENT_ATTRIBUTES: u32 = 3;
+
+/// A list of attributes as the OTLP `KeyValue` entries it is exported as, each written once when
+/// it is set: ending the span copies the bytes, it encodes nothing more. Keys are unique: an
+/// index of where each entry is lets a key set again overwrite its entry in place.
+#[derive(Default)]
+pub(crate) struct Attributes {
+    /// The entries (tag, length, `KeyValue`), back to back, in the order their keys came.
+    pub(crate) bytes: Vec<u8>,
+    keys: Vec<Key>,
+    /// New keys refused by the count limit.
+    pub(crate) dropped: u32,
+}
+
+/// Where one entry of [`Attributes::bytes`] is, and its key.
+#[derive(Clone, Copy)]
+struct Key {
+    /// The key's address when it is a literal, which settles a repeated literal key without
+    /// reading it; 0 for a key built at run time (its memory may be reused by another text).
+    literal: usize,
+    len: usize,
+    /// The entry's start in the bytes, and its key's start within the entry.
+    at: usize,
+    key_at: usize,
+}
+
+impl Attributes {
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.keys.clear();
+        self.dropped = 0;
+    }
+
+    /// The one place attribute limits are applied to a span or an event: an existing key is
+    /// overwritten; past `max_count` keys a new key is dropped and counted; strings are cut to
+    /// `max_chars` characters.
+    pub(crate) fn set(
+        &mut self,
+        field: u32,
+        key: &Str,
+        value: &Value,
+        max_count: u32,
+        max_chars: Option<u32>,
+    ) {
+        let text = key.as_str();
+        let literal = match key {
+            Str::Static(s) => s.as_ptr() as usize,
+            Str::Owned(_) => 0,
+        };
+        let bytes = &self.bytes;
+        let existing = self.keys.iter().position(|k| {
+            k.len == text.len()
+                && ((literal != 0 && k.literal == literal)
+                    || bytes.get(k.at + k.key_at..k.at + k.key_at + k.len) == Some(text.as_bytes()))
+        });
+        match existing {
+            Some(i) => self.overwrite(i, field, text, literal, value, max_chars),
+            None if self.keys.len() < max_count as usize => {
+                self.append(field, text, literal, value, max_chars)
+            }
+            None => self.dropped = self.dropped.saturating_add(1),
+        }
+    }
+
+    fn append(
+        &mut self,
+        field: u32,
+        text: &str,
+        literal: usize,
+        value: &Value,
+        max_chars: Option<u32>,
+    ) {
+        let at = self.bytes.len();
+        let key_at = key_value_entry(&mut self.bytes, field, text, value, max_chars);
+        self.keys.push(Key {
+            literal,
+            len: text.len(),
+            at,
+            key_at,
+        });
+    }
+
+    /// Entry `i` rewritten with the new value, where it was (the key keeps its place in the
+    /// order). Rare, so written at the end and moved into place.
+    #[cold]
+    fn overwrite(
+        &mut self,
+        i: usize,
+        field: u32,
+        text: &str,
+        literal: usize,
+        value: &Value,
+        max_chars: Option<u32>,
+    ) {
+        let start = self.keys[i].at;
+        let old_len = self.keys.get(i + 1).map_or(self.bytes.len(), |k| k.at) - start;
+        let tail = self.bytes.len();
+        let key_at = key_value_entry(&mut self.bytes, field, text, value, max_chars);
+        let new_len = self.bytes.len() - tail;
+        // [.. old, rest, new] -> [.. new, old, rest] -> [.. new, rest]
+        self.bytes[start..].rotate_right(new_len);
+        self.bytes.drain(start + new_len..start + new_len + old_len);
+        self.keys[i] = Key {
+            literal,
+            len: text.len(),
+            at: start,
+            key_at,
+        };
+        for k in &mut self.keys[i + 1..] {
+            k.at = k.at - old_len + new_len;
+        }
+    }
+
+    /// Appends `kv` as it is, limits and uniqueness aside: for a span that already is a
+    /// [`SpanData`](super::SpanData) (consumers' spans, tests), encoded as it was given.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn push_as_is(&mut self, field: u32, kv: &KeyValue) {
+        self.append(field, kv.key.as_str(), 0, &kv.value, None);
+    }
+}
+
+/// The record of a live sampled span: what it has been given so far, attributes, events and
+/// links already in their wire form. Ended, it is written as one OTLP `Span` by
+/// [`super::encode::write_span`].
+pub(crate) struct Recording {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    /// Invalid for a root.
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) flags: u8,
+    pub(crate) trace_state: Option<Arc<str>>,
+    pub(crate) name: Str,
+    pub(crate) kind: SpanKind,
+    pub(crate) start_unix_nanos: u64,
+    pub(crate) attributes: Attributes,
+    /// `Span.events` entries (field 11), back to back.
+    pub(crate) events: Vec<u8>,
+    event_count: u32,
+    pub(crate) dropped_events: u32,
+    /// `Span.links` entries (field 13), back to back.
+    pub(crate) links: Vec<u8>,
+    link_count: u32,
+    pub(crate) dropped_links: u32,
+    pub(crate) status: Status,
+    /// An event's attributes while they are limited, kept for its capacity.
+    event_attributes: Attributes,
+}
+
+impl Recording {
+    /// A record holding nothing, for the span's start to fill in.
+    pub(crate) fn empty() -> Self {
+        Recording {
+            trace_id: TraceId(0),
+            span_id: SpanId::INVALID,
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            flags: 0,
+            trace_state: None,
+            name: Str::Static(""),
+            kind: SpanKind::Internal,
+            start_unix_nanos: 0,
+            attributes: Attributes::default(),
+            events: Vec::new(),
+            event_count: 0,
+            dropped_events: 0,
+            links: Vec::new(),
+            link_count: 0,
+            dropped_links: 0,
+            status: Status::Unset,
+            event_attributes: Attributes::default(),
+        }
+    }
+
+    /// Starts the record of a sampled span now, in place (in an empty or an emptied record).
+    pub(crate) fn start(
+        &mut self,
+        name: Str,
+        kind: SpanKind,
+        context: &SpanContext,
+        parent: &SpanContext,
+    ) {
+        self.trace_id = context.trace_id;
+        self.span_id = context.span_id;
+        self.parent_span_id = if parent.is_valid() {
+            parent.span_id
+        } else {
+            SpanId::INVALID
+        };
+        self.parent_is_remote = parent.is_remote;
+        self.flags = context.flags;
+        self.trace_state = parent.trace_state.clone();
+        self.name = name;
+        self.kind = kind;
+        self.start_unix_nanos = now_unix_nanos();
+    }
+
+    /// Empties the record for another span, its buffers' capacity kept.
+    fn clear(&mut self) {
+        self.trace_state = None;
+        self.name = Str::Static("");
+        self.attributes.clear();
+        self.events.clear();
+        self.event_count = 0;
+        self.dropped_events = 0;
+        self.links.clear();
+        self.link_count = 0;
+        self.dropped_links = 0;
+        self.status = Status::Unset;
+    }
+
+    pub(crate) fn set_attribute(&mut self, key: &Str, value: &Value, limits: SpanLimits) {
+        self.attributes.set(
+            SPAN_ATTRIBUTES,
+            key,
+            value,
+            limits.max_attributes,
+            limits.max_value_chars,
+        );
+    }
+
+    pub(crate) fn add_event(&mut self, name: &Str, attributes: &[KeyValue], limits: SpanLimits) {
+        if self.event_count >= limits.max_events {
+            self.dropped_events = self.dropped_events.saturating_add(1);
+            return;
+        }
+        let kept = &mut self.event_attributes;
+        kept.clear();
+        for kv in attributes {
+            kept.set(
+                EVENT_ATTRIBUTES,
+                &kv.key,
+                &kv.value,
+                limits.max_attributes_per_event,
+                limits.max_value_chars,
+            );
+        }
+        super::encode::event_entry(&mut self.events, now_unix_nanos(), name, kept);
+        self.event_count += 1;
+    }
+
+    pub(crate) fn add_link(
+        &mut self,
+        context: &SpanContext,
+        attributes: &[KeyValue],
+        limits: SpanLimits,
+    ) {
+        if self.link_count >= limits.max_links || !context.is_valid() {
+            self.dropped_links = self.dropped_links.saturating_add(1);
+            return;
+        }
+        super::encode::link_entry(&mut self.links, context, attributes);
+        self.link_count += 1;
+    }
+
+    /// Ends the span now and hands it to the installed pipeline.
+    pub(crate) fn end_now(&mut self) {
+        let end = now_unix_nanos().max(self.start_unix_nanos);
+        super::span::submit(self, end);
+    }
+}
 
 pub(crate) struct SharedRecord {
     lock: AtomicBool,
@@ -31,7 +300,7 @@ pub(crate) struct SharedRecord {
     origin: u64,
     limits: SpanLimits,
     /// `None` once the span has ended.
-    data: UnsafeCell<Option<SpanData>>,
+    data: UnsafeCell<Option<Recording>>,
 }
 
 /// Held while the record is touched off its origin thread or through the frame.
@@ -78,7 +347,7 @@ thread_local! {
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
     /// capacity kept) when this thread has one, so the span's data is never moved.
-    pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut SpanData)) -> Self {
+    pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
         let recycled = RECYCLED
             .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
             .ok()
@@ -93,7 +362,7 @@ impl RecordBox {
         });
         record.origin = origin;
         record.limits = limits;
-        start(record.data.get_mut().get_or_insert_with(SpanData::empty));
+        start(record.data.get_mut().get_or_insert_with(Recording::empty));
         RecordBox(NonNull::from(Box::leak(record)))
     }
 
@@ -105,7 +374,7 @@ impl RecordBox {
     /// Runs `f` on the record if the span has not ended. Inline: each setter's out-of-line
     /// part is this, and the value it sets is then moved once less.
     #[inline]
-    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut SpanData, SpanLimits) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut Recording, SpanLimits) -> R) -> Option<R> {
         // SAFETY: alive until `free` (which takes `self`); shared fields are immutable/atomic.
         let record = unsafe { self.0.as_ref() };
         let _locked = (record.origin != super::context::thread_key()).then(|| record.lock());
@@ -116,7 +385,7 @@ impl RecordBox {
     }
 
     /// Ends the span: takes its data out (later accesses, through the frame too, see it ended).
-    pub(crate) fn take(&mut self) -> Option<SpanData> {
+    pub(crate) fn take(&mut self) -> Option<Recording> {
         // SAFETY: as in `with`.
         let record = unsafe { self.0.as_ref() };
         let _locked = (record.origin != super::context::thread_key()).then(|| record.lock());
@@ -138,18 +407,14 @@ impl RecordBox {
     ///
     /// # Safety
     /// No frame may reach it any more (rule 2 of the module doc).
-    pub(crate) unsafe fn end_and_recycle(self, end: impl FnOnce(&mut SpanData)) {
+    pub(crate) unsafe fn end_and_recycle(self, end: impl FnOnce(&mut Recording)) {
         // SAFETY: as the caller promises.
         let mut record = unsafe { self.into_box() };
         let Some(data) = record.data.get_mut() else {
             return;
         };
         end(data);
-        data.attributes.clear();
-        data.events.clear();
-        data.links.clear();
-        data.trace_state = None;
-        data.name = crate::attributes::Str::Static("");
+        data.clear();
         let _ = RECYCLED.try_with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 if r.len() < RECYCLED_PER_THREAD {
@@ -175,7 +440,7 @@ impl RecordBox {
 /// (rule 2 of the module doc).
 pub(crate) unsafe fn with_frame_record<R>(
     pointer: NonNull<SharedRecord>,
-    f: impl FnOnce(&mut SpanData, SpanLimits) -> R,
+    f: impl FnOnce(&mut Recording, SpanLimits) -> R,
 ) -> Option<R> {
     // SAFETY: alive, per the caller.
     let record = unsafe { pointer.as_ref() };

@@ -2,11 +2,11 @@
 
 use super::context::{self, Saved, SpanContext, FLAG_SAMPLED};
 use super::id::{new_span_id, new_trace_id, SpanId, TraceId};
-use super::record::RecordBox;
+use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
+use crate::core as state;
 use crate::core::handoff::{self, Kind};
 pub use crate::core::SpanLimits;
-use crate::core::{self as state, now_unix_nanos};
 
 /// What the span represents (OTLP `Span.SpanKind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -191,9 +191,9 @@ impl SpanBuilder {
         };
         let context = identity(&parent);
         let record = context.is_sampled().then(|| {
-            let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
+            let limits = handoff::span_limits();
             RecordBox::new(limits, context::thread_key(), |data| {
-                start_record(data, name, kind, &context, &parent)
+                data.start(name, kind, &context, &parent)
             })
         });
         Span::entered(context, record)
@@ -206,15 +206,15 @@ impl SpanBuilder {
 pub(crate) struct Begun {
     pub(crate) context: SpanContext,
     /// Boxed so the bridge's per-span state stays small; `None` when not recording.
-    pub(crate) data: Option<Box<SpanData>>,
+    pub(crate) data: Option<Box<Recording>>,
     pub(crate) limits: SpanLimits,
 }
 
 #[cfg(feature = "tracing")]
 impl Begun {
-    pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
+    pub(crate) fn set_attribute(&mut self, kv: &KeyValue) {
         if let Some(data) = &mut self.data {
-            data.set_attribute(kv, self.limits);
+            data.set_attribute(&kv.key, &kv.value, self.limits);
         }
     }
 
@@ -226,7 +226,7 @@ impl Begun {
 
     pub(crate) fn add_event(&mut self, name: Str, attributes: Vec<KeyValue>) {
         if let Some(data) = &mut self.data {
-            data.add_event(name, attributes, self.limits);
+            data.add_event(&name, &attributes, self.limits);
         }
     }
 
@@ -238,7 +238,7 @@ impl Begun {
 
     pub(crate) fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>) {
         if let Some(data) = &mut self.data {
-            data.add_link(context, attributes, self.limits);
+            data.add_link(&context, &attributes, self.limits);
         }
     }
 
@@ -250,61 +250,6 @@ impl Begun {
     }
 }
 
-/// What a span records: the one implementation behind [`Span`], [`CurrentSpan`] and the
-/// `tracing` bridge.
-impl SpanData {
-    pub(crate) fn set_attribute(&mut self, kv: KeyValue, limits: SpanLimits) {
-        push_attribute(
-            &mut self.attributes,
-            &mut self.dropped_attributes,
-            limits.max_attributes,
-            limits.max_value_chars,
-            kv,
-        );
-    }
-
-    pub(crate) fn add_event(&mut self, name: Str, attributes: Vec<KeyValue>, limits: SpanLimits) {
-        if self.events.len() >= limits.max_events as usize {
-            self.dropped_events = self.dropped_events.saturating_add(1);
-            return;
-        }
-        let mut kept = Vec::with_capacity(attributes.len());
-        let mut dropped = 0;
-        for kv in attributes {
-            push_attribute(
-                &mut kept,
-                &mut dropped,
-                limits.max_attributes_per_event,
-                limits.max_value_chars,
-                kv,
-            );
-        }
-        self.events.push(Event {
-            name,
-            time_unix_nanos: now_unix_nanos(),
-            attributes: kept,
-            dropped_attributes: dropped,
-        });
-    }
-
-    fn add_link(&mut self, context: SpanContext, attributes: Vec<KeyValue>, limits: SpanLimits) {
-        if self.links.len() >= limits.max_links as usize || !context.is_valid() {
-            self.dropped_links = self.dropped_links.saturating_add(1);
-            return;
-        }
-        self.links.push(Link {
-            context,
-            attributes,
-        });
-    }
-
-    /// Ends the span now and hands it to the installed pipeline.
-    fn end_now(&mut self) {
-        self.end_unix_nanos = now_unix_nanos().max(self.start_unix_nanos);
-        submit(self);
-    }
-}
-
 /// Decides sampling and draws ids for a new span under `parent` (invalid = a root). Callers
 /// check [`state::is_installed`] first; a pipeline uninstalled in between makes an unsampled
 /// span.
@@ -313,10 +258,10 @@ impl SpanData {
 pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     let context = identity(parent);
     let (data, limits) = if context.is_sampled() {
-        let limits = handoff::with_signal_config(|c| c.span_limits).unwrap_or_default();
-        let mut data = SpanData::empty();
-        start_record(&mut data, name, kind, &context, parent);
-        (Some(Box::new(data)), limits)
+        let limits = handoff::span_limits();
+        let mut data = Box::new(Recording::empty());
+        data.start(name, kind, &context, parent);
+        (Some(data), limits)
     } else {
         (None, SpanLimits::default())
     };
@@ -347,65 +292,6 @@ fn identity(parent: &SpanContext) -> SpanContext {
         is_remote: false,
         trace_state: parent.trace_state.clone(),
     }
-}
-
-impl SpanData {
-    /// A record holding nothing, for [`start_record`] to start.
-    pub(crate) fn empty() -> Self {
-        SpanData {
-            trace_id: TraceId(0),
-            span_id: SpanId::INVALID,
-            parent_span_id: SpanId::INVALID,
-            parent_is_remote: false,
-            flags: 0,
-            trace_state: None,
-            name: Str::Static(""),
-            kind: SpanKind::Internal,
-            start_unix_nanos: 0,
-            end_unix_nanos: 0,
-            attributes: Vec::new(),
-            dropped_attributes: 0,
-            events: Vec::new(),
-            dropped_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::Unset,
-        }
-    }
-}
-
-/// Starts the record of a sampled span now, in place in `data` (an empty record, or a recycled
-/// one emptied, its lists' capacity kept). Kept out of line: an unsampled span should not pay
-/// for the code of a record it never makes.
-#[inline(never)]
-fn start_record(
-    data: &mut SpanData,
-    name: Str,
-    kind: SpanKind,
-    context: &SpanContext,
-    parent: &SpanContext,
-) {
-    data.trace_id = context.trace_id;
-    data.span_id = context.span_id;
-    data.parent_span_id = if parent.is_valid() {
-        parent.span_id
-    } else {
-        SpanId::INVALID
-    };
-    data.parent_is_remote = parent.is_remote;
-    data.flags = context.flags;
-    data.trace_state = parent.trace_state.clone();
-    data.name = name;
-    data.kind = kind;
-    data.start_unix_nanos = now_unix_nanos();
-    data.end_unix_nanos = 0;
-    data.attributes.clear();
-    data.dropped_attributes = 0;
-    data.events.clear();
-    data.dropped_events = 0;
-    data.links.clear();
-    data.dropped_links = 0;
-    data.status = Status::Unset;
 }
 
 /// A started span. Current on the thread that started it until it ends; ends on [`Span::end`]
@@ -486,7 +372,7 @@ impl Span {
     #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         if let Some(record) = self.record() {
-            set_attribute_on(record, KeyValue::new(key, value));
+            set_attribute_on(record, key.into(), value.into());
         }
     }
 
@@ -580,15 +466,15 @@ impl Span {
 // The setters' work, out of line: the call sites keep only the not-recording check.
 
 #[inline(never)]
-fn set_attribute_on(record: &mut RecordBox, kv: KeyValue) {
-    record.with(|data, limits| data.set_attribute(kv, limits));
+fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
+    record.with(|data, limits| data.set_attribute(&key, &value, limits));
 }
 
 #[inline(never)]
 fn set_attributes_on(record: &mut RecordBox, attributes: Vec<KeyValue>) {
     record.with(|data, limits| {
-        for kv in attributes {
-            data.set_attribute(kv, limits);
+        for kv in &attributes {
+            data.set_attribute(&kv.key, &kv.value, limits);
         }
     });
 }
@@ -600,7 +486,7 @@ fn update_name_on(record: &mut RecordBox, name: Str) {
 
 #[inline(never)]
 fn add_event_on(record: &mut RecordBox, name: Str, attributes: Vec<KeyValue>) {
-    record.with(|data, limits| data.add_event(name, attributes, limits));
+    record.with(|data, limits| data.add_event(&name, &attributes, limits));
 }
 
 #[inline(never)]
@@ -610,7 +496,7 @@ fn set_status_on(record: &mut RecordBox, status: Status) {
 
 #[inline(never)]
 fn add_link_on(record: &mut RecordBox, context: SpanContext, attributes: Vec<KeyValue>) {
-    record.with(|data, limits| data.add_link(context, attributes, limits));
+    record.with(|data, limits| data.add_link(&context, &attributes, limits));
 }
 
 impl Active {
@@ -641,7 +527,7 @@ impl Active {
             context::restore(&mut self.entered);
             // SAFETY: its frame (on this thread) was just left: marked ended, no longer
             // reachable (rule 2 in `record`).
-            unsafe { record.end_and_recycle(SpanData::end_now) };
+            unsafe { record.end_and_recycle(Recording::end_now) };
         } else {
             let data = record.take();
             context::leave_from_elsewhere(&self.entered, Some(record));
@@ -716,7 +602,7 @@ fn exception(exception_type: Option<&str>, message: &str) -> Vec<KeyValue> {
 pub struct CurrentSpan;
 
 impl CurrentSpan {
-    fn with<R>(self, f: impl FnOnce(&mut SpanData, SpanLimits) -> R) -> Option<R> {
+    fn with<R>(self, f: impl FnOnce(&mut Recording, SpanLimits) -> R) -> Option<R> {
         if !state::is_installed() {
             return None;
         }
@@ -736,15 +622,15 @@ impl CurrentSpan {
     /// See [`Span::set_attribute`].
     pub fn set_attribute(self, key: impl Into<Str>, value: impl Into<Value>) {
         if state::is_installed() {
-            let kv = KeyValue::new(key, value);
-            self.with(|data, limits| data.set_attribute(kv, limits));
+            let (key, value) = (key.into(), value.into());
+            self.with(|data, limits| data.set_attribute(&key, &value, limits));
         }
     }
 
     /// See [`Span::add_event`].
     pub fn add_event(self, name: impl Into<Str>, attributes: Vec<KeyValue>) {
         let name = name.into();
-        self.with(|data, limits| data.add_event(name, attributes, limits));
+        self.with(|data, limits| data.add_event(&name, &attributes, limits));
     }
 
     /// See [`Span::set_status`].
@@ -763,21 +649,20 @@ impl CurrentSpan {
 /// Hands a finished span to the installed pipeline, encoded into this thread's buffer (nothing
 /// happens when none is installed). The one way a finished span leaves, the `tracing` bridge's
 /// included.
-pub(crate) fn submit(data: &SpanData) {
-    handoff::submit(Kind::Span, |buf| super::encode::span_entry(buf, data));
+pub(crate) fn submit(record: &Recording, end_unix_nanos: u64) {
+    handoff::submit(Kind::Span, |buf| {
+        super::encode::write_span(buf, record, end_unix_nanos)
+    });
 }
 
-/// The one place attribute limits are applied: unique keys, count limit, value length limit.
+/// Unique keys and a count limit for a list of attributes still to be given to a span or log
+/// record (a log record's, the `tracing` bridge's fields before its span starts).
 pub(crate) fn push_attribute(
     attributes: &mut Vec<KeyValue>,
     dropped: &mut u32,
     max_count: u32,
-    max_value_chars: Option<u32>,
-    mut kv: KeyValue,
+    kv: KeyValue,
 ) {
-    if let Some(max) = max_value_chars {
-        kv.value.truncate(max as usize);
-    }
     if let Some(existing) = attributes.iter_mut().find(|a| a.key == kv.key) {
         existing.value = kv.value;
     } else if attributes.len() < max_count as usize {
