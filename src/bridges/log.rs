@@ -6,6 +6,10 @@
 //! would otherwise feed itself. The app's own records, from any library and any target, are.
 //! On the exporter thread the wrapped logger gets only this crate's records and others' from
 //! INFO up: below that the HTTP client dumps the request bytes, export token included.
+//!
+//! The export never panics the logging call: a format argument whose `Display` fails or panics
+//! leaves the text formatted before it as the record's body (the panic hook still reports the
+//! panic). The wrapped logger, called first, formats the record its own way.
 
 use super::{is_exported, reaches_app_output, severity, RecordAttributes};
 use crate::attributes::Value;

@@ -288,7 +288,7 @@ fn array_len(value: &Value, max_chars: Option<u32>) -> usize {
 /// `value` as a varint in the low bytes of the array, and how many bytes it takes: built in a
 /// register, to be appended with one fixed-size copy.
 #[inline(always)]
-pub(crate) fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
+fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
     let mut bits = 0u128;
     let mut len = 0;
     while value >= 0x80 {

@@ -5,7 +5,7 @@ use crate::attributes::KeyValue;
 #[cfg(any(test, feature = "tracing"))]
 use crate::attributes::Str;
 use crate::core::handoff::{self, Kind};
-use crate::core::wire::{key_values, scalar_key_value, varint_bytes, varint_len, OneOf, Writer};
+use crate::core::wire::{key_values, scalar_key_value, varint_len, OneOf, Writer};
 use crate::trace::Ids;
 #[cfg(test)]
 use crate::trace::{SpanId, TraceId};
@@ -180,23 +180,30 @@ fn log_record(w: &mut Writer<'_>, r: &LogRecordView<'_>, correlated: bool) {
         string_attribute(w, &FILE_ENTRY, "code.file.path", file);
     }
     if let Some(line) = r.line {
-        let (varint, len) = varint_bytes(u64::from(line));
-        let mut entry = [0; 28];
+        let mut entry = [0; 25];
         entry[..23].copy_from_slice(&LINE_ENTRY);
-        entry[1] = (21 + len) as u8;
-        entry[21] = (1 + len) as u8;
-        entry[23..].copy_from_slice(&varint[..5]);
-        // Constant-length copies for the usual line numbers.
-        match len {
-            1 => w.raw(&entry[..24]),
-            2 => w.raw(&entry[..25]),
-            _ => w.raw(&entry[..23 + len]),
+        // Constant-length copies for lines under 16384; a longer varint in the general way.
+        if line < 0x80 {
+            entry[1] = 22;
+            entry[21] = 2;
+            entry[23] = line as u8;
+            w.raw(&entry[..24]);
+        } else if line < 0x4000 {
+            entry[1] = 23;
+            entry[21] = 3;
+            entry[23] = line as u8 | 0x80;
+            entry[24] = (line >> 7) as u8;
+            w.raw(&entry);
+        } else {
+            scalar_key_value(w, 6, "code.line.number", OneOf::Int(i64::from(line)));
         }
     }
     if let Some(namespace) = r.namespace {
         string_attribute(w, &NAMESPACE_ENTRY, "code.namespace", namespace);
     }
-    key_values(w, 6, r.attributes);
+    if !r.attributes.is_empty() {
+        key_values(w, 6, r.attributes);
+    }
     w.uint(7, u64::from(r.dropped_attributes));
     if correlated {
         let mut ids = [0; 33];
