@@ -501,6 +501,20 @@ pub(crate) fn sampled_span_current() -> bool {
     })
 }
 
+/// `false` when no sampled span is current, in as few loads as can tell (none entered: one);
+/// `true` when one may be, which [`sampled_span_current`] then settles. The metrics record
+/// path's first test.
+#[inline]
+pub(crate) fn sampled_span_maybe_current() -> bool {
+    LOCAL.with(|l| match l.depth.get() as usize {
+        0 => false,
+        depth => l
+            .bits
+            .get(depth - 1)
+            .is_none_or(|bits| bits.get() & u32::from(FLAG_SAMPLED) != 0),
+    })
+}
+
 /// Which frame a span or guard entered: what it leaves, from whichever thread. Plain data, so
 /// a span holding it can move to another thread.
 #[derive(Clone, Copy, Debug, Default)]
