@@ -482,6 +482,13 @@ impl Span {
 #[inline(never)]
 fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
     record.with(|data, limits| data.set_attribute(&key, &value, limits));
+    // Nearly every value owns nothing: those skip the call into the drop glue.
+    if matches!(
+        value,
+        Value::Bool(_) | Value::I64(_) | Value::F64(_) | Value::Str(Str::Static(_))
+    ) {
+        std::mem::forget(value);
+    }
 }
 
 #[inline(never)]
