@@ -128,6 +128,77 @@ fn counters_from_eight_threads_add_up_exactly() {
     assert_eq!(values, [40_000.0, 40_000.0]);
 }
 
+/// Eight threads record through one bound handle while the exporter collects windows: every
+/// measurement lands in exactly one window, and within each window count, buckets, sum, min and
+/// max describe the same measurements (each bucket receives one value only, so the sum follows
+/// from the bucket counts). The values take both the table's quick path and the slow one
+/// (negative values, values above the last bound).
+#[test]
+fn a_bound_histogram_from_eight_threads_is_exact_in_every_window() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, |b| b);
+    let bounds: Vec<f64> = (0..8).map(f64::from).collect();
+    // Bucket i holds exactly the value VALUES[i].
+    const VALUES: [f64; 9] = [-3.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 1000.0];
+    let h = metrics::histogram("test.bound.threads")
+        .boundaries(bounds)
+        .build()
+        .unwrap();
+    let bound = h.bind(&[KeyValue::new("route", "/r")]);
+    let rounds = 100_000;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let recorders: Vec<_> = (0..8)
+            .map(|t| {
+                let bound = &bound;
+                scope.spawn(move || {
+                    for i in 0..rounds {
+                        bound.record(VALUES[(i + t) % VALUES.len()]);
+                    }
+                })
+            })
+            .collect();
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                telemetry.flush(Duration::from_secs(5)).unwrap();
+            }
+        });
+        recorders.into_iter().for_each(|r| r.join().unwrap());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    let mut totals = [0u64; 9];
+    let exports = receiver.metrics_named("test.bound.threads");
+    for metric in &exports {
+        for p in histogram_points(metric) {
+            assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
+            let sum: f64 = p
+                .bucket_counts
+                .iter()
+                .zip(VALUES)
+                .map(|(n, v)| *n as f64 * v)
+                .sum();
+            assert_eq!(p.sum, Some(sum), "sum and buckets from the same window");
+            let first = p.bucket_counts.iter().position(|n| *n > 0).unwrap();
+            let last = p.bucket_counts.iter().rposition(|n| *n > 0).unwrap();
+            assert_eq!((p.min, p.max), (Some(VALUES[first]), Some(VALUES[last])));
+            totals
+                .iter_mut()
+                .zip(&p.bucket_counts)
+                .for_each(|(t, n)| *t += n);
+        }
+    }
+    let mut expected = [0u64; 9];
+    for t in 0..8 {
+        for i in 0..rounds {
+            expected[(i + t) % VALUES.len()] += 1;
+        }
+    }
+    assert_eq!(totals, expected, "every measurement in exactly one window");
+    assert!(exports.len() > 1, "several windows while recording");
+}
+
 #[test]
 fn past_the_cardinality_cap_measurements_go_to_the_overflow_series() {
     let _serial = common::serial();

@@ -3,6 +3,7 @@
 //! set already seen) or, for sets of literals, by where those literals live; capped in number,
 //! and drained into delta data points at each collection.
 
+use super::buckets::Buckets;
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
 use super::exemplar::{Mode, Offer, Reservoir, SUM_RESERVOIR_SIZE};
 use super::spin::{Guarded, SpinLock};
@@ -15,37 +16,71 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What an instrument aggregates.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Aggregation {
     /// Explicit-bucket histogram, delta; `integer` for exemplar values.
-    Histogram { bounds: Arc<[f64]>, integer: bool },
+    Histogram {
+        buckets: Arc<Buckets>,
+        integer: bool,
+    },
     /// Sum: monotonic counters are delta, up-down counters cumulative.
     Sum { monotonic: bool, integer: bool },
 }
 
-/// The state of one series between collections; its numbers change only under the series lock.
+/// The numbers of one series between collections, changed only under the series lock. One
+/// shape for both aggregations, so that recording into a histogram matches on nothing: a
+/// histogram uses `buckets` (its count is their sum), `sum`, `min` and `max`; a sum uses `int`
+/// and `sum`.
 #[derive(Debug)]
-enum State {
-    Histogram {
-        count: Guarded,
-        sum: Guarded,
-        min: Guarded,
-        max: Guarded,
-        buckets: Box<[Guarded]>,
-    },
-    Sum {
-        int: Guarded,
-        float: Guarded,
-    },
+struct Cells {
+    sum: Guarded,
+    min: Guarded,
+    max: Guarded,
+    int: Guarded,
+    buckets: Box<[Guarded]>,
+}
+
+impl Cells {
+    fn new(buckets: usize) -> Cells {
+        Cells {
+            sum: Guarded::from_f64(0.0),
+            min: Guarded::from_f64(f64::INFINITY),
+            max: Guarded::from_f64(f64::NEG_INFINITY),
+            int: Guarded::new(0),
+            buckets: (0..buckets).map(|_| Guarded::new(0)).collect(),
+        }
+    }
+
+    /// A histogram measurement of a finite value into `bucket` (one of this series' `buckets`);
+    /// the caller holds the lock.
+    #[inline]
+    fn add_to_histogram(&self, value: f64, bucket: &Guarded) {
+        bucket.set(bucket.get().wrapping_add(1));
+        self.sum.set_f64(self.sum.get_f64() + value);
+        // A window's extremes settle after a few measurements: mostly a load and a compare.
+        if value < self.min.get_f64() {
+            self.min.set_f64(value);
+        }
+        if value > self.max.get_f64() {
+            self.max.set_f64(value);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets
+            .iter()
+            .fold(0u64, |total, b| total.wrapping_add(b.get()))
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Series {
-    attributes: Vec<KeyValue>,
     lock: SpinLock,
-    state: State,
-    /// Whether anything was recorded since the last collection (1) or not (0).
+    cells: Cells,
+    /// Whether a sum was recorded since the last collection (1) or not (0); a histogram's
+    /// count says it.
     dirty: Guarded,
+    attributes: Vec<KeyValue>,
     /// 1 once the series is freed from its instrument: a thread still remembering it must look
     /// the set up again, so nothing lands where no collection will read it.
     retired: Guarded,
@@ -58,23 +93,14 @@ pub(crate) struct Series {
 
 impl Series {
     fn new(attributes: Vec<KeyValue>, aggregation: &Aggregation) -> Self {
-        let state = match aggregation {
-            Aggregation::Histogram { bounds, .. } => State::Histogram {
-                count: Guarded::new(0),
-                sum: Guarded::from_f64(0.0),
-                min: Guarded::from_f64(f64::INFINITY),
-                max: Guarded::from_f64(f64::NEG_INFINITY),
-                buckets: (0..=bounds.len()).map(|_| Guarded::new(0)).collect(),
-            },
-            Aggregation::Sum { .. } => State::Sum {
-                int: Guarded::new(0),
-                float: Guarded::from_f64(0.0),
-            },
+        let buckets = match aggregation {
+            Aggregation::Histogram { buckets, .. } => buckets.len(),
+            Aggregation::Sum { .. } => 0,
         };
         Series {
             attributes,
             lock: SpinLock::default(),
-            state,
+            cells: Cells::new(buckets),
             dirty: Guarded::new(0),
             retired: Guarded::new(0),
             idle_collections: AtomicU64::new(0),
@@ -89,7 +115,7 @@ impl Series {
     }
 
     /// Records a finite value (the caller has checked). `false`, recording nothing, when the
-    /// series was freed meanwhile.
+    /// series was freed meanwhile. `buckets`: the histogram's, `None` for a sum.
     /// `exemplar`: the measurement may be kept as an exemplar ([`Mode::wants_exemplar`]); that
     /// path is out of line, so the common one is exactly the measurement and one branch.
     #[must_use]
@@ -98,35 +124,54 @@ impl Series {
         &self,
         value: f64,
         int_value: i64,
-        bounds: Option<&[f64]>,
+        buckets: Option<&Buckets>,
         exemplar: bool,
     ) -> bool {
+        let bucket = buckets.map(|b| b.index(value));
         if exemplar {
-            return self.record_with_exemplar(value, int_value, bounds, true);
+            return self.record_with_exemplar(value, int_value, bucket, true);
         }
         let _locked = self.lock.lock();
         if self.retired.get() != 0 {
             return false;
         }
-        self.add(value, int_value, bounds);
+        self.add(value, int_value, bucket);
         true
     }
 
-    /// Records through a bound handle, whose series is never freed (no check needed). The
-    /// exemplar check happens here, inside the crate, where reading the current span inlines.
-    pub(crate) fn record_bound(
-        &self,
-        value: f64,
-        int_value: i64,
-        bounds: Option<&[f64]>,
-        mode: Mode,
-    ) {
-        if mode.wants_exemplar() {
-            let _ = self.record_with_exemplar(value, int_value, bounds, false);
-            return;
-        }
+    /// Records into a histogram through a bound handle, whose series is never freed (no check
+    /// needed), when that is quick: a value the bucket table answers for (non-negative, finite,
+    /// not in a crowded entry) and the lock free. `false`, recording nothing, otherwise: the
+    /// caller then goes to a cold path that sorts out everything, so this one keeps nothing
+    /// live across a call (no registers to save) and its critical section is four stores.
+    #[inline]
+    #[must_use]
+    pub(crate) fn try_record_bound(&self, value: f64, buckets: &Buckets) -> bool {
+        let Some(bucket) = self.cells.buckets.get(buckets.quick_index(value)) else {
+            return false;
+        };
+        let Some(_locked) = self.lock.try_lock() else {
+            return false;
+        };
+        self.cells.add_to_histogram(value, bucket);
+        true
+    }
+
+    /// Records a finite value into a histogram through a bound handle, whatever it is.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_bound(&self, value: f64, buckets: &Buckets) {
+        let bucket = buckets.index(value);
         let _locked = self.lock.lock();
-        self.add(value, int_value, bounds);
+        self.add(value, 0, Some(bucket));
+    }
+
+    /// [`Series::record_bound`] for a measurement that may become an exemplar.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_bound_with_exemplar(&self, value: f64, int_value: i64, buckets: &Buckets) {
+        let bucket = buckets.index(value);
+        let _ = self.record_with_exemplar(value, int_value, Some(bucket), false);
     }
 
     /// [`Series::record`] for a measurement that may become an exemplar: the current span's
@@ -137,7 +182,7 @@ impl Series {
         &self,
         value: f64,
         int_value: i64,
-        bounds: Option<&[f64]>,
+        bucket: Option<usize>,
         may_be_retired: bool,
     ) -> bool {
         let offer = Offer::capture();
@@ -145,56 +190,41 @@ impl Series {
         if may_be_retired && self.retired.get() != 0 {
             return false;
         }
-        self.add(value, int_value, bounds);
-        match &self.state {
-            State::Histogram { buckets, .. } => {
-                let index = bounds.map_or(0, |b| bucket_index(b, value));
-                self.exemplars
-                    .offer(buckets.len(), Some(index), value, int_value, &offer);
-            }
-            State::Sum { .. } => {
-                self.exemplars
-                    .offer(SUM_RESERVOIR_SIZE, None, value, int_value, &offer);
-            }
+        self.add(value, int_value, bucket);
+        match bucket {
+            Some(index) => self.exemplars.offer(
+                self.cells.buckets.len(),
+                Some(index),
+                value,
+                int_value,
+                &offer,
+            ),
+            None => self
+                .exemplars
+                .offer(SUM_RESERVOIR_SIZE, None, value, int_value, &offer),
         }
         true
     }
 
-    /// The measurement itself; the caller holds the lock.
+    /// The measurement itself, into a histogram's `bucket` or, with none, a sum; the caller
+    /// holds the lock.
     #[inline]
-    fn add(&self, value: f64, int_value: i64, bounds: Option<&[f64]>) {
-        self.dirty.set(1);
-        match &self.state {
-            State::Histogram {
-                count,
-                sum,
-                min,
-                max,
-                buckets,
-            } => {
-                let bucket = &buckets[bounds.map_or(0, |b| bucket_index(b, value))];
-                bucket.set(bucket.get().wrapping_add(1));
-                count.set(count.get().wrapping_add(1));
-                sum.set_f64(sum.get_f64() + value);
-                min.set_f64(min.get_f64().min(value));
-                max.set_f64(max.get_f64().max(value));
+    fn add(&self, value: f64, int_value: i64, bucket: Option<usize>) {
+        match bucket {
+            Some(bucket) => {
+                if let Some(bucket) = self.cells.buckets.get(bucket) {
+                    self.cells.add_to_histogram(value, bucket);
+                }
             }
-            State::Sum { int, float } => {
-                int.set((int.get() as i64).wrapping_add(int_value) as u64);
-                float.set_f64(float.get_f64() + value);
+            None => {
+                self.dirty.set(1);
+                let cells = &self.cells;
+                cells
+                    .int
+                    .set((cells.int.get() as i64).wrapping_add(int_value) as u64);
+                cells.sum.set_f64(cells.sum.get_f64() + value);
             }
         }
-    }
-}
-
-/// Upper-inclusive buckets: the index of the first bound >= `value`. For the short boundary lists
-/// histograms use, counting the bounds below the value is branch-free and vectorises, where a
-/// binary search is a chain of dependent loads; long lists still get the binary search.
-fn bucket_index(bounds: &[f64], value: f64) -> usize {
-    if bounds.len() <= 32 {
-        bounds.iter().map(|bound| usize::from(*bound < value)).sum()
-    } else {
-        bounds.partition_point(|bound| *bound < value)
     }
 }
 
@@ -382,9 +412,9 @@ impl Aggregator {
         }
     }
 
-    pub(crate) fn bounds(&self) -> Option<&[f64]> {
+    pub(crate) fn buckets(&self) -> Option<&Arc<Buckets>> {
         match &self.aggregation {
-            Aggregation::Histogram { bounds, .. } => Some(bounds),
+            Aggregation::Histogram { buckets, .. } => Some(buckets),
             Aggregation::Sum { .. } => None,
         }
     }
@@ -444,9 +474,12 @@ impl Aggregator {
                 let hit = entry.aggregator == self.id
                     && entry.address == address
                     && same_set(&entry.series.attributes, attributes);
-                (hit && entry
-                    .series
-                    .record(value, int_value, self.bounds(), exemplar))
+                (hit && entry.series.record(
+                    value,
+                    int_value,
+                    self.buckets().map(|b| &**b),
+                    exemplar,
+                ))
                 .then_some(())
             });
             if let Ok(Some(())) = recorded {
@@ -455,7 +488,7 @@ impl Aggregator {
         }
         loop {
             let series = self.series(attributes);
-            if series.record(value, int_value, self.bounds(), exemplar) {
+            if series.record(value, int_value, self.buckets().map(|b| &**b), exemplar) {
                 if let Some(address) = address {
                     self.remember(address, series);
                 }
@@ -501,6 +534,7 @@ impl Aggregator {
             self.aggregation,
             Aggregation::Sum { integer: true, .. } | Aggregation::Histogram { integer: true, .. }
         );
+        let buckets = self.buckets();
         let mut histogram_points = Vec::new();
         let mut number_points = Vec::new();
         // Emits the series' point when it has one. With `may_free`, an idle series (nothing
@@ -508,7 +542,12 @@ impl Aggregator {
         // so no measurement can land in it afterwards. Returns whether it was retired.
         let mut emit = |series: &Series, may_free: bool| {
             let _locked = series.lock.lock();
-            let recorded = series.dirty.get() != 0;
+            let cells = &series.cells;
+            let count = cells.count();
+            let recorded = match buckets {
+                Some(_) => count != 0,
+                None => series.dirty.get() != 0,
+            };
             let idle = if recorded {
                 series.idle_collections.store(0, Ordering::Relaxed);
                 0
@@ -531,50 +570,40 @@ impl Aggregator {
             if !cumulative {
                 series.dirty.set(0);
             }
-            match &series.state {
-                State::Histogram {
-                    count,
-                    sum,
-                    min,
-                    max,
-                    buckets,
-                } => {
+            match buckets {
+                Some(buckets) => {
                     histogram_points.push(HistogramPoint {
                         attributes: series.attributes.clone(),
                         start_unix_nanos: start,
                         time_unix_nanos: now,
-                        count: count.get(),
-                        sum: sum.get_f64(),
-                        min: min.get_f64(),
-                        max: max.get_f64(),
-                        bounds: self
-                            .bounds()
-                            .map(Arc::from)
-                            .unwrap_or_else(|| Arc::from([])),
-                        bucket_counts: buckets.iter().map(Guarded::get).collect(),
+                        count,
+                        sum: cells.sum.get_f64(),
+                        min: cells.min.get_f64(),
+                        max: cells.max.get_f64(),
+                        bounds: Arc::clone(buckets.bounds()),
+                        bucket_counts: cells.buckets.iter().map(Guarded::get).collect(),
                         exemplars: series.exemplars.drain(integer),
                     });
-                    count.set(0);
-                    sum.set_f64(0.0);
-                    min.set_f64(f64::INFINITY);
-                    max.set_f64(f64::NEG_INFINITY);
-                    buckets.iter().for_each(|b| b.set(0));
+                    cells.sum.set_f64(0.0);
+                    cells.min.set_f64(f64::INFINITY);
+                    cells.max.set_f64(f64::NEG_INFINITY);
+                    cells.buckets.iter().for_each(|b| b.set(0));
                 }
-                State::Sum { int, float } => {
+                None => {
                     number_points.push(NumberPoint {
                         attributes: series.attributes.clone(),
                         start_unix_nanos: start,
                         time_unix_nanos: now,
                         value: if integer {
-                            Number::I64(int.get() as i64)
+                            Number::I64(cells.int.get() as i64)
                         } else {
-                            Number::F64(float.get_f64())
+                            Number::F64(cells.sum.get_f64())
                         },
                         exemplars: series.exemplars.drain(integer),
                     });
                     if !cumulative {
-                        int.set(0);
-                        float.set_f64(0.0);
+                        cells.int.set(0);
+                        cells.sum.set_f64(0.0);
                     }
                 }
             }
@@ -617,27 +646,10 @@ impl Aggregator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bucket_search_agrees_with_a_binary_search_on_short_and_long_lists() {
-        for len in [0usize, 1, 2, 15, 32, 33, 100] {
-            let bounds: Vec<f64> = (0..len).map(|i| i as f64 * 0.5).collect();
-            for step in -4..(len as i64 + 4) * 4 {
-                // Values on, between, below and above the bounds.
-                let value = step as f64 * 0.125;
-                let expected = bounds.partition_point(|b| *b < value);
-                assert_eq!(
-                    bucket_index(&bounds, value),
-                    expected,
-                    "len {len} value {value}"
-                );
-            }
-        }
-    }
-
     fn histogram(bounds: &[f64]) -> Aggregator {
         Aggregator::new(
             Aggregation::Histogram {
-                bounds: Arc::from(bounds),
+                buckets: Arc::new(Buckets::new(Arc::from(bounds))),
                 integer: false,
             },
             2000,
@@ -723,7 +735,7 @@ mod tests {
     fn past_the_cardinality_limit_everything_lands_in_the_overflow_series() {
         let h = Aggregator::new(
             Aggregation::Histogram {
-                bounds: Arc::from([1.0].as_slice()),
+                buckets: Arc::new(Buckets::new(Arc::from([1.0].as_slice()))),
                 integer: false,
             },
             3,
@@ -821,8 +833,9 @@ mod tests {
         for t in 2..=6 {
             h.collect(t);
         }
-        bound.record_bound(0.5, 0, h.bounds(), Mode::current());
-        assert_eq!(total_count(h.collect(7)), 1);
+        bound.record_bound(0.5, h.buckets().unwrap());
+        assert!(bound.try_record_bound(0.5, h.buckets().unwrap()));
+        assert_eq!(total_count(h.collect(7)), 2);
         bound.unbind();
         drop(bound);
         for t in 8..=11 {

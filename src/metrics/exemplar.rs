@@ -52,14 +52,26 @@ impl Mode {
         self.0 != OFF
     }
 
+    /// Recording is on and a measurement made now cannot become an exemplar: the common case,
+    /// under the default filter a thread-local load or two (a "maybe" is settled by
+    /// [`Mode::wants_exemplar`] out of line).
+    #[inline]
+    pub(crate) fn plain(self) -> bool {
+        if self.0 == TRACE_BASED {
+            return !crate::trace::sampled_span_maybe_current();
+        }
+        self.0 == NO_EXEMPLARS
+    }
+
     /// Whether a measurement made now may be kept as an exemplar: with no span current under
     /// `trace_based`, one thread-local read and a branch.
     #[inline]
     pub(crate) fn wants_exemplar(self) -> bool {
-        if self.0 < TRACE_BASED {
-            return false;
+        // The default filter first: one comparison before the thread-local read.
+        if self.0 == TRACE_BASED {
+            return crate::trace::sampled_span_current();
         }
-        self.0 == ALWAYS_ON || crate::trace::sampled_span_current()
+        self.0 == ALWAYS_ON
     }
 }
 

@@ -2,6 +2,7 @@
 //! thread, collected by the exporter.
 
 use super::aggregate::{Aggregation, Aggregator, Series};
+use super::buckets::Buckets;
 use super::data::{MetricData, MetricPoints, Number, NumberPoint, Temporality};
 use super::exemplar::Mode;
 use super::name::{validate_boundaries, validate_name, validate_unit, MetricsError};
@@ -356,6 +357,7 @@ impl<I> InstrumentBuilder<I> {
 /// ```
 pub struct Histogram<T> {
     instrument: Arc<Instrument>,
+    buckets: Arc<Buckets>,
     _value: PhantomData<T>,
 }
 
@@ -363,6 +365,7 @@ impl<T> Clone for Histogram<T> {
     fn clone(&self) -> Self {
         Histogram {
             instrument: Arc::clone(&self.instrument),
+            buckets: Arc::clone(&self.buckets),
             _value: PhantomData,
         }
     }
@@ -384,15 +387,27 @@ impl<T: Measure> InstrumentBuilder<Histogram<T>> {
             .take()
             .unwrap_or_else(|| default_boundaries(&self.unit));
         validate_boundaries(&self.name, &bounds)?;
+        let name = self.name.clone();
         let instrument = self.aggregated(
             "histogram",
             Aggregation::Histogram {
-                bounds: Arc::from(bounds),
+                buckets: Arc::new(Buckets::new(Arc::from(bounds))),
                 integer: T::INTEGER,
             },
         )?;
+        // The registered instrument's (an earlier one of this name keeps its boundaries).
+        let buckets = match &instrument.source {
+            Source::Aggregated(a) => a.buckets().cloned(),
+            Source::Observed { .. } => None,
+        };
+        let buckets = buckets.ok_or_else(|| MetricsError::KindConflict {
+            name: name.to_string(),
+            existing: instrument.kind,
+            requested: "histogram",
+        })?;
         Ok(Histogram {
             instrument,
+            buckets,
             _value: PhantomData,
         })
     }
@@ -408,6 +423,7 @@ impl<T: Measure> Histogram<T> {
     pub fn bind(&self, attributes: &[KeyValue]) -> BoundHistogram<T> {
         BoundHistogram {
             series: self.instrument.aggregator().bind(attributes),
+            buckets: Arc::clone(&self.buckets),
             instrument: Arc::clone(&self.instrument),
             _value: PhantomData,
         }
@@ -421,29 +437,47 @@ impl<T: Measure> Histogram<T> {
     }
 }
 
-/// A histogram with its attribute set resolved: a record is a bucket search and a short lock.
+/// A histogram with its attribute set resolved: a record is a table look-up for the bucket and
+/// four stores under a short lock.
 pub struct BoundHistogram<T> {
     series: Arc<Series>,
+    buckets: Arc<Buckets>,
     instrument: Arc<Instrument>,
     _value: PhantomData<T>,
 }
 
 impl<T: Measure> BoundHistogram<T> {
     /// Records a value. NaN and infinities are rejected and counted.
+    #[inline]
     pub fn record(&self, value: T) {
+        // One test for the common case (recording on, no exemplar wanted, a value the bucket
+        // table answers for, the lock free); everything else is sorted out of line.
+        if Mode::current().plain() && self.series.try_record_bound(value.as_f64(), &self.buckets) {
+            return;
+        }
+        self.record_slowly(value);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_slowly(&self, value: T) {
         let mode = Mode::current();
         if !mode.is_on() {
             return;
         }
         let v = value.as_f64();
-        let aggregator = self.instrument.aggregator();
         if !v.is_finite() {
+            let aggregator = self.instrument.aggregator();
             aggregator.dropped_invalid.fetch_add(1, Ordering::Relaxed);
             INVALID.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.series
-            .record_bound(v, value.as_i64(), aggregator.bounds(), mode);
+        if mode.wants_exemplar() {
+            self.series
+                .record_bound_with_exemplar(v, value.as_i64(), &self.buckets);
+        } else {
+            self.series.record_bound(v, &self.buckets);
+        }
     }
 }
 

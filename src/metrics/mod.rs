@@ -13,6 +13,7 @@
 //! ```
 
 mod aggregate;
+mod buckets;
 mod data;
 mod exemplar;
 mod instrument;

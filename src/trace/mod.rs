@@ -18,7 +18,7 @@ mod record;
 mod span;
 
 pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
-pub(crate) use context::{current_ids, sampled_span_current, Ids};
+pub(crate) use context::{current_ids, sampled_span_current, sampled_span_maybe_current, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
 pub(crate) use encode::decode_spans;

@@ -76,10 +76,9 @@ impl Attributes {
         max_count: u32,
         max_chars: Option<u32>,
     ) {
-        let text = key.as_str();
-        let literal = match key {
-            Str::Static(s) => s.as_ptr() as usize,
-            Str::Owned(_) => 0,
+        let (text, literal): (&str, usize) = match key {
+            Str::Static(s) => (s, s.as_ptr() as usize),
+            Str::Owned(s) => (s, 0),
         };
         let bytes = &self.bytes;
         let existing = self.keys.iter().position(|k| {
