@@ -33,6 +33,8 @@ pub(crate) struct LogRecordView<'a> {
     pub(crate) namespace: Option<&'a str>,
     /// The record's own attributes (its key-values), after the code location on the wire.
     pub(crate) attributes: &'a [KeyValue],
+    /// Then more of them, already written as `LogRecord.attributes` entries.
+    pub(crate) encoded_attributes: &'a [u8],
     /// Attributes discarded by limits.
     pub(crate) dropped_attributes: u32,
     /// The current span's ids and W3C trace flags: written only when both ids are valid.
@@ -79,6 +81,7 @@ pub(crate) fn frame(buf: &mut Vec<u8>, r: &LogRecordView<'_>) {
         + r.line.map_or(0, |line| 23 + varint_len(u64::from(line)))
         + r.namespace.map_or(0, |n| 22 + n.len())
         + 24 * r.attributes.len()
+        + r.encoded_attributes.len()
         + if correlated { 33 } else { 0 }
         + 9;
     let length_bytes = if size < 0x80 { 1 } else { 2 };
@@ -188,6 +191,9 @@ fn log_record(w: &mut Writer<'_>, r: &LogRecordView<'_>, correlated: bool) {
     if !r.attributes.is_empty() {
         key_values(w, 6, r.attributes);
     }
+    if !r.encoded_attributes.is_empty() {
+        w.raw(r.encoded_attributes);
+    }
     w.uint(7, u64::from(r.dropped_attributes));
     if correlated {
         let mut ids = [0; 33];
@@ -257,6 +263,7 @@ impl LogRecordData {
             line: self.code.line,
             namespace: self.code.namespace,
             attributes: &self.attributes,
+            encoded_attributes: &[],
             dropped_attributes: self.dropped_attributes,
             context: Ids {
                 trace_id: self.trace_id,
