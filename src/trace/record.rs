@@ -1,8 +1,13 @@
-//! The record of a sampled span, reachable from two places: the [`Span`](super::Span) handle
-//! (which may move to another thread, it is `Send`), and the current-span frame of the thread
-//! that started it (so deep code can set an attribute on whatever span is current).
+//! The record of a live sampled span ([`Recording`]): its attributes, events and links kept as
+//! the OTLP bytes they are exported as, written once when they are set, so ending the span only
+//! copies them into the thread's hand-off buffer. The same record serves the [`Span`](super::Span)
+//! handle, [`CurrentSpan`](super::CurrentSpan) and the `tracing` bridge.
 //!
-//! Why this is not an `Arc<Mutex<SpanData>>`: that costs two locked instructions per access
+//! A record is reachable from two places: the handle (which may move to another thread, it is
+//! `Send`), and the current-span frame of the thread that started it (so deep code can set an
+//! attribute on whatever span is current).
+//!
+//! Why this is not an `Arc<Mutex<Recording>>`: that costs two locked instructions per access
 //! plus two per span for the reference count, about 50 ns on a span with three attributes on
 //! our host, a third of a sampled span. Here the common case, the handle used on the thread
 //! that started the span, takes no lock at all (one thread-local read decides it), and only
@@ -145,7 +150,7 @@ impl Attributes {
     }
 
     /// Appends `kv` as it is, limits and uniqueness aside: for a span that already is a
-    /// [`SpanData`](super::SpanData) (consumers' spans, tests), encoded as it was given.
+    /// [`SpanData`](super::SpanData) (tests, the fuzz target), encoded as it was given.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn push_as_is(&mut self, field: u32, kv: &KeyValue) {
         self.append(field, kv.key.as_str(), 0, &kv.value, None);
