@@ -157,6 +157,9 @@ impl Attributes {
     }
 }
 
+/// The most bytes a recycled record keeps in each of its buffers.
+const RECYCLED_BYTES: usize = 4096;
+
 /// The record of a live sampled span: what it has been given so far, attributes, events and
 /// links already in their wire form. Ended, it is written as one OTLP `Span` by
 /// [`super::encode::write_span`].
@@ -233,7 +236,8 @@ impl Recording {
         self.start_unix_nanos = now_unix_nanos();
     }
 
-    /// Empties the record for another span, its buffers' capacity kept.
+    /// Empties the record for another span, its buffers' capacity kept unless a big span made
+    /// them big: a recycled record should not hold one long value's memory for good.
     fn clear(&mut self) {
         self.trace_state = None;
         self.name = Str::Static("");
@@ -245,6 +249,31 @@ impl Recording {
         self.link_count = 0;
         self.dropped_links = 0;
         self.status = Status::Unset;
+        let largest = [
+            self.attributes.bytes.capacity(),
+            self.events.capacity(),
+            self.links.capacity(),
+            self.event_attributes.bytes.capacity(),
+        ]
+        .into_iter()
+        .fold(0, usize::max);
+        if largest > RECYCLED_BYTES {
+            self.shrink();
+        }
+    }
+
+    #[cold]
+    fn shrink(&mut self) {
+        for bytes in [
+            &mut self.attributes.bytes,
+            &mut self.events,
+            &mut self.links,
+            &mut self.event_attributes.bytes,
+        ] {
+            if bytes.capacity() > RECYCLED_BYTES {
+                *bytes = Vec::new();
+            }
+        }
     }
 
     pub(crate) fn set_attribute(&mut self, key: &Str, value: &Value, limits: SpanLimits) {
@@ -453,4 +482,32 @@ pub(crate) unsafe fn with_frame_record<R>(
     // running while this code (on the origin thread) is.
     let data = unsafe { &mut *record.data.get() };
     data.as_mut().map(|d| f(d, record.limits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_record_keeps_no_big_buffer() {
+        let mut r = Recording::empty();
+        let limits = SpanLimits::default();
+        r.set_attribute(
+            &"big".into(),
+            &"x".repeat(10 * RECYCLED_BYTES).into(),
+            limits,
+        );
+        r.add_event(
+            &"e".into(),
+            &[KeyValue::new("big", "y".repeat(10_000))],
+            limits,
+        );
+        r.clear();
+        assert!(r.attributes.bytes.capacity() <= RECYCLED_BYTES);
+        assert!(r.events.capacity() <= RECYCLED_BYTES);
+        assert!(r.event_attributes.bytes.capacity() <= RECYCLED_BYTES);
+        r.set_attribute(&"small".into(), &1i64.into(), limits);
+        r.clear();
+        assert!(r.attributes.bytes.capacity() > 0, "a small buffer is kept");
+    }
 }
