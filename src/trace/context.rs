@@ -114,7 +114,7 @@ pub(crate) struct Ids {
     pub(crate) span_id: SpanId,
     pub(crate) flags: u8,
     pub(crate) is_remote: bool,
-    /// Whether a tracestate goes with these ids (kept in the frame, read only when present).
+    /// Whether a tracestate goes with these ids (kept aside, read only when present).
     pub(crate) has_trace_state: bool,
 }
 

@@ -75,7 +75,8 @@ pub struct Link {
     pub attributes: Vec<KeyValue>,
 }
 
-/// A finished, sampled span as handed to the export pipeline and to span consumers.
+/// A finished, sampled span as span consumers receive it: read back from the bytes it was
+/// exported as.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanData {
