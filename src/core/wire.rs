@@ -425,6 +425,11 @@ fn short_key_value(
             buf.extend_from_slice(s.as_bytes());
         }
         OneOf::Bool(b) => buf.extend_from_slice(&[VALUE, value_len, 2 << 3, u8::from(b)]),
+        // Counts and status codes mostly take one or two bytes: those skip the general loop.
+        OneOf::Int(i @ 0..0x80) => buf.extend_from_slice(&[VALUE, value_len, 3 << 3, i as u8]),
+        OneOf::Int(i @ 0x80..0x4000) => {
+            buf.extend_from_slice(&[VALUE, value_len, 3 << 3, i as u8 | 0x80, (i >> 7) as u8])
+        }
         OneOf::Int(i) => {
             buf.extend_from_slice(&[VALUE, value_len, 3 << 3]);
             let (bytes, len) = varint_bytes(i as u64);
@@ -597,7 +602,18 @@ mod tests {
             attributes.push(Ours::new(text.clone(), "value"));
             attributes.push(Ours::new(text, 7i64));
         }
-        for i in [0i64, 1, 127, 128, 16_384, -1, i64::MIN, i64::MAX] {
+        for i in [
+            0i64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            -1,
+            i64::MIN,
+            i64::MAX,
+        ] {
             attributes.push(Ours::new("int", i));
         }
         for f in [0.0f64, -0.0, 1.5, f64::MAX, f64::NAN] {
