@@ -88,14 +88,23 @@ pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) 
         w.bytes(4, &r.parent_span_id.to_bytes());
     }
     w.str(5, name);
-    w.uint(6, span_kind(r.kind));
-    w.fixed64(7, r.start_unix_nanos);
-    w.fixed64(8, end_unix_nanos);
+    if r.start_unix_nanos != 0 && end_unix_nanos != 0 {
+        w.raw(&kind_and_times(r.kind, r.start_unix_nanos, end_unix_nanos));
+    } else {
+        w.uint(6, span_kind(r.kind));
+        w.fixed64(7, r.start_unix_nanos);
+        w.fixed64(8, end_unix_nanos);
+    }
     w.raw(&r.attributes.bytes);
     w.uint(10, u64::from(r.attributes.dropped));
-    w.raw(&r.events);
+    // Most spans have no events and no links: an empty copy would still be a call.
+    if !r.events.is_empty() {
+        w.raw(&r.events);
+    }
     w.uint(12, u64::from(r.dropped_events));
-    w.raw(&r.links);
+    if !r.links.is_empty() {
+        w.raw(&r.links);
+    }
     w.uint(14, u64::from(r.dropped_links));
     if let Some(body) = status_body {
         // `Status`: message (2), then code (3: 1 ok, 2 error).
@@ -109,6 +118,18 @@ pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) 
         }
     }
     w.fixed32(16, remote_flags(r.flags, r.parent_is_remote));
+}
+
+/// `Span` fields 6, 7 and 8 (kind, start and end times, both non-zero): one fixed-size copy.
+fn kind_and_times(kind: SpanKind, start: u64, end: u64) -> [u8; 20] {
+    let mut block = [0u8; 20];
+    block[0] = 6 << 3;
+    block[1] = span_kind(kind) as u8;
+    block[2] = 7 << 3 | 1;
+    block[3..11].copy_from_slice(&start.to_le_bytes());
+    block[11] = 8 << 3 | 1;
+    block[12..].copy_from_slice(&end.to_le_bytes());
+    block
 }
 
 /// `Span` fields 1 and 2, always 16 and 8 bytes: written in one go.
