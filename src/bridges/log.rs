@@ -11,8 +11,9 @@
 //! leaves the text formatted before it as the record's body (the panic hook still reports the
 //! panic). The wrapped logger, called first, formats the record its own way.
 
-use super::{is_exported, reaches_app_output, severity, RecordAttributes};
+use super::{is_exported, reaches_app_output, severity, RecordAttributes, MAX_LOG_ATTRIBUTES};
 use crate::attributes::Value;
+use crate::core::wire::{scalar_key_value, OneOf, Writer};
 use crate::logs::LogRecordView;
 use crate::trace::Ids;
 use log::{LevelFilter, Log, Metadata, Record};
@@ -88,16 +89,127 @@ pub(crate) fn widen_max_level(floor: LevelFilter) {
 }
 
 thread_local! {
-    /// The body of the record being exported, formatted into memory reused from record to
+    /// What the export of a record writes besides the hand-off buffer, reused from record to
     /// record. Borrowed while this thread is inside the export, so a format argument that logs
     /// (or anything the export calls) cannot recurse into it.
-    static BODY: RefCell<String> = const { RefCell::new(String::new()) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
 }
 
-/// A body buffer grown past this is dropped after its record: one huge message must not pin
-/// its memory to the thread.
-const MAX_KEPT_BODY_BYTES: usize = 16 * 1024;
+/// A thread's buffers grown past this are dropped after their record: one huge message must
+/// not pin its memory to the thread.
+const MAX_KEPT_SCRATCH_BYTES: usize = 16 * 1024;
 
+struct Scratch {
+    /// The formatted message.
+    body: String,
+    kvs: EncodedKvs,
+}
+
+impl Scratch {
+    const fn new() -> Self {
+        Scratch {
+            body: String::new(),
+            kvs: EncodedKvs {
+                entries: Vec::new(),
+                keys: String::new(),
+                key_ends: Vec::new(),
+                text: String::new(),
+                dropped: 0,
+                repeated: false,
+            },
+        }
+    }
+
+    /// Readies the scratch for the next record, dropping buffers grown past the bound.
+    fn reset(&mut self) {
+        if self.body.capacity() > MAX_KEPT_SCRATCH_BYTES {
+            self.body = String::new();
+        }
+        // Every key-value kept, and only those, wrote an entry.
+        if !self.kvs.entries.is_empty() {
+            self.kvs.clear();
+            if self.kvs.entries.capacity() > MAX_KEPT_SCRATCH_BYTES
+                || self.kvs.keys.capacity() > MAX_KEPT_SCRATCH_BYTES
+                || self.kvs.text.capacity() > MAX_KEPT_SCRATCH_BYTES
+            {
+                self.kvs = Scratch::new().kvs;
+            }
+        }
+    }
+}
+
+/// A record's key-values written as `LogRecord.attributes` entries as they are visited: no
+/// allocation once the buffers have grown. A repeated key stops the visit (`repeated`): its
+/// value overwrites the first one's, so such a record is collected by [`KvCollector`] instead.
+struct EncodedKvs {
+    entries: Vec<u8>,
+    /// The keys written, back to back, and where each ends.
+    keys: String,
+    key_ends: Vec<usize>,
+    /// A value's text, when it is neither a scalar nor a borrowed string.
+    text: String,
+    /// Keys past the log record limit.
+    dropped: u32,
+    repeated: bool,
+}
+
+impl EncodedKvs {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.keys.clear();
+        self.key_ends.clear();
+        self.dropped = 0;
+        self.repeated = false;
+    }
+
+    fn seen(&self, key: &str) -> bool {
+        let mut start = 0;
+        self.key_ends.iter().any(|&end| {
+            let found = &self.keys[start..end] == key;
+            start = end;
+            found
+        })
+    }
+}
+
+impl<'kvs> log::kv::VisitSource<'kvs> for EncodedKvs {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let key = key.as_str();
+        if self.seen(key) {
+            self.repeated = true;
+            return Err(log::kv::Error::msg("a repeated key"));
+        }
+        if self.key_ends.len() >= MAX_LOG_ATTRIBUTES as usize {
+            self.dropped = self.dropped.saturating_add(1);
+            return Ok(());
+        }
+        self.keys.push_str(key);
+        self.key_ends.push(self.keys.len());
+        // The same typing as `KvCollector`'s.
+        let member = if let Some(b) = value.to_bool() {
+            OneOf::Bool(b)
+        } else if let Some(i) = value.to_i64() {
+            OneOf::Int(i)
+        } else if let Some(u) = value.to_u64() {
+            OneOf::Int(i64::try_from(u).unwrap_or(i64::MAX))
+        } else if let Some(f) = value.to_f64() {
+            OneOf::Double(f)
+        } else if let Some(s) = value.to_borrowed_str() {
+            OneOf::Str(s)
+        } else {
+            format_into(&mut self.text, format_args!("{value}"));
+            OneOf::Str(&self.text)
+        };
+        scalar_key_value(&mut Writer::new(&mut self.entries), 6, key, member);
+        Ok(())
+    }
+}
+
+/// A record's key-values collected, a repeated key overwriting the first one's value.
 struct KvCollector<'a>(&'a mut RecordAttributes);
 
 impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
@@ -117,18 +229,21 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
         } else if let Some(s) = value.to_borrowed_str() {
             Value::from(s.to_owned())
         } else {
-            Value::from(value.to_string())
+            let mut text = String::new();
+            format_into(&mut text, format_args!("{value}"));
+            Value::from(text)
         };
         self.0.push(key.as_str().to_owned(), typed);
         Ok(())
     }
 }
 
-/// Formats a record's message into `body`. A format argument that fails or panics leaves the
-/// text written before it: the logging call goes on, and the record is still exported.
-fn format_body(args: &fmt::Arguments<'_>, body: &mut String) {
-    body.clear();
-    let _ = panic::catch_unwind(AssertUnwindSafe(|| body.write_fmt(*args)));
+/// Formats `args` into `out`, replacing what it held. A format argument that fails or panics
+/// leaves the text written before it: the logging call goes on, and the record is still
+/// exported.
+fn format_into(out: &mut String, args: fmt::Arguments<'_>) {
+    out.clear();
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| out.write_fmt(args)));
 }
 
 /// Whether two strings are the same text, settled without reading them when they are the same
@@ -139,23 +254,30 @@ fn same_str(a: &str, b: &str) -> bool {
 
 /// A `log` record as an OTLP log record at `now`, correlated with the span `context` names
 /// when it is valid, handed to `write`. Its message is the literal itself when it has no
-/// arguments, else formatted into `body`.
+/// arguments, else formatted into the scratch.
 fn with_view<R>(
     record: &Record<'_>,
     context: Ids,
     now: u64,
-    body: &mut String,
+    scratch: &mut Scratch,
     write: impl FnOnce(&LogRecordView<'_>) -> R,
 ) -> R {
     let body = match record.args().as_str() {
         Some(literal) => literal,
         None => {
-            format_body(record.args(), body);
-            body.as_str()
+            format_into(&mut scratch.body, *record.args());
+            scratch.body.as_str()
         }
     };
-    let mut attributes = RecordAttributes::default();
-    let _ = record.key_values().visit(&mut KvCollector(&mut attributes));
+    let kvs = &mut scratch.kvs;
+    let _ = record.key_values().visit(kvs);
+    let mut collected = RecordAttributes::default();
+    let (encoded_attributes, dropped_attributes) = if kvs.repeated {
+        let _ = record.key_values().visit(&mut KvCollector(&mut collected));
+        (&[][..], collected.dropped)
+    } else {
+        (&kvs.entries[..], kvs.dropped)
+    };
     let (severity_number, severity_text) = severity(record.level());
     let target = record.target();
     write(&LogRecordView {
@@ -170,8 +292,9 @@ fn with_view<R>(
         namespace: record
             .module_path()
             .filter(|module| !same_str(module, target)),
-        attributes: &attributes.list,
-        dropped_attributes: attributes.dropped,
+        attributes: &collected.list,
+        encoded_attributes,
+        dropped_attributes,
         context,
     })
 }
@@ -199,15 +322,13 @@ impl Log for LogBridge {
         if level > floor || !is_exported(level, target, Some(floor)) {
             return;
         }
-        let _ = BODY.try_with(|body| {
-            let Ok(mut body) = body.try_borrow_mut() else {
+        let _ = SCRATCH.try_with(|scratch| {
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
                 return; // this thread is already exporting a record
             };
             let (context, now) = (crate::trace::current_ids(), crate::core::now_unix_nanos());
-            with_view(record, context, now, &mut body, crate::logs::submit);
-            if body.capacity() > MAX_KEPT_BODY_BYTES {
-                *body = String::new();
-            }
+            with_view(record, context, now, &mut scratch, crate::logs::submit);
+            scratch.reset();
         });
     }
 
@@ -242,10 +363,15 @@ mod tests {
 
     fn ours(record: &Record<'_>, context: Ids) -> Vec<u8> {
         let mut buf = Vec::new();
-        let mut body = String::from("left over from the last record");
-        with_view(record, context, NOW, &mut body, |view| {
-            crate::logs::frame(&mut buf, view)
-        });
+        let mut scratch = Scratch::new();
+        scratch.body.push_str("left over from the last record");
+        for _ in 0..2 {
+            buf.clear();
+            with_view(record, context, NOW, &mut scratch, |view| {
+                crate::logs::frame(&mut buf, view)
+            });
+            scratch.reset();
+        }
         buf
     }
 
@@ -264,6 +390,7 @@ mod tests {
         body: &'a str,
         attributes: Vec<KeyValue>,
         context: Ids,
+        dropped: u32,
     }
 
     impl Expected<'_> {
@@ -280,7 +407,7 @@ mod tests {
                         value: Some(Any::StringValue(self.body.to_owned())),
                     }),
                     attributes: self.attributes.clone(),
-                    dropped_attributes_count: 0,
+                    dropped_attributes_count: self.dropped,
                     flags: if correlated {
                         u32::from(self.context.flags)
                     } else {
@@ -382,33 +509,39 @@ mod tests {
                         body: "order 42 placed",
                         attributes: code("src/orders.rs", 12),
                         context,
+                        dropped: 0,
                     },
                 );
-                // Key-values of every type, a target of its own, a literal message.
-                let mut attributes = code("src/orders.rs", 16_384);
-                attributes.push(kv(
-                    "code.namespace",
-                    Any::StringValue("shop::orders::inner".into()),
-                ));
-                attributes.extend(kv_attributes.iter().cloned());
-                check(
-                    &Record::builder()
-                        .args(format_args!("placed"))
-                        .level(level)
-                        .target("audit")
-                        .module_path_static(Some("shop::orders::inner"))
-                        .file_static(Some("src/orders.rs"))
-                        .line(Some(16_384))
-                        .key_values(&kvs)
-                        .build(),
-                    &Expected {
-                        scope: "audit",
-                        severity,
-                        body: "placed",
-                        attributes,
-                        context,
-                    },
-                );
+                // Key-values of every type (a repeated key last, or not), a target of its
+                // own, a literal message.
+                for (kvs, name) in [(&kvs[..], "bob"), (&kvs[..9], "alice")] {
+                    let mut attributes = code("src/orders.rs", 16_384);
+                    attributes.push(kv(
+                        "code.namespace",
+                        Any::StringValue("shop::orders::inner".into()),
+                    ));
+                    attributes.extend(kv_attributes.iter().cloned());
+                    attributes[8] = kv("name", Any::StringValue(name.into()));
+                    check(
+                        &Record::builder()
+                            .args(format_args!("placed"))
+                            .level(level)
+                            .target("audit")
+                            .module_path_static(Some("shop::orders::inner"))
+                            .file_static(Some("src/orders.rs"))
+                            .line(Some(16_384))
+                            .key_values(&kvs)
+                            .build(),
+                        &Expected {
+                            scope: "audit",
+                            severity,
+                            body: "placed",
+                            attributes,
+                            context,
+                            dropped: 0,
+                        },
+                    );
+                }
             }
         }
         for context in [Ids::default(), sampled] {
@@ -428,6 +561,7 @@ mod tests {
                         body,
                         attributes: code(&long_path, u32::MAX),
                         context,
+                        dropped: 0,
                     },
                 );
             }
@@ -449,6 +583,41 @@ mod tests {
                         body: &body,
                         attributes: code("src/orders.rs", line),
                         context,
+                        dropped: 0,
+                    },
+                );
+            }
+            // Past the attribute limit: the first 128 keys kept, the rest counted (a key
+            // repeated past the limit still overwrites).
+            let keys: Vec<String> = (0..131).map(|i| format!("k{i}")).collect();
+            let long_value = "v".repeat(200);
+            for repeat in [false, true] {
+                let mut pairs: Vec<(&str, log::kv::Value<'_>)> = keys
+                    .iter()
+                    .map(|k| (k.as_str(), log::kv::Value::from(&*long_value)))
+                    .collect();
+                let mut expected: Vec<KeyValue> = keys[..128]
+                    .iter()
+                    .map(|k| kv(k, Any::StringValue(long_value.clone())))
+                    .collect();
+                if repeat {
+                    pairs.push(("k3", 7i64.into()));
+                    expected[3] = kv("k3", Any::IntValue(7));
+                }
+                check(
+                    &Record::builder()
+                        .args(format_args!("many"))
+                        .level(Level::Info)
+                        .target("app")
+                        .key_values(&pairs)
+                        .build(),
+                    &Expected {
+                        scope: "app",
+                        severity: (9, "INFO"),
+                        body: "many",
+                        attributes: expected,
+                        context,
+                        dropped: 3,
                     },
                 );
             }
@@ -466,6 +635,7 @@ mod tests {
                         body: "",
                         attributes: Vec::new(),
                         context,
+                        dropped: 0,
                     },
                 );
             }
@@ -491,20 +661,30 @@ mod tests {
     fn a_format_argument_that_fails_or_panics_leaves_the_text_before_it() {
         for panics in [false, true] {
             let failing = Failing { panics };
-            check(
-                &Record::builder()
-                    .args(format_args!("before {failing} after"))
-                    .level(Level::Info)
-                    .target("app")
-                    .build(),
-                &Expected {
-                    scope: "app",
-                    severity: (9, "INFO"),
-                    body: "before partial",
-                    attributes: Vec::new(),
-                    context: Ids::default(),
-                },
-            );
+            // In the message and in a key-value (written as it comes, or collected when a key
+            // repeats).
+            let kvs = [
+                ("bad", log::kv::Value::from_display(&failing)),
+                ("bad", log::kv::Value::from_display(&failing)),
+            ];
+            for kvs in [&kvs[..1], &kvs[..]] {
+                check(
+                    &Record::builder()
+                        .args(format_args!("before {failing} after"))
+                        .level(Level::Info)
+                        .target("app")
+                        .key_values(&kvs)
+                        .build(),
+                    &Expected {
+                        scope: "app",
+                        severity: (9, "INFO"),
+                        body: "before partial",
+                        attributes: vec![kv("bad", Any::StringValue("partial".into()))],
+                        context: Ids::default(),
+                        dropped: 0,
+                    },
+                );
+            }
         }
     }
 }

@@ -106,6 +106,7 @@ impl Bridged {
             line: self.code.line,
             namespace: self.code.namespace,
             attributes: &self.attributes.list,
+            encoded_attributes: &[],
             dropped_attributes: self.attributes.dropped,
             context,
         });

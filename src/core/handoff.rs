@@ -168,12 +168,12 @@ impl Shared {
         }
     }
 
-    /// An empty buffer: a recycled one if any, else a small new one.
-    fn buffer(&self) -> Vec<u8> {
+    /// An empty buffer: a recycled one if any, else a new one of `capacity` bytes.
+    fn buffer(&self, capacity: usize) -> Vec<u8> {
         self.spare
             .1
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(FIRST_BUFFER_BYTES))
+            .unwrap_or_else(|_| Vec::with_capacity(capacity))
     }
 
     /// Gives an emptied buffer back for reuse (the exporter calls this).
@@ -319,7 +319,7 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
             Kind::Log => &mut pending.logs,
         };
         if encoded.bytes.capacity() == 0 {
-            encoded.bytes = shared.buffer();
+            encoded.bytes = shared.buffer(FIRST_BUFFER_BYTES);
         }
         write(&mut encoded.bytes);
         encoded.count += 1;
@@ -327,6 +327,13 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
             || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
         {
             let chunk = std::mem::take(&mut *pending);
+            // A thread that fills buffers gets its next one at full size: grown from the
+            // first buffer's size, it would be copied at each doubling.
+            let next = match kind {
+                Kind::Span => &mut pending.spans,
+                Kind::Log => &mut pending.logs,
+            };
+            next.bytes = shared.buffer(BUFFER_BYTES);
             drop(pending);
             shared.enqueue(chunk);
         }

@@ -13,8 +13,8 @@ use crate::proto::collector::trace::v1::ExportTraceServiceResponse;
 use crate::settings::Token;
 use prost::Message;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use ureq::unversioned::resolver::DefaultResolver;
+use std::time::{Duration, Instant, SystemTime};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, DefaultConnector};
 
 /// Responses larger than this (after decompression) are an error (OTLP/HTTP: 4 MiB).
@@ -76,6 +76,8 @@ pub(crate) struct Transport {
     /// stand-in that the transport replaces below the client's logging (`late_headers`).
     stand_ins: Vec<(String, String)>,
     signal_stand_ins: [Vec<(String, String)>; 3],
+    /// The agent's resolver, told to forget its answers when an attempt fails.
+    resolver: KeptAddresses,
     /// Created on the first gzip request and kept: a compressor's tables are large enough that
     /// setting them up per request would cost a noticeable share of compressing one.
     #[cfg(feature = "gzip")]
@@ -112,9 +114,11 @@ impl Transport {
         let stand_ins_all = stand_ins(&endpoint.headers);
         let signal_stand_ins = [0, 1, 2].map(|i| stand_ins(&endpoint.signal_headers[i]));
         let connector = DefaultConnector::new().chain(FillingConnector(Arc::new(late)));
-        let agent = ureq::Agent::with_parts(config.build(), connector, DefaultResolver::default());
+        let resolver = KeptAddresses::default();
+        let agent = ureq::Agent::with_parts(config.build(), connector, resolver.clone());
         Transport {
             agent,
+            resolver,
             redactor: Redactor::new(&endpoint),
             endpoint,
             stand_ins: stand_ins_all,
@@ -213,8 +217,57 @@ impl Transport {
                 };
                 classify(signal, response, &self.redactor)
             }
-            Err(error) => classify_error(&error, &self.redactor),
+            Err(error) => {
+                // The host may have moved: the next attempt asks the system resolver again.
+                self.resolver.forget();
+                classify_error(&error, &self.redactor)
+            }
         }
+    }
+}
+
+/// How long a resolved address is used for new connections before the host is looked up again.
+const KEEP_ADDRESSES: Duration = Duration::from_secs(30);
+
+/// The HTTP client's resolver: the system's, with its answers kept for [`KEEP_ADDRESSES`] or
+/// until an attempt fails. ureq resolves the host before every request, pooled connection or
+/// not, and on a new thread whenever a timeout applies (always, here): one thread and one
+/// system lookup per batch otherwise.
+#[derive(Clone, Debug, Default)]
+struct KeptAddresses(Arc<parking_lot::Mutex<Vec<(String, Instant, ResolvedSocketAddrs)>>>);
+
+impl KeptAddresses {
+    fn forget(&self) {
+        self.0.lock().clear();
+    }
+}
+
+impl Resolver for KeptAddresses {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
+            _ => None,
+        };
+        let Some(key) = key else {
+            return DefaultResolver::default().resolve(uri, config, timeout);
+        };
+        let now = Instant::now();
+        {
+            let mut kept = self.0.lock();
+            kept.retain(|(_, at, _)| now.saturating_duration_since(*at) < KEEP_ADDRESSES);
+            if let Some((_, _, addresses)) = kept.iter().find(|(k, _, _)| *k == key) {
+                return Ok(addresses.clone());
+            }
+        }
+        // Looked up without the lock held: a lookup that hangs until its timeout holds no one up.
+        let addresses = DefaultResolver::default().resolve(uri, config, timeout)?;
+        self.0.lock().push((key, now, addresses.clone()));
+        Ok(addresses)
     }
 }
 
@@ -534,5 +587,28 @@ mod tests {
                 .expect("a whole gzip member");
             assert_eq!(back, body);
         }
+    }
+
+    #[test]
+    fn a_resolved_host_is_kept_until_it_is_old_or_an_attempt_fails() {
+        use ureq::unversioned::transport::NextTimeout;
+        let kept = KeptAddresses::default();
+        let config = ureq::Agent::config_builder().build();
+        let uri: ureq::http::Uri = "http://127.0.0.1:4318/v1/traces".parse().unwrap();
+        let resolve = || kept.resolve(&uri, &config, NextTimeout::default());
+        let first = resolve().expect("an address");
+        let at = kept.0.lock()[0].1;
+        assert_eq!(resolve().expect("kept"), first);
+        assert_eq!(kept.0.lock().len(), 1);
+        assert_eq!(kept.0.lock()[0].1, at, "not looked up again");
+        if let Some(old) = Instant::now().checked_sub(KEEP_ADDRESSES) {
+            kept.0.lock()[0].1 = old;
+            assert_eq!(resolve().expect("looked up again"), first);
+            assert!(kept.0.lock()[0].1 > old);
+            assert_eq!(kept.0.lock().len(), 1);
+        }
+        kept.forget();
+        assert!(kept.0.lock().is_empty());
+        assert_eq!(resolve().expect("looked up again"), first);
     }
 }

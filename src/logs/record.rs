@@ -5,7 +5,7 @@ use crate::attributes::KeyValue;
 #[cfg(any(test, feature = "tracing"))]
 use crate::attributes::Str;
 use crate::core::handoff::{self, Kind};
-use crate::core::wire::{key_values, scalar_key_value, varint_len, OneOf, Writer};
+use crate::core::wire::{self, key_values, scalar_key_value, varint_len, OneOf, Writer};
 use crate::trace::Ids;
 #[cfg(test)]
 use crate::trace::{SpanId, TraceId};
@@ -33,6 +33,8 @@ pub(crate) struct LogRecordView<'a> {
     pub(crate) namespace: Option<&'a str>,
     /// The record's own attributes (its key-values), after the code location on the wire.
     pub(crate) attributes: &'a [KeyValue],
+    /// Then more of them, already written as `LogRecord.attributes` entries.
+    pub(crate) encoded_attributes: &'a [u8],
     /// Attributes discarded by limits.
     pub(crate) dropped_attributes: u32,
     /// The current span's ids and W3C trace flags: written only when both ids are valid.
@@ -68,8 +70,8 @@ pub(crate) fn frame(buf: &mut Vec<u8>, r: &LogRecordView<'_>) {
     } else {
         w.encoded_message(1, r.scope.as_bytes());
     }
-    // The record's length gets the bytes its size (exact without attributes) says it takes,
-    // so it is written in place rather than the record moved after it.
+    // The record's length gets the bytes its size (exact but for key-values and a dropped
+    // count) says it takes, so it is written in place rather than the record moved after it.
     let correlated = r.context.is_valid();
     let size = 13
         + r.severity_text.len()
@@ -79,6 +81,7 @@ pub(crate) fn frame(buf: &mut Vec<u8>, r: &LogRecordView<'_>) {
         + r.line.map_or(0, |line| 23 + varint_len(u64::from(line)))
         + r.namespace.map_or(0, |n| 22 + n.len())
         + 24 * r.attributes.len()
+        + r.encoded_attributes.len()
         + if correlated { 33 } else { 0 }
         + 9;
     let length_bytes = if size < 0x80 { 1 } else { 2 };
@@ -87,50 +90,34 @@ pub(crate) fn frame(buf: &mut Vec<u8>, r: &LogRecordView<'_>) {
     });
 }
 
-/// Wire type of strings and nested messages.
-const LEN: u8 = 2;
+/// Wire type of strings and nested messages, as the byte a tag is built from.
+const LEN: u8 = wire::LEN as u8;
 
-/// A code-location `KeyValue` entry (field 6) with a 14-byte key and a string value, all but
-/// its three lengths: `[entry, length, key tag, 14, key…, value tag, length, string tag,
-/// length]`.
-const fn string_entry(key: &[u8; 14]) -> [u8; 22] {
-    let mut entry = [0; 22];
+/// A code-location `KeyValue` entry (field 6) up to its value's member: `[entry, length, key
+/// tag, key length, key…, value tag, length, member tag]`, the two lengths left to patch.
+const fn code_entry<const N: usize>(key: &[u8], member_tag: u8) -> [u8; N] {
+    let mut entry = [0; N];
     entry[0] = 6 << 3 | LEN;
     entry[2] = 1 << 3 | LEN;
-    entry[3] = 14;
+    entry[3] = key.len() as u8;
     let mut i = 0;
-    while i < 14 {
+    while i < key.len() {
         entry[4 + i] = key[i];
         i += 1;
     }
-    entry[18] = 2 << 3 | LEN;
-    entry[20] = 1 << 3 | LEN;
+    entry[4 + key.len()] = 2 << 3 | LEN;
+    entry[6 + key.len()] = member_tag;
     entry
 }
 
-const FILE_ENTRY: [u8; 22] = string_entry(b"code.file.path");
-const NAMESPACE_ENTRY: [u8; 22] = string_entry(b"code.namespace");
+/// Then the string's length and the string.
+const FILE_ENTRY: [u8; 22] = code_entry(b"code.file.path", 1 << 3 | LEN);
+const NAMESPACE_ENTRY: [u8; 22] = code_entry(b"code.namespace", 1 << 3 | LEN);
+/// Then the line's varint.
+const LINE_ENTRY: [u8; 23] = code_entry(b"code.line.number", 3 << 3);
 
-/// The `code.line.number` entry up to its varint: `[entry, length, key tag, 16, key…, value
-/// tag, length, int tag]`.
-const LINE_ENTRY: [u8; 23] = {
-    let key = b"code.line.number";
-    let mut entry = [0; 23];
-    entry[0] = 6 << 3 | LEN;
-    entry[2] = 1 << 3 | LEN;
-    entry[3] = 16;
-    let mut i = 0;
-    while i < 16 {
-        entry[4 + i] = key[i];
-        i += 1;
-    }
-    entry[20] = 2 << 3 | LEN;
-    entry[22] = 3 << 3;
-    entry
-};
-
-/// A code-location entry with a string value from its template: one fixed-size copy and the
-/// string when every length fits in a byte (a path under 108 bytes).
+/// A code-location entry with a string value (its 14-byte key in `template`): one fixed-size
+/// copy and the string when every length fits in a byte (a path under 108 bytes).
 #[inline(always)]
 fn string_attribute(w: &mut Writer<'_>, template: &[u8; 22], key: &str, value: &str) {
     if value.len() < 108 {
@@ -204,6 +191,9 @@ fn log_record(w: &mut Writer<'_>, r: &LogRecordView<'_>, correlated: bool) {
     if !r.attributes.is_empty() {
         key_values(w, 6, r.attributes);
     }
+    if !r.encoded_attributes.is_empty() {
+        w.raw(r.encoded_attributes);
+    }
     w.uint(7, u64::from(r.dropped_attributes));
     if correlated {
         let mut ids = [0; 33];
@@ -273,6 +263,7 @@ impl LogRecordData {
             line: self.code.line,
             namespace: self.code.namespace,
             attributes: &self.attributes,
+            encoded_attributes: &[],
             dropped_attributes: self.dropped_attributes,
             context: Ids {
                 trace_id: self.trace_id,

@@ -114,7 +114,7 @@ pub(crate) struct Ids {
     pub(crate) span_id: SpanId,
     pub(crate) flags: u8,
     pub(crate) is_remote: bool,
-    /// Whether a tracestate goes with these ids (kept in the frame, read only when present).
+    /// Whether a tracestate goes with these ids (kept aside, read only when present).
     pub(crate) has_trace_state: bool,
 }
 
@@ -365,7 +365,7 @@ thread_local! {
 
 /// Applies ends posted from other threads, if any were posted anywhere: one relaxed load.
 #[inline]
-fn receive_remote_ends() {
+pub(crate) fn receive_remote_ends() {
     if REMOTE_ENDS.load(Ordering::Relaxed) != 0 {
         receive_remote_ends_now();
     }
@@ -543,16 +543,18 @@ impl Saved {
 /// Makes `context` current on this thread, returning the frame to leave.
 #[inline]
 pub(crate) fn enter(context: &SpanContext) -> Saved {
+    receive_remote_ends();
     enter_with_record(context, None)
 }
 
-/// [`enter`], with the span's record reachable from the frame.
+/// [`enter`], with the span's record reachable from the frame, for a span start: its caller
+/// applies ends posted from elsewhere first ([`receive_remote_ends`], or [`current`] which
+/// does), once per start.
 #[inline]
 pub(crate) fn enter_with_record(
     context: &SpanContext,
     record: Option<NonNull<SharedRecord>>,
 ) -> Saved {
-    receive_remote_ends();
     let thread = thread_key();
     if thread == 0 {
         return Saved::default();
@@ -564,7 +566,7 @@ pub(crate) fn enter_with_record(
         if d < INLINE_FRAMES && frame.bits & HAS_TRACE_STATE == 0 {
             l.write_inline(d, frame);
             l.depth.set(depth + 1);
-        } else if !enter_aside(l, depth, frame, context.trace_state.as_ref()) {
+        } else if !enter_aside(l, depth, frame, context.trace_state.clone()) {
             return Saved::default();
         }
         Saved {
@@ -578,7 +580,7 @@ pub(crate) fn enter_with_record(
 /// Pushes a frame that is spilled or has a tracestate. False if it could not be entered.
 #[cold]
 #[inline(never)]
-fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<&Arc<str>>) -> bool {
+fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<Arc<str>>) -> bool {
     let Some(next) = depth.checked_add(1) else {
         return false;
     };
@@ -599,7 +601,7 @@ fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<&Arc<str
             while a.trace_states.last().is_some_and(|(at, _)| *at >= depth) {
                 a.trace_states.pop();
             }
-            a.trace_states.push((depth, Arc::clone(trace_state)));
+            a.trace_states.push((depth, trace_state));
         }
         l.depth.set(next);
         true

@@ -79,21 +79,30 @@ thread_local! {
 /// uniform in every bit, which the ratio sampler relies on, and it costs a few instructions;
 /// ids need uniqueness and uniformity, not secrecy.
 pub(crate) fn random_u64() -> u64 {
-    RNG_STATE
-        .try_with(|state| {
-            let mut s = state.get();
-            if s == 0 {
-                s = seed();
-            }
-            let (next, out) = wyrand(s);
-            state.set(next);
-            out
-        })
-        // During thread teardown the state may be gone; draw from the OS directly.
-        .unwrap_or_else(|_| seed())
+    draw::<1>()[0]
+}
+
+/// `N` consecutive outputs of this thread's generator, for one read and one write of its state.
+#[inline(always)]
+fn draw<const N: usize>() -> [u64; N] {
+    RNG_STATE.with(|state| {
+        let mut s = state.get();
+        if s == 0 {
+            s = seed();
+        }
+        let mut out = [0; N];
+        for o in &mut out {
+            let (next, x) = wyrand(s);
+            s = next;
+            *o = x;
+        }
+        state.set(s);
+        out
+    })
 }
 
 /// One wyrand step: the next state and the output.
+#[inline(always)]
 fn wyrand(state: u64) -> (u64, u64) {
     let next = state.wrapping_add(0xa076_1d64_78bd_642f);
     let product = u128::from(next) * u128::from(next ^ 0xe703_7ed1_a0b4_28db);
@@ -101,6 +110,8 @@ fn wyrand(state: u64) -> (u64, u64) {
 }
 
 /// A non-zero seed from the OS generator.
+#[cold]
+#[inline(never)]
 fn seed() -> u64 {
     loop {
         let s = rand::rngs::OsRng
@@ -128,7 +139,8 @@ fn fallback_seed() -> u64 {
 /// A new random trace id (never zero).
 pub fn new_trace_id() -> TraceId {
     loop {
-        let id = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+        let [high, low] = draw::<2>();
+        let id = (u128::from(high) << 64) | u128::from(low);
         if id != 0 {
             return TraceId(id);
         }
@@ -136,13 +148,43 @@ pub fn new_trace_id() -> TraceId {
 }
 
 /// A new random span id (never zero).
+#[inline]
 pub fn new_span_id() -> SpanId {
+    match draw::<1>() {
+        [0] => redraw_span_id(),
+        [id] => SpanId(id),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn redraw_span_id() -> SpanId {
     loop {
-        let id = random_u64();
+        let [id] = draw::<1>();
         if id != 0 {
             return SpanId(id);
         }
     }
+}
+
+/// The ids of a new root span, drawn together (neither zero).
+#[inline]
+pub(crate) fn new_root_ids() -> (TraceId, SpanId) {
+    let [high, low, span] = draw::<3>();
+    if (high | low) != 0 && span != 0 {
+        (
+            TraceId((u128::from(high) << 64) | u128::from(low)),
+            SpanId(span),
+        )
+    } else {
+        redraw_root_ids()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn redraw_root_ids() -> (TraceId, SpanId) {
+    (new_trace_id(), redraw_span_id())
 }
 
 #[cfg(test)]
@@ -182,6 +224,17 @@ mod tests {
         for (bit, count) in ones.iter().enumerate() {
             // 20 000 fair coin flips: 10 000 ± 400 is over 5.6 standard deviations.
             assert!((9_600..=10_400).contains(count), "bit {bit}: {count}");
+        }
+    }
+
+    #[test]
+    fn root_ids_are_valid_and_distinct() {
+        let mut seen = HashSet::new();
+        for _ in 0..10_000 {
+            let (trace, span) = new_root_ids();
+            assert!(trace.is_valid() && span.is_valid());
+            assert!(seen.insert(trace.0));
+            assert_ne!(trace.0 as u64, span.0, "three draws, not two");
         }
     }
 

@@ -1,8 +1,13 @@
-//! The record of a sampled span, reachable from two places: the [`Span`](super::Span) handle
-//! (which may move to another thread, it is `Send`), and the current-span frame of the thread
-//! that started it (so deep code can set an attribute on whatever span is current).
+//! The record of a live sampled span ([`Recording`]): its attributes, events and links kept as
+//! the OTLP bytes they are exported as, written once when they are set, so ending the span only
+//! copies them into the thread's hand-off buffer. The same record serves the [`Span`](super::Span)
+//! handle, [`CurrentSpan`](super::CurrentSpan) and the `tracing` bridge.
 //!
-//! Why this is not an `Arc<Mutex<SpanData>>`: that costs two locked instructions per access
+//! A record is reachable from two places: the handle (which may move to another thread, it is
+//! `Send`), and the current-span frame of the thread that started it (so deep code can set an
+//! attribute on whatever span is current).
+//!
+//! Why this is not an `Arc<Mutex<Recording>>`: that costs two locked instructions per access
 //! plus two per span for the reference count, about 50 ns on a span with three attributes on
 //! our host, a third of a sampled span. Here the common case, the handle used on the thread
 //! that started the span, takes no lock at all (one thread-local read decides it), and only
@@ -76,10 +81,9 @@ impl Attributes {
         max_count: u32,
         max_chars: Option<u32>,
     ) {
-        let text = key.as_str();
-        let literal = match key {
-            Str::Static(s) => s.as_ptr() as usize,
-            Str::Owned(_) => 0,
+        let (text, literal): (&str, usize) = match key {
+            Str::Static(s) => (s, s.as_ptr() as usize),
+            Str::Owned(s) => (s, 0),
         };
         let bytes = &self.bytes;
         let existing = self.keys.iter().position(|k| {
@@ -146,12 +150,15 @@ impl Attributes {
     }
 
     /// Appends `kv` as it is, limits and uniqueness aside: for a span that already is a
-    /// [`SpanData`](super::SpanData) (consumers' spans, tests), encoded as it was given.
+    /// [`SpanData`](super::SpanData) (tests, the fuzz target), encoded as it was given.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn push_as_is(&mut self, field: u32, kv: &KeyValue) {
         self.append(field, kv.key.as_str(), 0, &kv.value, None);
     }
 }
+
+/// The most bytes a recycled record keeps in each of its buffers.
+const RECYCLED_BYTES: usize = 4096;
 
 /// The record of a live sampled span: what it has been given so far, attributes, events and
 /// links already in their wire form. Ended, it is written as one OTLP `Span` by
@@ -229,7 +236,8 @@ impl Recording {
         self.start_unix_nanos = now_unix_nanos();
     }
 
-    /// Empties the record for another span, its buffers' capacity kept.
+    /// Empties the record for another span, its buffers' capacity kept unless a big span made
+    /// them big: a recycled record should not hold one long value's memory for good.
     fn clear(&mut self) {
         self.trace_state = None;
         self.name = Str::Static("");
@@ -241,6 +249,31 @@ impl Recording {
         self.link_count = 0;
         self.dropped_links = 0;
         self.status = Status::Unset;
+        let largest = [
+            self.attributes.bytes.capacity(),
+            self.events.capacity(),
+            self.links.capacity(),
+            self.event_attributes.bytes.capacity(),
+        ]
+        .into_iter()
+        .fold(0, usize::max);
+        if largest > RECYCLED_BYTES {
+            self.shrink();
+        }
+    }
+
+    #[cold]
+    fn shrink(&mut self) {
+        for bytes in [
+            &mut self.attributes.bytes,
+            &mut self.events,
+            &mut self.links,
+            &mut self.event_attributes.bytes,
+        ] {
+            if bytes.capacity() > RECYCLED_BYTES {
+                *bytes = Vec::new();
+            }
+        }
     }
 
     pub(crate) fn set_attribute(&mut self, key: &Str, value: &Value, limits: SpanLimits) {
@@ -449,4 +482,32 @@ pub(crate) unsafe fn with_frame_record<R>(
     // running while this code (on the origin thread) is.
     let data = unsafe { &mut *record.data.get() };
     data.as_mut().map(|d| f(d, record.limits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_record_keeps_no_big_buffer() {
+        let mut r = Recording::empty();
+        let limits = SpanLimits::default();
+        r.set_attribute(
+            &"big".into(),
+            &"x".repeat(10 * RECYCLED_BYTES).into(),
+            limits,
+        );
+        r.add_event(
+            &"e".into(),
+            &[KeyValue::new("big", "y".repeat(10_000))],
+            limits,
+        );
+        r.clear();
+        assert!(r.attributes.bytes.capacity() <= RECYCLED_BYTES);
+        assert!(r.events.capacity() <= RECYCLED_BYTES);
+        assert!(r.event_attributes.bytes.capacity() <= RECYCLED_BYTES);
+        r.set_attribute(&"small".into(), &1i64.into(), limits);
+        r.clear();
+        assert!(r.attributes.bytes.capacity() > 0, "a small buffer is kept");
+    }
 }

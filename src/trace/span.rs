@@ -1,7 +1,7 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
 use super::context::{self, Saved, SpanContext, FLAG_SAMPLED};
-use super::id::{new_span_id, new_trace_id, SpanId, TraceId};
+use super::id::{new_root_ids, new_span_id, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core as state;
@@ -75,7 +75,8 @@ pub struct Link {
     pub attributes: Vec<KeyValue>,
 }
 
-/// A finished, sampled span as handed to the export pipeline and to span consumers.
+/// A finished, sampled span as span consumers receive it: read back from the bytes it was
+/// exported as.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanData {
@@ -174,7 +175,10 @@ impl SpanBuilder {
     #[inline(never)]
     fn start_disabled_under_parent(self) -> Span {
         match self.parent {
-            Some(parent) if parent.is_valid() => Span::entered(parent, None),
+            Some(parent) if parent.is_valid() => {
+                context::receive_remote_ends();
+                Span::entered(parent, None)
+            }
             _ => Span::noop(),
         }
     }
@@ -186,18 +190,29 @@ impl SpanBuilder {
     fn start_installed(self) -> Span {
         let SpanBuilder { name, kind, parent } = self;
         let parent = match parent {
-            Some(explicit) => explicit,
+            Some(explicit) => {
+                context::receive_remote_ends();
+                explicit
+            }
             None => context::current(),
         };
         let context = identity(&parent);
-        let record = context.is_sampled().then(|| {
-            let limits = handoff::span_limits();
-            RecordBox::new(limits, context::thread_key(), |data| {
-                data.start(name, kind, &context, &parent)
-            })
-        });
-        Span::entered(context, record)
+        if !context.is_sampled() {
+            return Span::entered(context, None);
+        }
+        start_recording(name, kind, context, parent)
     }
+}
+
+/// The sampled part of a start, out of line so that an unsampled span's start carries none of
+/// its code.
+#[inline(never)]
+fn start_recording(name: Str, kind: SpanKind, context: SpanContext, parent: SpanContext) -> Span {
+    let limits = handoff::span_limits();
+    let record = RecordBox::new(limits, context::thread_key(), |data| {
+        data.start(name, kind, &context, &parent)
+    });
+    Span::entered(context, Some(record))
 }
 
 /// A span's identity and, when sampled, its record: what the `tracing` bridge starts from
@@ -276,18 +291,18 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
 #[inline(always)]
 fn identity(parent: &SpanContext) -> SpanContext {
     let sampler = state::sampler();
-    let parent_valid = parent.is_valid();
-    let trace_id = if parent_valid {
-        parent.trace_id
+    let (trace_id, span_id, flags) = if parent.is_valid() {
+        let sampled = sampler.should_sample(Some(parent.is_sampled()), parent.trace_id.0);
+        let flags = (parent.flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
+        (parent.trace_id, new_span_id(), flags)
     } else {
-        new_trace_id()
+        let (trace_id, span_id) = new_root_ids();
+        let sampled = sampler.should_sample(None, trace_id.0);
+        (trace_id, span_id, if sampled { FLAG_SAMPLED } else { 0 })
     };
-    let sampled = sampler.should_sample(parent_valid.then(|| parent.is_sampled()), trace_id.0);
-    let inherited_flags = if parent_valid { parent.flags } else { 0 };
-    let flags = (inherited_flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
     SpanContext {
         trace_id,
-        span_id: new_span_id(),
+        span_id,
         flags,
         is_remote: false,
         trace_state: parent.trace_state.clone(),
@@ -468,6 +483,13 @@ impl Span {
 #[inline(never)]
 fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
     record.with(|data, limits| data.set_attribute(&key, &value, limits));
+    // Nearly every value owns nothing: those skip the call into the drop glue.
+    if matches!(
+        value,
+        Value::Bool(_) | Value::I64(_) | Value::F64(_) | Value::Str(Str::Static(_))
+    ) {
+        std::mem::forget(value);
+    }
 }
 
 #[inline(never)]
