@@ -151,12 +151,25 @@ mod tsc {
     /// virtual machine, a broken counter): the clock goes back to `Instant` for good.
     const BROKEN_GAP_NANOS: f64 = 20e6;
 
-    /// Whether the counter ticks at one rate in all states: the kernel's flags for it, read once.
+    /// Whether the counter ticks at one rate in all states (the kernel's flags for it) and
+    /// agrees across processors (the kernel still offers it as a clock source, which it stops
+    /// doing once it finds the processors' counters apart). Read once.
     pub(super) fn invariant() -> bool {
-        let Ok(file) = std::fs::File::open("/proc/cpuinfo") else {
+        let Ok(cpuinfo) = std::fs::File::open("/proc/cpuinfo") else {
             return false;
         };
-        for line in BufReader::new(file).lines().map_while(Result::ok) {
+        let sources = std::fs::read_to_string(
+            "/sys/devices/system/clocksource/clocksource0/available_clocksource",
+        )
+        .ok();
+        invariant_from(BufReader::new(cpuinfo), sources.as_deref())
+    }
+
+    fn invariant_from(cpuinfo: impl BufRead, clock_sources: Option<&str>) -> bool {
+        if clock_sources.is_some_and(|s| !s.split_whitespace().any(|s| s == "tsc")) {
+            return false;
+        }
+        for line in cpuinfo.lines().map_while(Result::ok) {
             if let Some((name, flags)) = line.split_once(':') {
                 if name.trim() == "flags" {
                     let mut constant = false;
@@ -557,6 +570,20 @@ mod tsc {
             assert_eq!(rate(at(0, 0), at(1, 1_000)), None, "1 MHz");
             assert_eq!(rate(at(5, 0), at(1, 1_000)), None, "backwards");
             assert_eq!(rate(at(0, 0), at(100, 0)), None, "no time");
+        }
+
+        #[test]
+        fn the_counter_is_used_only_with_both_flags_and_as_a_kernel_clock_source() {
+            let cpuinfo = |flags: &str| {
+                format!("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu {flags} sse2\n\nprocessor\t: 1\n")
+            };
+            let both = cpuinfo("constant_tsc nonstop_tsc");
+            assert!(invariant_from(both.as_bytes(), Some("tsc kvm-clock \n")));
+            assert!(invariant_from(both.as_bytes(), None));
+            assert!(!invariant_from(both.as_bytes(), Some("kvm-clock hpet\n")));
+            assert!(!invariant_from(cpuinfo("constant_tsc").as_bytes(), None));
+            assert!(!invariant_from(cpuinfo("nonstop_tsc").as_bytes(), None));
+            assert!(!invariant_from("".as_bytes(), None));
         }
 
         #[test]
