@@ -11,7 +11,10 @@
 //! leaves the text formatted before it as the record's body (the panic hook still reports the
 //! panic). The wrapped logger, called first, formats the record its own way.
 
-use super::{is_exported, reaches_app_output, severity, RecordAttributes, MAX_LOG_ATTRIBUTES};
+use super::{
+    from_exported_source, is_exported, reaches_app_output, severity, RecordAttributes,
+    MAX_LOG_ATTRIBUTES,
+};
 use crate::attributes::Value;
 use crate::core::wire::{scalar_key_value, OneOf, Writer};
 use crate::logs::LogRecordView;
@@ -316,10 +319,7 @@ impl Log for LogBridge {
             }
         }
         // The level check comes first: a filtered record costs one comparison and no clock read.
-        let Some(floor) = crate::core::log_floor() else {
-            return;
-        };
-        if level > floor || !is_exported(level, target, Some(floor)) {
+        if level as usize > crate::core::log_floor_number() || !from_exported_source(target) {
             return;
         }
         let _ = SCRATCH.try_with(|scratch| {

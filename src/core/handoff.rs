@@ -12,6 +12,7 @@
 
 use super::counters::{Counters, SignalCounters};
 use super::{SignalConfig, SpanLimits};
+use crate::metrics::spin::{SpinGuard, SpinLock};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -55,57 +56,42 @@ pub(crate) enum Kind {
 }
 
 /// A thread's pending records: written by its thread for each record, taken by the exporter's
-/// sweep and by the thread's hand-over. Taking the lock is one atomic swap and giving it back a
-/// release store, half the atomic read-modify-writes of a general mutex's uncontended path
-/// (what every span and log record pays). Never poisoned: a writer that panics leaves the
-/// records written before it, as a mutex without poisoning would.
+/// sweep and by the thread's hand-over. The metrics' spin lock guards them: one atomic
+/// read-modify-write to take and a release store to give back, half of what a general mutex's
+/// uncontended path pays (and every span and log record pays it). A holder keeps it only to
+/// append one record or take the buffers, and a thread never locks its own slot twice
+/// (`with_local` is not reentrant). Never poisoned: a writer that panics leaves the records
+/// written before it, as a mutex without poisoning would.
 struct Slot {
-    locked: AtomicBool,
+    lock: SpinLock,
     chunk: UnsafeCell<Chunk>,
 }
 
-// SAFETY: `chunk` is only reached through a `SlotGuard`, and `Slot::lock` lets one exist at a
-// time: the swap that returns `false` is the only way to make one, and the guard's drop is the
-// only store of `false`. The Acquire swap and the Release store order every access to `chunk`
-// between the two. `Chunk` is `Send`, so handing its access from thread to thread is sound.
+// SAFETY: `chunk` is only reached through a `SlotGuard`, which holds `lock`: one exists at a
+// time, and the lock's Acquire and Release order every access to `chunk` between the guards.
+// `Chunk` is `Send`, so passing its access from thread to thread is sound.
 unsafe impl Sync for Slot {}
 
 impl Slot {
     fn new() -> Self {
         Slot {
-            locked: AtomicBool::new(false),
+            lock: SpinLock::default(),
             chunk: UnsafeCell::new(Chunk::default()),
         }
     }
 
     #[inline]
     fn lock(&self) -> SlotGuard<'_> {
-        while self.locked.swap(true, Ordering::Acquire) {
-            wait_until_free(&self.locked);
-        }
-        SlotGuard { slot: self }
-    }
-}
-
-/// The other side holds the slot only to take or append one record's worth (a thread never
-/// locks its slot twice: `with_local` is not reentrant), so this spins briefly and then yields,
-/// for a holder that was preempted.
-#[cold]
-#[inline(never)]
-fn wait_until_free(locked: &AtomicBool) {
-    let mut spins = 0u32;
-    while locked.load(Ordering::Relaxed) {
-        if spins < 100 {
-            spins += 1;
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
+        SlotGuard {
+            _held: self.lock.lock(),
+            chunk: &self.chunk,
         }
     }
 }
 
 struct SlotGuard<'a> {
-    slot: &'a Slot,
+    _held: SpinGuard<'a>,
+    chunk: &'a UnsafeCell<Chunk>,
 }
 
 impl std::ops::Deref for SlotGuard<'_> {
@@ -114,7 +100,7 @@ impl std::ops::Deref for SlotGuard<'_> {
     fn deref(&self) -> &Chunk {
         // SAFETY: this guard is the only one of its slot (see `impl Sync for Slot`), and it
         // borrows itself for as long as the reference lives.
-        unsafe { &*self.slot.chunk.get() }
+        unsafe { &*self.chunk.get() }
     }
 }
 
@@ -122,14 +108,7 @@ impl std::ops::DerefMut for SlotGuard<'_> {
     fn deref_mut(&mut self) -> &mut Chunk {
         // SAFETY: as in `deref`; the guard is borrowed mutably, so no other reference from it
         // exists.
-        unsafe { &mut *self.slot.chunk.get() }
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.slot.locked.store(false, Ordering::Release);
+        unsafe { &mut *self.chunk.get() }
     }
 }
 

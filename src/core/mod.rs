@@ -130,6 +130,13 @@ pub(crate) fn metrics_mode() -> u8 {
     METRICS_MODE.load(Ordering::Relaxed)
 }
 
+/// The installed pipeline's log export floor as a `LevelFilter` number, 0 when logs are not
+/// exported: a record is exported only if its `Level` number is at most this.
+#[inline]
+pub(crate) fn log_floor_number() -> usize {
+    LOG_FLOOR.load(Ordering::Relaxed)
+}
+
 /// The installed pipeline's log export floor, `None` when logs are not exported.
 #[inline]
 pub(crate) fn log_floor() -> Option<log::LevelFilter> {
