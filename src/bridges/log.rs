@@ -273,7 +273,10 @@ fn with_view<R>(
         }
     };
     let kvs = &mut scratch.kvs;
-    let _ = record.key_values().visit(kvs);
+    // Counting is a leaf call on the usual record without key-values; visiting is not.
+    if record.key_values().count() != 0 {
+        let _ = record.key_values().visit(kvs);
+    }
     let mut collected = RecordAttributes::default();
     let (encoded_attributes, dropped_attributes) = if kvs.repeated {
         let _ = record.key_values().visit(&mut KvCollector(&mut collected));
