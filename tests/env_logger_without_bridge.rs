@@ -4,28 +4,13 @@
 
 mod common;
 
-use common::{token_leaks, TestReceiver};
-use parking_lot::Mutex;
+use common::{token_leaks, Console, TestReceiver};
 use plain_connect::{trace, Resource, Settings, Telemetry};
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 const TOKEN: &str = "tok-4f9c2a7e1b6d8053";
 const HEADER_SECRET: &str = "hdr-secret-7d31e0c9";
-
-#[derive(Clone, Default)]
-struct Console(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn a_trace_logger_of_the_apps_own_sees_the_request_dump_but_no_secret() {
@@ -69,7 +54,7 @@ fn a_trace_logger_of_the_apps_own_sees_the_request_dump_but_no_secret() {
         }
     }
 
-    let printed = String::from_utf8_lossy(&console.0.lock()).into_owned();
+    let printed = console.text();
     let lines: Vec<String> = printed.lines().map(str::to_owned).collect();
     let dump_rows = lines
         .iter()

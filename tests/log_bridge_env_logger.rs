@@ -6,26 +6,10 @@
 
 mod common;
 
-use common::TestReceiver;
-use parking_lot::Mutex;
+use common::{Console, TestReceiver};
 use plain_connect::{Resource, Settings, Telemetry};
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// env_logger's output, captured.
-#[derive(Clone, Default)]
-struct Console(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn a_wrapped_env_logger_keeps_its_own_levels_and_the_export_its_floor() {
@@ -62,7 +46,7 @@ fn a_wrapped_env_logger_keeps_its_own_levels_and_the_export_its_floor() {
     log::info!(target: "app", "an info line");
     telemetry.flush(Duration::from_secs(5)).unwrap();
 
-    let printed = String::from_utf8(console.0.lock().clone()).unwrap();
+    let printed = console.text();
     let lines: Vec<&str> = printed
         .lines()
         .filter(|l| !l.contains(" plain_connect") && !l.contains(" ureq"))

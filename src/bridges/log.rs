@@ -11,7 +11,10 @@
 //! leaves the text formatted before it as the record's body (the panic hook still reports the
 //! panic). The wrapped logger, called first, formats the record its own way.
 
-use super::{is_exported, reaches_app_output, severity, RecordAttributes, MAX_LOG_ATTRIBUTES};
+use super::{
+    from_exported_source, is_exported, reaches_app_output, severity, RecordAttributes,
+    MAX_LOG_ATTRIBUTES,
+};
 use crate::attributes::Value;
 use crate::core::wire::{scalar_key_value, OneOf, Writer};
 use crate::logs::LogRecordView;
@@ -270,7 +273,10 @@ fn with_view<R>(
         }
     };
     let kvs = &mut scratch.kvs;
-    let _ = record.key_values().visit(kvs);
+    // Counting is a leaf call on the usual record without key-values; visiting is not.
+    if record.key_values().count() != 0 {
+        let _ = record.key_values().visit(kvs);
+    }
     let mut collected = RecordAttributes::default();
     let (encoded_attributes, dropped_attributes) = if kvs.repeated {
         let _ = record.key_values().visit(&mut KvCollector(&mut collected));
@@ -316,10 +322,7 @@ impl Log for LogBridge {
             }
         }
         // The level check comes first: a filtered record costs one comparison and no clock read.
-        let Some(floor) = crate::core::log_floor() else {
-            return;
-        };
-        if level > floor || !is_exported(level, target, Some(floor)) {
+        if level as usize > crate::core::log_floor_number() || !from_exported_source(target) {
             return;
         }
         let _ = SCRATCH.try_with(|scratch| {

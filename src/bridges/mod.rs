@@ -34,9 +34,12 @@ fn is_own_target(target: &str) -> bool {
 /// off). Never this crate's own records nor anything on the exporter thread: a failing endpoint
 /// would otherwise feed itself.
 fn is_exported(level: Level, target: &str, floor: Option<LevelFilter>) -> bool {
-    floor.is_some_and(|floor| level <= floor)
-        && !is_own_target(target)
-        && !crate::core::is_exporter_thread()
+    floor.is_some_and(|floor| level <= floor) && from_exported_source(target)
+}
+
+/// Whether a record from `target`, on this thread, may be exported at all.
+fn from_exported_source(target: &str) -> bool {
+    !is_own_target(target) && !crate::core::is_exporter_thread()
 }
 
 /// Whether a record may reach the app's own logger. On the exporter thread only this crate's records and others' from INFO up do: below

@@ -130,11 +130,25 @@ pub(crate) fn metrics_mode() -> u8 {
     METRICS_MODE.load(Ordering::Relaxed)
 }
 
+/// The installed pipeline's log export floor as a `LevelFilter` number, 0 when logs are not
+/// exported: a record is exported only if its `Level` number is at most this.
+#[inline]
+pub(crate) fn log_floor_number() -> usize {
+    LOG_FLOOR.load(Ordering::Relaxed)
+}
+
 /// The installed pipeline's log export floor, `None` when logs are not exported.
+#[inline]
 pub(crate) fn log_floor() -> Option<log::LevelFilter> {
+    use log::LevelFilter;
+    // The discriminants are the stored numbers, so this compiles to a range check.
     match LOG_FLOOR.load(Ordering::Relaxed) {
-        0 => None,
-        n => log::LevelFilter::iter().nth(n),
+        1 => Some(LevelFilter::Error),
+        2 => Some(LevelFilter::Warn),
+        3 => Some(LevelFilter::Info),
+        4 => Some(LevelFilter::Debug),
+        5 => Some(LevelFilter::Trace),
+        _ => None,
     }
 }
 

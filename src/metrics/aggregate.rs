@@ -109,6 +109,12 @@ impl Series {
         }
     }
 
+    /// One more bound handle holds this series: a copy of a handle that already holds it, so
+    /// the series cannot be being freed (that needs no handle left).
+    pub(crate) fn bind_again(&self) {
+        self.bound_handles.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A bound handle stops holding this series.
     pub(crate) fn unbind(&self) {
         self.bound_handles.fetch_sub(1, Ordering::Relaxed);
@@ -842,6 +848,36 @@ mod tests {
             h.collect(t);
         }
         assert_eq!(h.series_count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_copied_bound_handle_keeps_the_series_until_the_last_copy_goes() {
+        let h = histogram(&[1.0]);
+        let set = [KeyValue::new("route", "/c")];
+        let first = h.bind(&set);
+        first.bind_again(); // what `BoundHistogram::clone` does
+        let copy = Arc::clone(&first);
+        first.unbind();
+        drop(first);
+        for t in 2..=6 {
+            h.collect(t);
+        }
+        assert!(copy.try_record_bound(0.5, h.buckets().unwrap()));
+        assert_eq!(
+            total_count(h.collect(7)),
+            1,
+            "the copy still holds the series"
+        );
+        copy.unbind();
+        drop(copy);
+        for t in 8..=11 {
+            h.collect(t);
+        }
+        assert_eq!(
+            h.series_count.load(Ordering::Relaxed),
+            0,
+            "freed after the last"
+        );
     }
 
     /// Threads recording in bursts while collections free idle series between the bursts:

@@ -481,6 +481,19 @@ impl<T: Measure> BoundHistogram<T> {
     }
 }
 
+/// Another handle to the same series, e.g. one per request thread.
+impl<T> Clone for BoundHistogram<T> {
+    fn clone(&self) -> Self {
+        self.series.bind_again();
+        BoundHistogram {
+            series: Arc::clone(&self.series),
+            buckets: Arc::clone(&self.buckets),
+            instrument: Arc::clone(&self.instrument),
+            _value: PhantomData,
+        }
+    }
+}
+
 impl<T> Drop for BoundHistogram<T> {
     fn drop(&mut self) {
         self.series.unbind();

@@ -19,7 +19,7 @@ mod exemplar;
 mod instrument;
 mod name;
 mod process;
-mod spin;
+pub(crate) mod spin;
 
 pub use crate::settings::ExemplarFilter;
 pub(crate) use data::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};

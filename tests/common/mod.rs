@@ -745,3 +745,24 @@ pub fn untrusted_tls_server() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     });
     (url, handshakes, app_bytes)
 }
+
+/// A logger's output, captured (env_logger's `Target::Pipe`).
+#[derive(Clone, Default)]
+pub struct Console(Arc<Mutex<Vec<u8>>>);
+
+impl Console {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+}
+
+impl std::io::Write for Console {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
