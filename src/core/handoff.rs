@@ -11,8 +11,8 @@
 //! blocks; a full queue drops the chunk and counts its records.
 
 use super::counters::{Counters, SignalCounters};
+use super::spin::{SpinGuard, SpinLock};
 use super::{SignalConfig, SpanLimits};
-use crate::metrics::spin::{SpinGuard, SpinLock};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell, UnsafeCell};

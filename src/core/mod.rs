@@ -14,6 +14,7 @@ pub(crate) mod clock;
 pub(crate) mod counters;
 pub(crate) mod handoff;
 pub(crate) mod sampler;
+pub(crate) mod spin;
 pub(crate) mod wire;
 
 pub(crate) use clock::now_unix_nanos;

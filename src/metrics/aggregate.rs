@@ -6,8 +6,8 @@
 use super::buckets::Buckets;
 use super::data::{HistogramPoint, MetricPoints, Number, NumberPoint, Temporality};
 use super::exemplar::{Mode, Offer, Reservoir, SUM_RESERVOIR_SIZE};
-use super::spin::{Guarded, SpinLock};
 use crate::attributes::{KeyValue, Str, Value};
+use crate::core::spin::{Guarded, SpinLock};
 use parking_lot::RwLock;
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -10,7 +10,7 @@
 //! costs one thread-local read.
 
 use super::data::{Exemplar, Number};
-use super::spin::Guarded;
+use crate::core::spin::Guarded;
 use crate::settings::ExemplarFilter;
 use crate::trace::{SpanId, TraceId, FLAG_SAMPLED};
 

@@ -19,7 +19,6 @@ mod exemplar;
 mod instrument;
 mod name;
 mod process;
-pub(crate) mod spin;
 
 pub use crate::settings::ExemplarFilter;
 pub(crate) use data::{Exemplar, MetricData, MetricPoints, Number, NumberPoint, Temporality};

@@ -1,4 +1,4 @@
-//! The lock each series takes for the few nanoseconds a measurement needs.
+//! The lock a metric series or a thread's hand-off slot takes for the few instructions it needs.
 //!
 //! A general mutex pays two locked instructions per use (taking it and releasing it, the latter
 //! a compare-and-swap in case a thread sleeps on it). Here releasing is a plain store: nobody
