@@ -8,8 +8,8 @@
 //! attribute on whatever span is current).
 //!
 //! Why this is not an `Arc<Mutex<Recording>>`: that costs two locked instructions per access
-//! plus two per span for the reference count, about 50 ns on a span with three attributes on
-//! our host, a third of a sampled span. Here the common case, the handle used on the thread
+//! plus two per span for the reference count, a large share of a sampled span with a few
+//! attributes. Here the common case, the handle used on the thread
 //! that started the span, takes no lock at all (one thread-local read decides it), and only
 //! access from elsewhere takes a one-instruction spin lock.
 //!
