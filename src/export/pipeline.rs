@@ -89,6 +89,10 @@ impl Pipeline {
             config.max_queue_size,
             config.handoff_size,
         ));
+        // The clock calibrates on first use (a spin of a fraction of a millisecond, longer on
+        // an emulator): here, before any app thread can record into this pipeline, rather than
+        // in some request's first span.
+        let _ = core::now_unix_nanos();
         core::install(Arc::clone(&shared), installed_at)
             .map_err(|first| ExportError::AlreadyInstalled { first })?;
         let consumers: Consumers = Arc::default();
