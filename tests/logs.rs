@@ -145,7 +145,7 @@ fn records_carry_the_current_span_and_key_values() {
     let inside = &records[0];
     assert_eq!(hex(&inside.trace_id), trace_id.to_string());
     assert_eq!(hex(&inside.span_id), span_id.to_string());
-    assert_eq!(inside.flags, 1);
+    assert_eq!(inside.flags, 0x03, "a new trace: sampled and random");
     assert_eq!(int_attr(&inside.attributes, "order_id"), Some(42));
     assert_eq!(
         string_attr(&inside.attributes, "customer").as_deref(),

@@ -75,8 +75,9 @@ fn children_nest_under_the_current_span_and_across_threads() {
     let root = by_name(&spans, "a new root");
     assert_ne!(root.trace_id, request.trace_id);
     assert!(root.parent_span_id.is_empty());
-    // Sampled flag in the low byte; "has is_remote" bit set, parent not remote.
-    assert_eq!(request.flags, 0x101);
+    // Sampled and (a new trace, Level 2) random in the low byte; "has is_remote" bit set,
+    // parent not remote.
+    assert_eq!(request.flags, 0x103);
 }
 
 #[test]
@@ -297,5 +298,46 @@ fn hostile_attribute_values_are_bounded_and_encoded_validly() {
             .iter()
             .all(|v| matches!(&v.value, Some(Value::StringValue(s)) if s.chars().count() == 1000))),
         other => panic!("{other:?}"),
+    }
+}
+
+/// W3C Level 2: a trace started here says its id is random; a continued one keeps the
+/// caller's flags as they came, random or not.
+#[test]
+fn a_new_trace_sets_the_random_flag_and_a_continued_one_keeps_the_callers() {
+    let traceparent_of = |span: &trace::Span| {
+        let _entered = span.context().clone().attach();
+        trace::propagation::headers()
+            .find(|(name, _)| *name == "traceparent")
+            .map(|(_, value)| value)
+            .unwrap()
+    };
+    for (rate, flags) in [(1.0, "03"), (0.0, "02")] {
+        let _serial = common::serial();
+        let receiver = TestReceiver::start();
+        let telemetry = start(&receiver, rate);
+        let root = trace::span("root").start();
+        assert!(
+            traceparent_of(&root).ends_with(&format!("-{flags}")),
+            "rate {rate}"
+        );
+        assert_eq!(
+            root.context().flags() & trace::FLAG_RANDOM,
+            trace::FLAG_RANDOM
+        );
+        for caller in ["01", "03"] {
+            let parent = trace::propagation::extract(
+                &format!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{caller}"),
+                None,
+            )
+            .unwrap();
+            let child = trace::span("continued").parent(parent).start();
+            assert!(
+                traceparent_of(&child).ends_with(&format!("-{caller}")),
+                "{caller}"
+            );
+        }
+        drop(root);
+        telemetry.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

@@ -16,6 +16,9 @@ use std::sync::{Arc, Weak};
 
 /// W3C trace flag: the trace is sampled.
 pub const FLAG_SAMPLED: u8 = 0x01;
+/// W3C trace flag (Level 2): the trace id's right-most 7 bytes are random, as every trace id
+/// made here is; kept as received on a continued trace.
+pub const FLAG_RANDOM: u8 = 0x02;
 
 /// What identifies a span across threads and processes: ids, trace flags, tracestate.
 ///

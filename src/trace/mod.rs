@@ -17,7 +17,7 @@ pub mod propagation;
 mod record;
 mod span;
 
-pub use context::{current, ContextGuard, SpanContext, FLAG_SAMPLED};
+pub use context::{current, ContextGuard, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 pub(crate) use context::{current_ids, sampled_span_current, sampled_span_maybe_current, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};

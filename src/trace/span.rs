@@ -1,6 +1,6 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, Saved, SpanContext, FLAG_SAMPLED};
+use super::context::{self, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use super::id::{new_root_ids, new_span_id, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
@@ -298,7 +298,8 @@ fn identity(parent: &SpanContext) -> SpanContext {
     } else {
         let (trace_id, span_id) = new_root_ids();
         let sampled = sampler.should_sample(None, trace_id.0);
-        (trace_id, span_id, if sampled { FLAG_SAMPLED } else { 0 })
+        let sampled_flag = if sampled { FLAG_SAMPLED } else { 0 };
+        (trace_id, span_id, FLAG_RANDOM | sampled_flag)
     };
     SpanContext {
         trace_id,
