@@ -192,21 +192,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for EncodedKvs {
         }
         self.keys.push_str(key);
         self.key_ends.push(self.keys.len());
-        // The same typing as `KvCollector`'s.
-        let member = if let Some(b) = value.to_bool() {
-            OneOf::Bool(b)
-        } else if let Some(i) = value.to_i64() {
-            OneOf::Int(i)
-        } else if let Some(u) = value.to_u64() {
-            OneOf::Int(i64::try_from(u).unwrap_or(i64::MAX))
-        } else if let Some(f) = value.to_f64() {
-            OneOf::Double(f)
-        } else if let Some(s) = value.to_borrowed_str() {
-            OneOf::Str(s)
-        } else {
-            format_into(&mut self.text, format_args!("{value}"));
-            OneOf::Str(&self.text)
-        };
+        let member = scalar_of(&value, &mut self.text);
         scalar_key_value(&mut Writer::new(&mut self.entries), 6, key, member);
         Ok(())
     }
@@ -221,23 +207,35 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
         key: log::kv::Key<'kvs>,
         value: log::kv::Value<'kvs>,
     ) -> Result<(), log::kv::Error> {
-        let typed = if let Some(b) = value.to_bool() {
-            Value::Bool(b)
-        } else if let Some(i) = value.to_i64() {
-            Value::I64(i)
-        } else if let Some(u) = value.to_u64() {
-            Value::from(u)
-        } else if let Some(f) = value.to_f64() {
-            Value::F64(f)
-        } else if let Some(s) = value.to_borrowed_str() {
-            Value::from(s.to_owned())
-        } else {
-            let mut text = String::new();
-            format_into(&mut text, format_args!("{value}"));
-            Value::from(text)
+        let mut text = String::new();
+        let typed = match scalar_of(&value, &mut text) {
+            OneOf::Bool(b) => Value::Bool(b),
+            OneOf::Int(i) => Value::I64(i),
+            OneOf::Double(f) => Value::F64(f),
+            OneOf::Str(s) => Value::from(s.to_owned()),
         };
         self.0.push(key.as_str().to_owned(), typed);
         Ok(())
+    }
+}
+
+/// A key-value's value as the scalar it is exported as, the one typing both visitors use: a
+/// bool, an integer (a `u64` saturating at `i64::MAX`), a float, a borrowed string, or else its
+/// text formatted into `text`.
+fn scalar_of<'a>(value: &'a log::kv::Value<'_>, text: &'a mut String) -> OneOf<'a> {
+    if let Some(b) = value.to_bool() {
+        OneOf::Bool(b)
+    } else if let Some(i) = value.to_i64() {
+        OneOf::Int(i)
+    } else if let Some(u) = value.to_u64() {
+        OneOf::Int(i64::try_from(u).unwrap_or(i64::MAX))
+    } else if let Some(f) = value.to_f64() {
+        OneOf::Double(f)
+    } else if let Some(s) = value.to_borrowed_str() {
+        OneOf::Str(s)
+    } else {
+        format_into(text, format_args!("{value}"));
+        OneOf::Str(text)
     }
 }
 
