@@ -46,6 +46,14 @@ impl Chunk {
     pub(crate) fn items(&self) -> usize {
         self.spans.count + self.logs.count
     }
+
+    /// The records of `kind`.
+    fn of(&mut self, kind: Kind) -> &mut Encoded {
+        match kind {
+            Kind::Span => &mut self.spans,
+            Kind::Log => &mut self.logs,
+        }
+    }
 }
 
 /// Which record buffer a submission writes to.
@@ -56,7 +64,7 @@ pub(crate) enum Kind {
 }
 
 /// A thread's pending records: written by its thread for each record, taken by the exporter's
-/// sweep and by the thread's hand-over. The metrics' spin lock guards them: one atomic
+/// sweep and by the thread's hand-over. The spin lock of `core::spin` guards them: one atomic
 /// read-modify-write to take and a release store to give back, half of what a general mutex's
 /// uncontended path pays (and every span and log record pays it). A holder keeps it only to
 /// append one record or take the buffers, and a thread never locks its own slot twice
@@ -370,10 +378,7 @@ fn read_span_limits(generation: u64) -> SpanLimits {
 pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
     with_local(|shared, slot| {
         let mut pending = slot.lock();
-        let encoded = match kind {
-            Kind::Span => &mut pending.spans,
-            Kind::Log => &mut pending.logs,
-        };
+        let encoded = pending.of(kind);
         if encoded.bytes.capacity() == 0 {
             encoded.bytes = shared.buffer(FIRST_BUFFER_BYTES);
         }
@@ -385,11 +390,7 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
             let chunk = std::mem::take(&mut *pending);
             // A thread that fills buffers gets its next one at full size: grown from the
             // first buffer's size, it would be copied at each doubling.
-            let next = match kind {
-                Kind::Span => &mut pending.spans,
-                Kind::Log => &mut pending.logs,
-            };
-            next.bytes = shared.buffer(BUFFER_BYTES);
+            pending.of(kind).bytes = shared.buffer(BUFFER_BYTES);
             drop(pending);
             shared.enqueue(chunk);
         }

@@ -59,7 +59,7 @@ impl Encoder {
     }
 
     /// An `ExportLogsServiceRequest` around records already encoded, each with its scope name
-    /// (`logs::log_frame`). Records are grouped into one `ScopeLogs` per scope, in order of
+    /// (`logs::frame`). Records are grouped into one `ScopeLogs` per scope, in order of
     /// first appearance.
     pub(crate) fn logs(&self, records: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut scopes: Vec<&[u8]> = Vec::new();
