@@ -129,6 +129,7 @@ impl Ids {
 }
 
 impl SpanContext {
+    #[cfg(any(test, feature = "tracing"))]
     pub(crate) fn ids(&self) -> Ids {
         Ids {
             trace_id: self.trace_id,
