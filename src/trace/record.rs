@@ -24,7 +24,7 @@
 //!    processes the end posted to it by another thread (or by that other thread if the origin
 //!    thread's frames are already gone). See `context::leave_from_elsewhere`.
 
-use super::context::SpanContext;
+use super::context::{Ids, SpanContext};
 use super::id::{SpanId, TraceId};
 use super::span::{SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
@@ -232,23 +232,25 @@ impl Recording {
     }
 
     /// Starts the record of a sampled span now, in place (in an empty or an emptied record).
+    /// `trace_state` is the parent's.
     pub(crate) fn start(
         &mut self,
         name: Str,
         kind: SpanKind,
-        context: &SpanContext,
-        parent: &SpanContext,
+        ids: &Ids,
+        parent: &Ids,
+        trace_state: Option<Arc<str>>,
     ) {
-        self.trace_id = context.trace_id;
-        self.span_id = context.span_id;
+        self.trace_id = ids.trace_id;
+        self.span_id = ids.span_id;
         self.parent_span_id = if parent.is_valid() {
             parent.span_id
         } else {
             SpanId::INVALID
         };
         self.parent_is_remote = parent.is_remote;
-        self.flags = context.flags;
-        self.trace_state = parent.trace_state.clone();
+        self.flags = ids.flags;
+        self.trace_state = trace_state;
         self.name = name;
         self.kind = kind;
         self.start_unix_nanos = now_unix_nanos();
