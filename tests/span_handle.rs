@@ -278,3 +278,44 @@ fn a_reused_record_never_receives_what_is_meant_for_another_span() {
     assert_eq!(named(&spans, "next").len(), 50);
     telemetry.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn an_unsampled_span_has_the_same_ids_wherever_they_are_read() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .export_token("test-token")
+        .trace_sample_rate(0.0)
+        .build()
+        .expect("valid settings");
+    let telemetry = Telemetry::start(settings, Resource::new("span-tests", "1.0.0")).unwrap();
+    let root = trace::span("root").start();
+    let current = trace::current();
+    assert!(current.is_valid() && !current.is_sampled());
+    assert_eq!(
+        current.flags(),
+        trace::FLAG_RANDOM,
+        "a new trace: random, not sampled"
+    );
+    let child = trace::span("child").start();
+    let child_current = trace::current();
+    assert_eq!(child_current.trace_id(), current.trace_id());
+    assert_ne!(child_current.span_id(), current.span_id());
+    drop(child);
+    // Read first on another thread: the ids are those the starting thread sees.
+    let (root, elsewhere) = std::thread::spawn(move || {
+        let elsewhere = root.context().clone();
+        (root, elsewhere)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(elsewhere, current);
+    assert_eq!(root.context(), &current);
+    assert_eq!(trace::current(), current);
+    drop(root);
+    assert!(!trace::current().is_valid());
+    let again = trace::span("next root").start();
+    assert_ne!(again.context().trace_id(), current.trace_id());
+    telemetry.shutdown(Duration::from_secs(5)).unwrap();
+}

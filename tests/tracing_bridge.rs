@@ -505,13 +505,12 @@ impl<S: tracing::Subscriber> Layer<S> for Console {
     }
 }
 
-#[test]
-fn the_export_token_never_reaches_other_layers_through_tracing_log() {
-    let _serial = common::serial();
+/// The process's `log` records turned into tracing events (tracing-log's `LogTracer`, what
+/// tracing-subscriber's `init()` installs) and a global subscriber with a console and this
+/// crate's layer: the global one is what the exporter thread dispatches to.
+fn log_through_tracing() {
     static GLOBAL: OnceLock<()> = OnceLock::new();
     GLOBAL.get_or_init(|| {
-        // `log` records (the exporter's HTTP client's among them) become tracing events, and
-        // the global subscriber is what the exporter thread dispatches to.
         tracing_log::LogTracer::init().unwrap();
         // This crate's layer filtered, so its own callbacks cannot veto what the console gets.
         let subscriber = tracing_subscriber::registry()
@@ -520,6 +519,76 @@ fn the_export_token_never_reaches_other_layers_through_tracing_log() {
         tracing::subscriber::set_global_default(subscriber).unwrap();
     });
     log::set_max_level(log::LevelFilter::Trace);
+}
+
+#[test]
+fn log_records_through_tracing_log_are_exported_as_the_log_bridge_exports_them() {
+    let _serial = common::serial();
+    log_through_tracing();
+    let receiver = TestReceiver::start();
+    let settings = Settings::builder()
+        .export_url(receiver.endpoint())
+        .build()
+        .unwrap();
+    let telemetry = Telemetry::start(settings, Resource::new("tracing-users", "1")).unwrap();
+    let line = line!() + 1;
+    log::info!(target: "shop::orders", "order {} placed", 7);
+    log::warn!(target: "plain_connect::export", "this crate's own warning");
+    log::info!("logged from this module");
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    drop(telemetry);
+    let logs = receiver.resource_logs();
+    let scoped: Vec<(String, String, Vec<common::proto::common::v1::KeyValue>)> = logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| {
+            let scope = s.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+            s.log_records.iter().map(move |r| {
+                let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    Some(common::proto::common::v1::any_value::Value::StringValue(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                (scope.clone(), body, r.attributes.clone())
+            })
+        })
+        .collect();
+    let bodies: Vec<&str> = scoped.iter().map(|(_, b, _)| b.as_str()).collect();
+    assert!(
+        !bodies.contains(&"this crate's own warning"),
+        "this crate's records stay unexported whatever path they take: {bodies:?}"
+    );
+    let (scope, _, attributes) = scoped
+        .iter()
+        .find(|(_, body, _)| body == "order 7 placed")
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    assert_eq!(scope, "shop::orders", "the record's target is the scope");
+    assert_eq!(
+        string_attr(attributes, "code.file.path").as_deref(),
+        Some(file!())
+    );
+    assert_eq!(int_attr(attributes, "code.line.number"), Some(line as i64));
+    assert_eq!(
+        string_attr(attributes, "code.namespace").as_deref(),
+        Some(module_path!()),
+        "the module differs from the target"
+    );
+    let keys: Vec<&str> = attributes.iter().map(|a| a.key.as_str()).collect();
+    assert!(
+        keys.iter().all(|k| !k.starts_with("log.")),
+        "tracing-log's fields are read, not exported: {keys:?}"
+    );
+    let (scope, _, attributes) = scoped
+        .iter()
+        .find(|(_, body, _)| body == "logged from this module")
+        .unwrap();
+    assert_eq!(scope, module_path!());
+    assert_eq!(string_attr(attributes, "code.namespace"), None);
+}
+
+#[test]
+fn the_export_token_never_reaches_other_layers_through_tracing_log() {
+    let _serial = common::serial();
+    log_through_tracing();
     let receiver = TestReceiver::start();
     let token = "tok-91b3-SECRET-not-for-consoles-55e0";
     let settings = Settings::builder()

@@ -48,6 +48,15 @@
 //! # drop(subscriber);
 //! ```
 //!
+//! # `log` records through tracing
+//!
+//! tracing-subscriber's `init()` (its default `tracing-log` feature) also makes every `log`
+//! record a tracing event. Such an app skips [`crate::logs::install`]: a process has one `log`
+//! logger, and `init()` panics when one is already set (`try_init()` returns the error). Those
+//! events are exported as the `log` bridge exports records: the record's target is the scope,
+//! its file and line are `code.*` attributes, and this crate's own records are never exported.
+//! tracing-log does not pass a record's key-values on; the `log` bridge keeps them.
+//!
 //! The exporter's HTTP client logs the bytes it sends at TRACE, export token included: no
 //! tracing subscriber hears the exporter's HTTP exchanges, so an app that turns `log` records
 //! into tracing events (tracing-log's `LogTracer`) never prints them, whatever its filters.
@@ -83,7 +92,7 @@
 //!
 //! Span names stay the tracing names: set `otel.name` to follow the conventions' names.
 
-use super::{is_exported, Bridged, RecordAttributes};
+use super::{from_exported_source, is_exported, Bridged, RecordAttributes};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
@@ -486,10 +495,77 @@ struct EventFields {
     attributes: RecordAttributes,
     message: Option<String>,
     error: Option<String>,
+    /// Where a `log` record turned into this event came from, when it is one.
+    log_origin: Option<LogOrigin>,
+}
+
+/// What tracing-log's `LogTracer` (installed by tracing-subscriber's `init()`) puts in the
+/// fields of the event it makes from a `log` record, whose own metadata only says `log`: the
+/// record's target, module, file and line. Read back, so the record is exported as the `log`
+/// bridge would export it (its target as the scope, `code.*` attributes) and this crate's own
+/// records are recognised by their real target.
+#[derive(Default)]
+struct LogOrigin {
+    target: Option<String>,
+    module: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+}
+
+/// The fields `LogTracer` names with the record's metadata.
+const LOG_TARGET_FIELD: &str = "log.target";
+
+impl LogOrigin {
+    /// Whether the event was made by `LogTracer` from a `log` record: its callsites have the
+    /// target `log` and carry the record's target as a field.
+    fn of(metadata: &tracing_core::Metadata<'_>) -> Option<LogOrigin> {
+        (metadata.target() == "log" && metadata.fields().field(LOG_TARGET_FIELD).is_some())
+            .then(LogOrigin::default)
+    }
+
+    /// Takes `name` when it is one of the record's metadata fields.
+    fn take(&mut self, name: &str, value: &Value) -> bool {
+        let text = || Some(value.to_display_string());
+        match name {
+            LOG_TARGET_FIELD => self.target = text(),
+            "log.module_path" => self.module = text(),
+            "log.file" => self.file = text(),
+            "log.line" => {
+                self.line = match value {
+                    Value::I64(line) => u32::try_from(*line).ok(),
+                    _ => None,
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl LogOrigin {
+    /// The record's target as the scope and its code location, as the `log` bridge exports
+    /// them; a module other than the target (a run-time text here) goes with the attributes.
+    fn scope_and_code(self, attributes: &mut RecordAttributes) -> (Str, CodeLocation) {
+        let target = self.target.unwrap_or_default();
+        if let Some(module) = self.module.filter(|module| *module != target) {
+            attributes.push("code.namespace", Value::from(module));
+        }
+        let code = CodeLocation {
+            file: self.file.map(Str::from),
+            line: self.line,
+            namespace: None,
+        };
+        (Str::from(target), code)
+    }
 }
 
 impl EventFields {
     fn push(&mut self, name: &'static str, value: Value) {
+        if let Some(origin) = &mut self.log_origin {
+            if origin.take(name, &value) {
+                return;
+            }
+        }
         match name {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
@@ -615,8 +691,15 @@ where
         if !exported && bridged.is_none() {
             return;
         }
-        let mut fields = EventFields::default();
+        let mut fields = EventFields {
+            log_origin: LogOrigin::of(metadata),
+            ..EventFields::default()
+        };
         event.record(&mut Fields(|name, value| fields.push(name, value)));
+        let origin = fields.log_origin.take();
+        let record_target = origin.as_ref().and_then(|o| o.target.as_deref());
+        // A `log` record is this crate's own (never exported) by the target it was logged with.
+        let exported = exported && record_target.is_none_or(from_exported_source);
         let error_text = fields.error.take();
         let context = match bridged {
             Some(bridged) => {
@@ -645,15 +728,22 @@ where
                 .push("exception.message", Value::from(error.clone()));
         }
         let body = fields.message.or(error_text).unwrap_or_default();
+        let (scope, code) = match origin {
+            Some(origin) => origin.scope_and_code(&mut fields.attributes),
+            None => (
+                Str::Static(target),
+                CodeLocation {
+                    file: metadata.file().map(Str::Static),
+                    line: metadata.line(),
+                    namespace: metadata.module_path().filter(|module| *module != target),
+                },
+            ),
+        };
         Bridged {
             level,
             body: Cow::Owned(body),
-            scope: Str::Static(target),
-            code: CodeLocation {
-                file: metadata.file().map(Str::Static),
-                line: metadata.line(),
-                namespace: metadata.module_path().filter(|module| *module != target),
-            },
+            scope,
+            code,
             attributes: fields.attributes,
         }
         .submit(context);

@@ -53,6 +53,13 @@ impl Sampler {
         (low >> 1) < self.upper_bound
     }
 
+    /// The decision for a root span whose trace id `trace_id` gives, asked for only when the
+    /// rate is above 0: at rate 0 an unsampled root never computes its ids.
+    #[inline(always)]
+    pub(crate) fn samples_root(&self, trace_id: impl FnOnce() -> u128) -> bool {
+        self.upper_bound != 0 && self.samples_trace(trace_id())
+    }
+
     /// The decision for a new span: `parent_sampled` is the valid parent's sampled flag, `None`
     /// for a root.
     pub(crate) fn should_sample(&self, parent_sampled: Option<bool>, trace_id: u128) -> bool {
@@ -131,5 +138,7 @@ mod tests {
         assert!(!Sampler::ratio(0.0)
             .ignoring_parent()
             .should_sample(Some(true), id));
+        assert!(!Sampler::ratio(0.0).samples_root(|| unreachable!("rate 0 reads no id")));
+        assert!(Sampler::ratio(1.0).samples_root(|| id));
     }
 }

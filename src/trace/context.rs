@@ -4,7 +4,7 @@
 //! a context captured with [`current`] can be carried to another thread and attached there, so
 //! work on a worker thread nests under the request that spawned it.
 
-use super::id::{SpanId, TraceId};
+use super::id::{child_span_id, root_span_id, root_trace_id, SpanId, TraceId};
 use super::record::{RecordBox, SharedRecord};
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
@@ -129,6 +129,7 @@ impl Ids {
 }
 
 impl SpanContext {
+    #[cfg(any(test, feature = "tracing"))]
     pub(crate) fn ids(&self) -> Ids {
         Ids {
             trace_id: self.trace_id,
@@ -153,58 +154,153 @@ impl SpanContext {
 /// Frames kept in the thread-local block itself; a deeper stack continues in [`Aside::spill`].
 const INLINE_FRAMES: usize = 32;
 
-// A frame's `bits`: the W3C trace flags in the low byte, then these.
+// A frame's (and a span handle's) `bits`: the W3C trace flags in the low byte, then these.
 const REMOTE: u32 = 1 << 8;
 /// Its tracestate is kept in [`Aside::trace_states`].
 const HAS_TRACE_STATE: u32 = 1 << 9;
 /// Left (its span ended or its guard dropped) while a later frame was still live: popped as
 /// soon as it is on top, never current again.
 const ENDED: u32 = 1 << 10;
+/// Both ids non-zero.
+const VALID: u32 = 1 << 11;
+/// The ids are still to be computed from the generator seed kept as the span id (see
+/// [`Packed`]): a root's trace and span ids, or (with a given trace id) a child's span id.
+const DERIVED_ROOT: u32 = 1 << 12;
+const DERIVED_CHILD: u32 = 1 << 13;
+const DERIVED: u32 = DERIVED_ROOT | DERIVED_CHILD;
+
+/// A context's plain data as the frame stack and a span handle keep it. The ids of an unsampled
+/// span are not computed when it starts: its `tag` is the generator seed they come from (see
+/// [`super::id::reserve`]), computed into ids only when something reads them (a child, log
+/// correlation, propagation, [`crate::trace::Span::context`]), the same wherever that happens.
+/// The `tag` also tells a frame from the one that was at its depth before: a frame is left only
+/// by the span or guard that holds its tag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Packed {
+    /// Unused (0) for a derived root.
+    trace_id: u128,
+    /// The span id, or the seed of the derived ids.
+    tag: u64,
+    bits: u32,
+}
+
+impl Packed {
+    /// No context: what an empty stack is current.
+    pub(crate) const NONE: Packed = Packed {
+        trace_id: 0,
+        tag: 0,
+        bits: 0,
+    };
+
+    /// A context's ids as given (the tracestate aside).
+    #[inline]
+    pub(crate) fn of(context: &SpanContext) -> Packed {
+        let valid = if context.is_valid() { VALID } else { 0 };
+        let remote = if context.is_remote { REMOTE } else { 0 };
+        Packed {
+            trace_id: context.trace_id.0,
+            tag: context.span_id.0,
+            bits: u32::from(context.flags) | remote | valid,
+        }
+    }
+
+    /// A new root span's identity from `seed` (a reserve of [`super::id::ROOT_DRAWS`]): computed now if
+    /// `sampled` (the record needs them), else left to whoever reads them.
+    #[inline(always)]
+    pub(crate) fn root(seed: u64, flags: u8, sampled: bool) -> Packed {
+        if sampled {
+            Packed {
+                trace_id: root_trace_id(seed).0,
+                tag: root_span_id(seed).0,
+                bits: u32::from(flags) | VALID,
+            }
+        } else {
+            Packed {
+                trace_id: 0,
+                tag: seed,
+                bits: u32::from(flags) | VALID | DERIVED_ROOT,
+            }
+        }
+    }
+
+    /// A new child span's identity in trace `trace_id` from `seed` (a reserve of
+    /// [`super::id::CHILD_DRAWS`]), computed now only if `sampled`.
+    #[inline(always)]
+    pub(crate) fn child(trace_id: TraceId, seed: u64, flags: u8, sampled: bool) -> Packed {
+        let (tag, derived) = if sampled {
+            (child_span_id(seed).0, 0)
+        } else {
+            (seed, DERIVED_CHILD)
+        };
+        Packed {
+            trace_id: trace_id.0,
+            tag,
+            bits: u32::from(flags) | VALID | derived,
+        }
+    }
+
+    /// Both ids non-zero.
+    #[inline]
+    pub(crate) fn is_valid(&self) -> bool {
+        self.bits & VALID != 0
+    }
+
+    /// The W3C trace flags.
+    #[inline]
+    pub(crate) fn flags(&self) -> u8 {
+        self.bits as u8
+    }
+
+    #[inline]
+    pub(crate) fn is_sampled(&self) -> bool {
+        self.bits & u32::from(FLAG_SAMPLED) != 0
+    }
+
+    /// The trace id, computed if still derived.
+    #[inline]
+    pub(crate) fn trace_id(&self) -> TraceId {
+        if self.bits & DERIVED_ROOT != 0 {
+            root_trace_id(self.tag)
+        } else {
+            TraceId(self.trace_id)
+        }
+    }
+
+    /// The span id, computed if still derived.
+    #[inline]
+    pub(crate) fn span_id(&self) -> SpanId {
+        match self.bits & DERIVED {
+            0 => SpanId(self.tag),
+            DERIVED_ROOT => root_span_id(self.tag),
+            _ => child_span_id(self.tag),
+        }
+    }
+
+    /// The ids, computed if still derived (the tracestate bit as the frame has it).
+    #[inline]
+    pub(crate) fn ids(&self) -> Ids {
+        Ids {
+            trace_id: self.trace_id(),
+            span_id: self.span_id(),
+            flags: self.bits as u8,
+            is_remote: self.bits & REMOTE != 0,
+            has_trace_state: self.bits & HAS_TRACE_STATE != 0,
+        }
+    }
+
+    /// The context these ids are, with `trace_state`.
+    pub(crate) fn context(&self, trace_state: Option<Arc<str>>) -> SpanContext {
+        SpanContext::from_ids(self.ids(), trace_state)
+    }
+}
 
 /// One entered context. Plain data: the tracestate, the one part that owns memory, is kept
 /// aside, so the stack needs no destructor.
 #[derive(Clone, Copy)]
 struct Frame {
-    trace_id: u128,
-    span_id: u64,
-    bits: u32,
+    ids: Packed,
     /// The span's record, for code that reaches the current span without its handle.
     record: Option<NonNull<SharedRecord>>,
-}
-
-impl Frame {
-    #[inline]
-    fn new(context: &SpanContext, record: Option<NonNull<SharedRecord>>) -> Frame {
-        let ids = context.ids();
-        let remote = if ids.is_remote { REMOTE } else { 0 };
-        let trace_state = if ids.has_trace_state {
-            HAS_TRACE_STATE
-        } else {
-            0
-        };
-        Frame {
-            trace_id: ids.trace_id.0,
-            span_id: ids.span_id.0,
-            bits: u32::from(ids.flags) | remote | trace_state,
-            record,
-        }
-    }
-
-    #[inline]
-    fn ids(&self) -> Ids {
-        ids_of(self.trace_id, self.span_id, self.bits)
-    }
-}
-
-#[inline]
-fn ids_of(trace_id: u128, span_id: u64, bits: u32) -> Ids {
-    Ids {
-        trace_id: TraceId(trace_id),
-        span_id: SpanId(span_id),
-        flags: bits as u8,
-        is_remote: bits & REMOTE != 0,
-        has_trace_state: bits & HAS_TRACE_STATE != 0,
-    }
 }
 
 /// This thread's stack of entered contexts: the top frame (`depth - 1`) is the current context.
@@ -223,7 +319,7 @@ struct Local {
     torn_down: Cell<bool>,
     depth: Cell<u32>,
     trace_ids: [Cell<u128>; INLINE_FRAMES],
-    span_ids: [Cell<u64>; INLINE_FRAMES],
+    tags: [Cell<u64>; INLINE_FRAMES],
     bits: [Cell<u32>; INLINE_FRAMES],
     records: [Cell<Option<NonNull<SharedRecord>>>; INLINE_FRAMES],
 }
@@ -231,19 +327,26 @@ struct Local {
 impl Local {
     #[inline]
     fn write_inline(&self, d: usize, frame: Frame) {
-        self.trace_ids[d].set(frame.trace_id);
-        self.span_ids[d].set(frame.span_id);
-        self.bits[d].set(frame.bits);
+        self.trace_ids[d].set(frame.ids.trace_id);
+        self.tags[d].set(frame.ids.tag);
+        self.bits[d].set(frame.ids.bits);
         self.records[d].set(frame.record);
     }
 
     #[inline]
     fn read_inline(&self, d: usize) -> Frame {
         Frame {
-            trace_id: self.trace_ids[d].get(),
-            span_id: self.span_ids[d].get(),
-            bits: self.bits[d].get(),
+            ids: self.read_ids(d),
             record: self.records[d].get(),
+        }
+    }
+
+    #[inline]
+    fn read_ids(&self, d: usize) -> Packed {
+        Packed {
+            trace_id: self.trace_ids[d].get(),
+            tag: self.tags[d].get(),
+            bits: self.bits[d].get(),
         }
     }
 
@@ -272,7 +375,7 @@ impl Local {
         }
         with_aside(|a| {
             a.spill.get_mut(d - INLINE_FRAMES).map(|f| {
-                f.bits |= ENDED;
+                f.ids.bits |= ENDED;
                 f.record = None;
             })
         })
@@ -356,7 +459,7 @@ thread_local! {
             torn_down: Cell::new(false),
             depth: Cell::new(0),
             trace_ids: [const { Cell::new(0) }; INLINE_FRAMES],
-            span_ids: [const { Cell::new(0) }; INLINE_FRAMES],
+            tags: [const { Cell::new(0) }; INLINE_FRAMES],
             bits: [const { Cell::new(0) }; INLINE_FRAMES],
             records: [const { Cell::new(None) }; INLINE_FRAMES],
         }
@@ -443,13 +546,38 @@ fn first_thread_key() -> u64 {
 /// The current span's context on this thread (invalid when no span is current).
 #[inline]
 pub fn current() -> SpanContext {
-    let ids = current_ids();
-    let trace_state = if ids.has_trace_state {
+    let (ids, trace_state) = current_packed();
+    ids.context(trace_state)
+}
+
+/// The current context as the frame keeps it, and its tracestate: what a span start reads.
+/// Applies ends posted from other threads first.
+#[inline]
+pub(crate) fn current_packed() -> (Packed, Option<Arc<str>>) {
+    receive_remote_ends();
+    let ids = top_ids();
+    let trace_state = if ids.bits & HAS_TRACE_STATE != 0 {
         top_trace_state()
     } else {
         None
     };
-    SpanContext::from_ids(ids, trace_state)
+    (ids, trace_state)
+}
+
+/// The top frame's ids ([`Packed::NONE`] when nothing is entered).
+#[inline]
+fn top_ids() -> Packed {
+    LOCAL.with(|l| {
+        // An empty stack wraps to usize::MAX: one comparison picks the common case.
+        let top = (l.depth.get() as usize).wrapping_sub(1);
+        if top < INLINE_FRAMES {
+            l.read_ids(top)
+        } else if top == usize::MAX {
+            Packed::NONE
+        } else {
+            l.spilled_top().map_or(Packed::NONE, |f| f.ids)
+        }
+    })
 }
 
 #[cold]
@@ -470,21 +598,7 @@ fn top_trace_state() -> Option<Arc<str>> {
 #[inline]
 pub(crate) fn current_ids() -> Ids {
     receive_remote_ends();
-    LOCAL.with(|l| {
-        // An empty stack wraps to usize::MAX: one comparison picks the common case.
-        let top = (l.depth.get() as usize).wrapping_sub(1);
-        if top < INLINE_FRAMES {
-            ids_of(
-                l.trace_ids[top].get(),
-                l.span_ids[top].get(),
-                l.bits[top].get(),
-            )
-        } else if top == usize::MAX {
-            Ids::default()
-        } else {
-            l.spilled_top().map(|f| f.ids()).unwrap_or_default()
-        }
-    })
+    top_ids().ids()
 }
 
 /// Whether a sampled span is current on this thread: a few thread-local loads and no call in
@@ -492,16 +606,8 @@ pub(crate) fn current_ids() -> Ids {
 /// threads are not applied first; [`current_ids`] does that.
 #[inline]
 pub(crate) fn sampled_span_current() -> bool {
-    LOCAL.with(|l| {
-        let top = (l.depth.get() as usize).wrapping_sub(1);
-        if top < INLINE_FRAMES {
-            l.bits[top].get() & u32::from(FLAG_SAMPLED) != 0 && l.span_ids[top].get() != 0
-        } else {
-            top != usize::MAX
-                && l.spilled_top()
-                    .is_some_and(|f| f.bits & u32::from(FLAG_SAMPLED) != 0 && f.span_id != 0)
-        }
-    })
+    let ids = top_ids();
+    ids.is_sampled() && ids.is_valid()
 }
 
 /// `false` when no sampled span is current, in as few loads as can tell (none entered: one);
@@ -525,7 +631,8 @@ pub(crate) struct Saved {
     /// The thread whose stack holds the frame (0: nothing was entered).
     thread: u64,
     depth: u32,
-    span_id: u64,
+    /// The frame's [`Packed`] tag.
+    tag: u64,
 }
 
 impl Saved {
@@ -547,35 +654,35 @@ impl Saved {
 #[inline]
 pub(crate) fn enter(context: &SpanContext) -> Saved {
     receive_remote_ends();
-    enter_with_record(context, None)
+    enter_ids(Packed::of(context), context.trace_state.as_ref(), None)
 }
 
-/// [`enter`], with the span's record reachable from the frame, for a span start: its caller
-/// applies ends posted from elsewhere first ([`receive_remote_ends`], or [`current`] which
-/// does), once per start.
+/// Makes `ids` (with `trace_state`) current on this thread, for a span start: the span's
+/// record, if any, is reachable from the frame. Its caller applies ends posted from elsewhere
+/// first ([`receive_remote_ends`], or [`current_packed`] which does), once per start.
 #[inline]
-pub(crate) fn enter_with_record(
-    context: &SpanContext,
+pub(crate) fn enter_ids(
+    ids: Packed,
+    trace_state: Option<&Arc<str>>,
     record: Option<NonNull<SharedRecord>>,
 ) -> Saved {
     let thread = thread_key();
     if thread == 0 {
         return Saved::default();
     }
-    let frame = Frame::new(context, record);
     LOCAL.with(|l| {
         let depth = l.depth.get();
         let d = depth as usize;
-        if d < INLINE_FRAMES && frame.bits & HAS_TRACE_STATE == 0 {
-            l.write_inline(d, frame);
+        if d < INLINE_FRAMES && trace_state.is_none() {
+            l.write_inline(d, Frame { ids, record });
             l.depth.set(depth + 1);
-        } else if !enter_aside(l, depth, frame, context.trace_state.clone()) {
+        } else if !enter_aside(l, depth, Frame { ids, record }, trace_state) {
             return Saved::default();
         }
         Saved {
             thread,
             depth,
-            span_id: frame.span_id,
+            tag: ids.tag,
         }
     })
 }
@@ -583,10 +690,13 @@ pub(crate) fn enter_with_record(
 /// Pushes a frame that is spilled or has a tracestate. False if it could not be entered.
 #[cold]
 #[inline(never)]
-fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<Arc<str>>) -> bool {
+fn enter_aside(l: &Local, depth: u32, mut frame: Frame, trace_state: Option<&Arc<str>>) -> bool {
     let Some(next) = depth.checked_add(1) else {
         return false;
     };
+    if trace_state.is_some() {
+        frame.ids.bits |= HAS_TRACE_STATE;
+    }
     let d = depth as usize;
     with_aside(|a| {
         if d >= INLINE_FRAMES {
@@ -604,7 +714,7 @@ fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<Arc<str>
             while a.trace_states.last().is_some_and(|(at, _)| *at >= depth) {
                 a.trace_states.pop();
             }
-            a.trace_states.push((depth, trace_state));
+            a.trace_states.push((depth, Arc::clone(trace_state)));
         }
         l.depth.set(next);
         true
@@ -617,9 +727,15 @@ fn enter_aside(l: &Local, depth: u32, frame: Frame, trace_state: Option<Arc<str>
 #[inline]
 pub(crate) fn restore(saved: &mut Saved) {
     if saved.is_entered() && saved.is_here() {
-        LOCAL.with(|l| leave(l, saved));
+        leave_here(saved);
     }
     saved.thread = 0;
+}
+
+/// Leaves frame `saved`, known to be on this thread's stack.
+#[inline]
+pub(crate) fn leave_here(saved: &Saved) {
+    LOCAL.with(|l| leave(l, saved));
 }
 
 /// Leaves frame `saved` of this thread's stack.
@@ -630,7 +746,7 @@ fn leave(l: &Local, saved: &Saved) {
     // none) below.
     if d + 1 == l.depth.get() as usize
         && d < INLINE_FRAMES
-        && l.span_ids[d].get() == saved.span_id
+        && l.tags[d].get() == saved.tag
         && l.bits[d].get() & HAS_TRACE_STATE == 0
         && (d == 0 || l.bits[d - 1].get() & ENDED == 0)
     {
@@ -649,7 +765,7 @@ fn leave_slow(l: &Local, saved: &Saved) {
         return; // popped already
     }
     match l.frame(d) {
-        Some(frame) if frame.span_id == saved.span_id && frame.bits & ENDED == 0 => {}
+        Some(frame) if frame.ids.tag == saved.tag && frame.ids.bits & ENDED == 0 => {}
         Some(_) => return, // another frame: `saved`'s was popped
         None => {
             // Unreachable spill (not expected): cut the stack below it rather than leave it live.
@@ -670,8 +786,8 @@ fn pop_ended(l: &Local) {
     let mut had_trace_state = false;
     while let Some(top) = depth.checked_sub(1) {
         match l.frame(top as usize) {
-            Some(frame) if frame.bits & ENDED != 0 => {
-                had_trace_state |= frame.bits & HAS_TRACE_STATE != 0;
+            Some(frame) if frame.ids.bits & ENDED != 0 => {
+                had_trace_state |= frame.ids.bits & HAS_TRACE_STATE != 0;
                 depth = top;
             }
             Some(_) => break,
@@ -752,6 +868,10 @@ impl Drop for ContextGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enter_with_record(context: &SpanContext, record: Option<NonNull<SharedRecord>>) -> Saved {
+        enter_ids(Packed::of(context), context.trace_state.as_ref(), record)
+    }
 
     fn context(span_id: u64, trace_state: Option<&str>) -> SpanContext {
         SpanContext::new_remote(TraceId(7), SpanId(span_id), FLAG_SAMPLED)

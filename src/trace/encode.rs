@@ -387,8 +387,9 @@ mod tests {
         r.start(
             "GET /users/{id}".into(),
             SpanKind::Server,
-            &context,
-            &parent,
+            &context.ids(),
+            &parent.ids(),
+            parent.trace_state.clone(),
         );
         r.start_unix_nanos = 1_000;
         let long_key = "k".repeat(130);

@@ -74,39 +74,38 @@ thread_local! {
     static RNG_STATE: Cell<u64> = const { Cell::new(0) };
 }
 
+/// The generator's Weyl step: each output advances the state by this much.
+const WEYL: u64 = 0xa076_1d64_78bd_642f;
+
 /// A random number from this thread's generator: wyrand (a 64-bit counter with a Weyl step,
 /// mixed by one 128-bit multiplication), seeded once per thread from the OS. Its output is
 /// uniform in every bit, which the ratio sampler relies on, and it costs a few instructions;
 /// ids need uniqueness and uniformity, not secrecy.
 pub(crate) fn random_u64() -> u64 {
-    draw::<1>()[0]
+    output(reserve(1), 0)
 }
 
-/// `N` consecutive outputs of this thread's generator, for one read and one write of its state.
+/// Takes the next `draws` outputs of this thread's generator without computing them: returns
+/// the state they follow (never 0), from which [`output`] computes any of them, on any thread.
+/// A span whose ids nobody reads (an unsampled one) never pays for the mixing.
 #[inline(always)]
-fn draw<const N: usize>() -> [u64; N] {
+pub(crate) fn reserve(draws: u64) -> u64 {
     RNG_STATE.with(|state| {
         let mut s = state.get();
         if s == 0 {
             s = seed();
         }
-        let mut out = [0; N];
-        for o in &mut out {
-            let (next, x) = wyrand(s);
-            s = next;
-            *o = x;
-        }
-        state.set(s);
-        out
+        state.set(s.wrapping_add(draws.wrapping_mul(WEYL)));
+        s
     })
 }
 
-/// One wyrand step: the next state and the output.
+/// Output `i` (from 0) of those [`reserve`] returned `seed` for: one wyrand mix of the state.
 #[inline(always)]
-fn wyrand(state: u64) -> (u64, u64) {
-    let next = state.wrapping_add(0xa076_1d64_78bd_642f);
-    let product = u128::from(next) * u128::from(next ^ 0xe703_7ed1_a0b4_28db);
-    (next, ((product >> 64) as u64) ^ (product as u64))
+fn output(seed: u64, i: u64) -> u64 {
+    let state = seed.wrapping_add((i + 1).wrapping_mul(WEYL));
+    let product = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+    ((product >> 64) as u64) ^ (product as u64)
 }
 
 /// A non-zero seed from the OS generator.
@@ -136,55 +135,40 @@ fn fallback_seed() -> u64 {
     h.finish()
 }
 
+/// How many outputs a root span's ids take, and a child's.
+pub(crate) const ROOT_DRAWS: u64 = 3;
+pub(crate) const CHILD_DRAWS: u64 = 1;
+
+/// The trace id of a root span from `seed` (a [`reserve`] of [`ROOT_DRAWS`]): outputs 0 and 1.
+/// The all-zero id (one chance in 2^128) becomes 1, so the same seed always gives the same id.
+#[inline(always)]
+pub(crate) fn root_trace_id(seed: u64) -> TraceId {
+    let id = (u128::from(output(seed, 0)) << 64) | u128::from(output(seed, 1));
+    TraceId(if id == 0 { 1 } else { id })
+}
+
+/// The span id of a root span from `seed`: output 2.
+#[inline(always)]
+pub(crate) fn root_span_id(seed: u64) -> SpanId {
+    non_zero_span_id(output(seed, 2))
+}
+
+/// The span id of a child span from `seed` (a [`reserve`] of [`CHILD_DRAWS`]).
+#[inline(always)]
+pub(crate) fn child_span_id(seed: u64) -> SpanId {
+    non_zero_span_id(output(seed, 0))
+}
+
+/// Zero (one chance in 2^64) becomes 1: a seed always gives the same, valid, id.
+#[inline(always)]
+fn non_zero_span_id(id: u64) -> SpanId {
+    SpanId(if id == 0 { 1 } else { id })
+}
+
 /// A new random trace id (never zero).
+#[cfg(test)]
 pub fn new_trace_id() -> TraceId {
-    loop {
-        let [high, low] = draw::<2>();
-        let id = (u128::from(high) << 64) | u128::from(low);
-        if id != 0 {
-            return TraceId(id);
-        }
-    }
-}
-
-/// A new random span id (never zero).
-#[inline]
-pub fn new_span_id() -> SpanId {
-    match draw::<1>() {
-        [0] => redraw_span_id(),
-        [id] => SpanId(id),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn redraw_span_id() -> SpanId {
-    loop {
-        let [id] = draw::<1>();
-        if id != 0 {
-            return SpanId(id);
-        }
-    }
-}
-
-/// The ids of a new root span, drawn together (neither zero).
-#[inline]
-pub(crate) fn new_root_ids() -> (TraceId, SpanId) {
-    let [high, low, span] = draw::<3>();
-    if (high | low) != 0 && span != 0 {
-        (
-            TraceId((u128::from(high) << 64) | u128::from(low)),
-            SpanId(span),
-        )
-    } else {
-        redraw_root_ids()
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn redraw_root_ids() -> (TraceId, SpanId) {
-    (new_trace_id(), redraw_span_id())
+    root_trace_id(reserve(2))
 }
 
 #[cfg(test)]
@@ -196,7 +180,7 @@ mod tests {
     fn ids_are_unique_and_valid() {
         let mut seen = HashSet::new();
         for _ in 0..10_000 {
-            assert!(seen.insert(new_span_id()));
+            assert!(seen.insert(child_span_id(reserve(CHILD_DRAWS))));
             assert!(new_trace_id().is_valid());
         }
     }
@@ -231,11 +215,30 @@ mod tests {
     fn root_ids_are_valid_and_distinct() {
         let mut seen = HashSet::new();
         for _ in 0..10_000 {
-            let (trace, span) = new_root_ids();
+            let seed = reserve(ROOT_DRAWS);
+            let (trace, span) = (root_trace_id(seed), root_span_id(seed));
             assert!(trace.is_valid() && span.is_valid());
             assert!(seen.insert(trace.0));
             assert_ne!(trace.0 as u64, span.0, "three draws, not two");
         }
+    }
+
+    #[test]
+    fn ids_from_a_seed_are_the_generator_outputs_wherever_computed() {
+        let seed = reserve(ROOT_DRAWS);
+        let next = reserve(1);
+        assert_eq!(
+            next,
+            seed.wrapping_add(ROOT_DRAWS.wrapping_mul(WEYL)),
+            "no overlap"
+        );
+        let (trace, span) = (root_trace_id(seed), root_span_id(seed));
+        let elsewhere = std::thread::spawn(move || (root_trace_id(seed), root_span_id(seed)))
+            .join()
+            .unwrap();
+        assert_eq!((trace, span), elsewhere);
+        assert_eq!(trace.0 as u64, output(seed, 1));
+        assert_eq!(output(seed, ROOT_DRAWS), output(next, 0));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
-use super::id::{new_root_ids, new_span_id, SpanId, TraceId};
+use super::context::{self, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
+use super::id::{self, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core as state;
 use crate::core::handoff::{self, Kind};
 pub use crate::core::SpanLimits;
+use std::cell::OnceCell;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
 
 /// What the span represents (OTLP `Span.SpanKind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -177,7 +180,7 @@ impl SpanBuilder {
         match self.parent {
             Some(parent) if parent.is_valid() => {
                 context::receive_remote_ends();
-                Span::entered(parent, None)
+                Span::entered(Packed::of(&parent), parent.trace_state, None)
             }
             _ => Span::noop(),
         }
@@ -189,30 +192,49 @@ impl SpanBuilder {
     #[inline(never)]
     fn start_installed(self) -> Span {
         let SpanBuilder { name, kind, parent } = self;
-        let parent = match parent {
-            Some(explicit) => {
-                context::receive_remote_ends();
-                explicit
+        match parent {
+            None => {
+                let (parent, trace_state) = context::current_packed();
+                start_under(name, kind, parent, trace_state)
             }
-            None => context::current(),
-        };
-        let context = identity(&parent);
-        if !context.is_sampled() {
-            return Span::entered(context, None);
+            Some(explicit) => start_under_explicit(name, kind, explicit),
         }
-        start_recording(name, kind, context, parent)
     }
+}
+
+/// A start under an explicit parent, out of line: the start under the current span then keeps
+/// none of the given context's moves.
+#[inline(never)]
+fn start_under_explicit(name: Str, kind: SpanKind, parent: SpanContext) -> Span {
+    context::receive_remote_ends();
+    start_under(name, kind, Packed::of(&parent), parent.trace_state)
+}
+
+#[inline(always)]
+fn start_under(name: Str, kind: SpanKind, parent: Packed, trace_state: Option<Arc<str>>) -> Span {
+    let ids = identity(&parent);
+    if ids.is_sampled() {
+        return start_recording(name, kind, ids, parent, trace_state);
+    }
+    drop(name);
+    Span::entered(ids, trace_state, None)
 }
 
 /// The sampled part of a start, out of line so that an unsampled span's start carries none of
 /// its code.
 #[inline(never)]
-fn start_recording(name: Str, kind: SpanKind, context: SpanContext, parent: SpanContext) -> Span {
+fn start_recording(
+    name: Str,
+    kind: SpanKind,
+    ids: Packed,
+    parent: Packed,
+    trace_state: Option<Arc<str>>,
+) -> Span {
     let limits = handoff::span_limits();
     let record = RecordBox::new(limits, context::thread_key(), |data| {
-        data.start(name, kind, &context, &parent)
+        data.start(name, kind, &ids.ids(), &parent.ids(), trace_state.clone())
     });
-    Span::entered(context, Some(record))
+    Span::entered(ids, trace_state, Some(record))
 }
 
 /// A span's identity and, when sampled, its record: what the `tracing` bridge starts from
@@ -271,11 +293,19 @@ impl Begun {
 #[cfg(feature = "tracing")]
 #[inline(always)]
 pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
-    let context = identity(parent);
+    let parent_ids = Packed::of(parent);
+    let ids = identity(&parent_ids);
+    let context = ids.context(parent.trace_state.clone());
     let (data, limits) = if context.is_sampled() {
         let limits = handoff::span_limits();
         let mut data = Box::new(Recording::empty());
-        data.start(name, kind, &context, parent);
+        data.start(
+            name,
+            kind,
+            &ids.ids(),
+            &parent_ids.ids(),
+            parent.trace_state.clone(),
+        );
         (Some(data), limits)
     } else {
         (None, SpanLimits::default())
@@ -287,26 +317,22 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     }
 }
 
-/// The one place span identity is made: sampling and ids.
+/// The one place span identity is made: sampling and ids. An unsampled span's ids are left to
+/// be computed from their seed when read (see [`Packed`]); the ratio sampler reads a root's
+/// trace id only at a rate above 0.
 #[inline(always)]
-fn identity(parent: &SpanContext) -> SpanContext {
+fn identity(parent: &Packed) -> Packed {
     let sampler = state::sampler();
-    let (trace_id, span_id, flags) = if parent.is_valid() {
-        let sampled = sampler.should_sample(Some(parent.is_sampled()), parent.trace_id.0);
-        let flags = (parent.flags & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
-        (parent.trace_id, new_span_id(), flags)
+    if parent.is_valid() {
+        let trace_id = parent.trace_id();
+        let sampled = sampler.should_sample(Some(parent.is_sampled()), trace_id.0);
+        let flags = (parent.flags() & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
+        Packed::child(trace_id, id::reserve(id::CHILD_DRAWS), flags, sampled)
     } else {
-        let (trace_id, span_id) = new_root_ids();
-        let sampled = sampler.should_sample(None, trace_id.0);
+        let seed = id::reserve(id::ROOT_DRAWS);
+        let sampled = sampler.samples_root(|| id::root_trace_id(seed).0);
         let sampled_flag = if sampled { FLAG_SAMPLED } else { 0 };
-        (trace_id, span_id, FLAG_RANDOM | sampled_flag)
-    };
-    SpanContext {
-        trace_id,
-        span_id,
-        flags,
-        is_remote: false,
-        trace_state: parent.trace_state.clone(),
+        Packed::root(seed, FLAG_RANDOM | sampled_flag, sampled)
     }
 }
 
@@ -326,40 +352,45 @@ fn identity(parent: &SpanContext) -> SpanContext {
 /// std::thread::spawn(move || span.end()).join().unwrap();
 /// ```
 pub struct Span {
-    /// `None` when no pipeline was installed at start (and no explicit parent was given): then
-    /// the span is nothing at all, which keeps the disabled path to a load and a branch.
-    active: Option<Active>,
-}
-
-/// A span with a context: started under an installed pipeline, or carrying an explicit parent.
-struct Active {
-    context: SpanContext,
+    /// Its ids (an unsampled span's still to be computed) and flags, as on its frame; invalid
+    /// only for the span that is nothing at all (no pipeline installed at start and no explicit
+    /// parent given), which keeps the disabled path to a load and a branch.
+    ids: Packed,
     /// The record, when sampled.
     record: Option<RecordBox>,
     /// Its frame on the starting thread's stack of current contexts.
     entered: Saved,
+    /// The parent's tracestate, carried on. Dropped by [`finish`], like `context`: the span's
+    /// drop glue is then nothing, and its drop at the call site one check and a call.
+    trace_state: ManuallyDrop<Option<Arc<str>>>,
+    /// What [`Span::context`] returns, made from `ids` and `trace_state` on its first call.
+    context: ManuallyDrop<OnceCell<SpanContext>>,
 }
-
-/// What [`Span::context`] returns for a span started with no pipeline installed.
-static NO_CONTEXT: SpanContext = SpanContext::none();
 
 impl Span {
     #[inline]
     fn noop() -> Self {
-        Span { active: None }
+        Span {
+            ids: Packed::NONE,
+            record: None,
+            entered: Saved::default(),
+            trace_state: ManuallyDrop::new(None),
+            context: ManuallyDrop::new(OnceCell::new()),
+        }
     }
 
     /// Entered first, then built where it is returned: a span built in a local and entered
     /// there is copied out whole on return.
     #[inline(always)]
-    fn entered(context: SpanContext, record: Option<RecordBox>) -> Span {
-        let entered = context::enter_with_record(&context, record.as_ref().map(RecordBox::pointer));
+    fn entered(ids: Packed, trace_state: Option<Arc<str>>, record: Option<RecordBox>) -> Span {
+        let pointer = record.as_ref().map(RecordBox::pointer);
+        let entered = context::enter_ids(ids, trace_state.as_ref(), pointer);
         Span {
-            active: Some(Active {
-                context,
-                record,
-                entered,
-            }),
+            ids,
+            record,
+            entered,
+            trace_state: ManuallyDrop::new(trace_state),
+            context: ManuallyDrop::new(OnceCell::new()),
         }
     }
 
@@ -367,20 +398,21 @@ impl Span {
     /// a span that is nothing (export off) the setter folds away at the call site.
     #[inline(always)]
     fn record(&mut self) -> Option<&mut RecordBox> {
-        self.active.as_mut()?.record.as_mut()
+        self.record.as_mut()
     }
 
     /// The span's context (valid even when unsampled, while a pipeline is installed; with
     /// none installed, the explicit parent's, or an invalid context when there was none).
     #[inline]
     pub fn context(&self) -> &SpanContext {
-        self.active.as_ref().map_or(&NO_CONTEXT, |a| &a.context)
+        self.context
+            .get_or_init(|| self.ids.context((*self.trace_state).clone()))
     }
 
     /// Whether attributes, events and status are recorded (sampled and not yet ended).
     #[inline]
     pub fn is_recording(&self) -> bool {
-        self.active.as_ref().is_some_and(|a| a.record.is_some())
+        self.record.is_some()
     }
 
     /// Sets an attribute; an existing key is overwritten. Past the attribute limit new keys are
@@ -466,17 +498,8 @@ impl Span {
         }
     }
 
-    /// Ends the span now. Ending twice (or dropping after `end`) does nothing more.
-    pub fn end(mut self) {
-        self.finish();
-    }
-
-    #[inline]
-    fn finish(&mut self) {
-        if let Some(active) = &mut self.active {
-            active.finish();
-        }
-    }
+    /// Ends the span now.
+    pub fn end(self) {}
 }
 
 // The setters' work, out of line: the call sites keep only the not-recording check.
@@ -522,25 +545,35 @@ fn add_link_on(record: &mut RecordBox, context: SpanContext, attributes: Vec<Key
     record.with(|data, limits| data.add_link(&context, &attributes, limits));
 }
 
-impl Active {
-    /// Out of line, so the span's drop stays a check at the call site; without the record's
-    /// bytes on the stack, so an unsampled span only leaves its frame. A second call (drop
-    /// after `end`) finds nothing left to do.
-    #[inline(never)]
-    fn finish(&mut self) {
-        match self.record.take() {
-            None => self.leave(),
-            Some(record) => self.finish_recorded(record),
-        }
+/// Ends a span that has a context, and drops what it holds: out of line, so the span's drop
+/// stays a check and a call at the call site.
+#[inline(never)]
+fn finish(span: &mut Span) {
+    match span.record.take() {
+        None => span.leave(),
+        Some(record) => span.finish_recorded(record),
     }
+    if span.trace_state.is_some() || span.context.get().is_some() {
+        drop_owned(span);
+    }
+}
 
+/// What few spans own: a tracestate, a context asked for.
+#[cold]
+#[inline(never)]
+fn drop_owned(span: &mut Span) {
+    drop(span.trace_state.take());
+    drop(span.context.take());
+}
+
+impl Span {
+    /// Without the record's bytes on the stack, so an unsampled span only leaves its frame.
     #[inline]
     fn leave(&mut self) {
         if self.entered.is_here() {
-            context::restore(&mut self.entered);
+            context::leave_here(&self.entered);
         } else if self.entered.is_entered() {
             context::leave_from_elsewhere(&self.entered, None);
-            self.entered = Saved::default();
         }
     }
 
@@ -565,7 +598,9 @@ impl Active {
 impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
-        self.finish();
+        if self.ids.is_valid() {
+            finish(self);
+        }
     }
 }
 
