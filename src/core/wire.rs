@@ -175,22 +175,6 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// A nested message whose body, written by `body`, is known to take `length` bytes: no
-    /// room is reserved for the length and nothing is patched afterwards.
-    #[inline(always)]
-    pub(crate) fn message_of_len(
-        &mut self,
-        field: u32,
-        length: usize,
-        body: impl FnOnce(&mut Writer<'_>),
-    ) {
-        self.tag(field, LEN);
-        self.varint(length as u64);
-        let body_at = self.buf.len();
-        body(&mut Writer { buf: self.buf });
-        debug_assert_eq!(self.buf.len() - body_at, length, "message length");
-    }
-
     /// Bytes that already are an encoded message, as field `field`.
     #[inline(always)]
     pub(crate) fn encoded_message(&mut self, field: u32, encoded: &[u8]) {
@@ -203,6 +187,76 @@ impl<'a> Writer<'a> {
     #[inline(always)]
     pub(crate) fn raw(&mut self, fields: &[u8]) {
         self.buf.extend_from_slice(fields);
+    }
+}
+
+/// Room made once at the end of a buffer, written front to back, piece after piece: each write
+/// checks a bound held in a register instead of reloading the vector's length and capacity and
+/// storing its length. What was written joins the buffer when the tail is dropped. A write past
+/// the room panics (a wrong length computation; the oracle tests check every length).
+pub(crate) struct Tail<'a> {
+    buf: &'a mut Vec<u8>,
+    /// The buffer's end when the room was made, where the room starts.
+    base: *mut u8,
+    len: usize,
+    room: usize,
+    at: usize,
+}
+
+impl<'a> Tail<'a> {
+    #[inline(always)]
+    pub(crate) fn new(buf: &'a mut Vec<u8>, room: usize) -> Self {
+        buf.reserve(room);
+        let len = buf.len();
+        // SAFETY: `len` is within the allocation (at most its end). `as_mut_ptr` makes no
+        // reference to the elements, so the pointer stays valid while `buf` is not
+        // reallocated, which nothing does until this tail is gone (`set_len` does not).
+        let base = unsafe { buf.as_mut_ptr().add(len) };
+        Tail {
+            buf,
+            base,
+            len,
+            room,
+            at: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        assert!(
+            bytes.len() <= self.room - self.at,
+            "wire: write past the room"
+        );
+        // SAFETY: `at + bytes.len() <= room`, and the `room` bytes after `base` are reserved
+        // capacity of `buf`, which `bytes` (borrowed elsewhere) cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(self.at), bytes.len())
+        };
+        self.at += bytes.len();
+    }
+
+    #[inline(always)]
+    pub(crate) fn byte(&mut self, byte: u8) {
+        self.put(&[byte]);
+    }
+
+    #[inline(always)]
+    pub(crate) fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.byte((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.byte(value as u8);
+    }
+}
+
+impl Drop for Tail<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: writes go front to back with no gap (each starts at `at` and moves it past
+        // what it wrote), so the first `at` bytes after the old end are initialized, and
+        // `at <= room`, which was reserved.
+        unsafe { self.buf.set_len(self.len + self.at) };
     }
 }
 
@@ -285,21 +339,6 @@ fn array_len(value: &Value, max_chars: Option<u32>) -> usize {
     len
 }
 
-/// `value` as a varint in the low bytes of the array, and how many bytes it takes: built in a
-/// register, to be appended with one fixed-size copy.
-#[inline(always)]
-fn varint_bytes(mut value: u64) -> ([u8; 16], usize) {
-    let mut bits = 0u128;
-    let mut len = 0;
-    while value >= 0x80 {
-        bits |= u128::from((value as u8) | 0x80) << (8 * len);
-        value >>= 7;
-        len += 1;
-    }
-    bits |= u128::from(value as u8) << (8 * len);
-    (bits.to_le_bytes(), len + 1)
-}
-
 /// Each of `attributes` as a `KeyValue` entry in field `field`, as given (no limit applied).
 pub(crate) fn key_values(w: &mut Writer<'_>, field: u32, attributes: &[KeyValue]) {
     for kv in attributes {
@@ -333,9 +372,13 @@ pub(crate) fn scalar_key_value(w: &mut Writer<'_>, field: u32, key: &str, member
 /// [`key_value_entry`] for a scalar value; returns where the key's bytes start.
 #[inline(always)]
 fn scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> usize {
-    // Under 128 bytes every length inside takes one byte too.
+    // Under 128 bytes every length inside takes one byte, so each length is a plain sum (a
+    // longer string makes the sum too big for this path, whatever its length's width).
     let key_len = if key.is_empty() { 0 } else { 2 + key.len() };
-    let value_len = scalar_len(member);
+    let value_len = match member {
+        OneOf::Str(s) => 2 + s.len(),
+        other => scalar_len(other),
+    };
     let body_len = key_len + 2 + value_len;
     if body_len < 0x80 && field < 16 {
         short_key_value(buf, field, key, member, body_len, value_len);
@@ -396,8 +439,8 @@ fn array_entry(
 }
 
 /// A `KeyValue` entry whose body is under 128 bytes, in a field under 16: every tag and length
-/// then takes one byte, so the entry is reserved once and written as fixed-size arrays and the
-/// two strings, without a capacity check per byte.
+/// then takes one byte, so the entry is written in room made once, as fixed-size pieces and the
+/// two strings.
 #[inline(always)]
 fn short_key_value(
     buf: &mut Vec<u8>,
@@ -409,50 +452,28 @@ fn short_key_value(
 ) {
     const KEY: u8 = 1 << 3 | LEN as u8;
     const VALUE: u8 = 2 << 3 | LEN as u8;
-    // The entry, and room for the 16-byte copy of an int's varint.
-    buf.reserve(2 + body_len + 16);
     let entry = (field << 3 | LEN) as u8;
+    let (body_len, value_len) = (body_len as u8, value_len as u8);
+    let mut t = Tail::new(buf, 2 + body_len as usize);
     if key.is_empty() {
-        buf.extend_from_slice(&[entry, body_len as u8]);
+        t.put(&[entry, body_len]);
     } else {
-        buf.extend_from_slice(&[entry, body_len as u8, KEY, key.len() as u8]);
-        buf.extend_from_slice(key.as_bytes());
+        t.put(&[entry, body_len, KEY, key.len() as u8]);
+        t.put(key.as_bytes());
     }
-    let value_len = value_len as u8;
     match member {
         OneOf::Str(s) => {
-            buf.extend_from_slice(&[VALUE, value_len, 1 << 3 | LEN as u8, s.len() as u8]);
-            buf.extend_from_slice(s.as_bytes());
+            t.put(&[VALUE, value_len, 1 << 3 | LEN as u8, s.len() as u8]);
+            t.put(s.as_bytes());
         }
-        OneOf::Bool(b) => buf.extend_from_slice(&[VALUE, value_len, 2 << 3, u8::from(b)]),
-        // Counts and status codes mostly take one or two bytes: those skip the general loop.
-        OneOf::Int(i @ 0..0x80) => buf.extend_from_slice(&[VALUE, value_len, 3 << 3, i as u8]),
-        OneOf::Int(i @ 0x80..0x4000) => {
-            buf.extend_from_slice(&[VALUE, value_len, 3 << 3, i as u8 | 0x80, (i >> 7) as u8])
-        }
+        OneOf::Bool(b) => t.put(&[VALUE, value_len, 2 << 3, u8::from(b)]),
         OneOf::Int(i) => {
-            buf.extend_from_slice(&[VALUE, value_len, 3 << 3]);
-            let (bytes, len) = varint_bytes(i as u64);
-            let end = buf.len() + len;
-            buf.extend_from_slice(&bytes);
-            buf.truncate(end);
+            t.put(&[VALUE, value_len, 3 << 3]);
+            t.varint(i as u64);
         }
         OneOf::Double(f) => {
-            let mut bytes = [
-                VALUE,
-                value_len,
-                4 << 3 | FIXED64 as u8,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-            ];
-            bytes[3..].copy_from_slice(&f.to_le_bytes());
-            buf.extend_from_slice(&bytes);
+            t.put(&[VALUE, value_len, 4 << 3 | FIXED64 as u8]);
+            t.put(&f.to_le_bytes());
         }
     }
 }
@@ -497,6 +518,27 @@ mod tests {
         let mut buf = Vec::new();
         body(&mut Writer::new(&mut buf));
         buf
+    }
+
+    /// The tail's bound is what keeps its writes inside the reserved room: a write past it
+    /// must panic, and what was written before it must join the buffer, whole and in order.
+    #[test]
+    fn a_tail_writes_inside_its_room_only() {
+        let mut buf = b"ab".to_vec();
+        {
+            let mut t = Tail::new(&mut buf, 5);
+            t.put(b"cd");
+            t.varint(300);
+            t.byte(b'e');
+        }
+        assert_eq!(buf, [b'a', b'b', b'c', b'd', 0xac, 0x02, b'e']);
+        let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut t = Tail::new(&mut buf, 3);
+            t.put(b"xy");
+            t.put(b"zw");
+        }));
+        assert!(past.is_err(), "a write past the room panics");
+        assert_eq!(&buf[7..], b"xy", "the writes before it are kept");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::context::{Ids, SpanContext};
 use super::id::{SpanId, TraceId};
 use super::span::{SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::key_value_entry;
+use crate::core::wire::{key_value_entry, read_varint};
 use crate::core::{now_unix_nanos, SpanLimits};
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
@@ -58,9 +58,8 @@ struct Key {
     /// reading it; 0 for a key built at run time (its memory may be reused by another text).
     literal: usize,
     len: usize,
-    /// The entry's start in the bytes, and its key's start within the entry.
+    /// The entry's start in the bytes.
     at: usize,
-    key_at: usize,
 }
 
 impl Attributes {
@@ -72,7 +71,8 @@ impl Attributes {
 
     /// The one place attribute limits are applied to a span or an event: an existing key is
     /// overwritten; past `max_count` keys a new key is dropped and counted; strings are cut to
-    /// `max_chars` characters.
+    /// `max_chars` characters. Inline: a span's setter is this and little more.
+    #[inline(always)]
     pub(crate) fn set(
         &mut self,
         field: u32,
@@ -85,11 +85,9 @@ impl Attributes {
             Str::Static(s) => (s, s.as_ptr() as usize),
             Str::Owned(s) => (s, 0),
         };
-        let bytes = &self.bytes;
         let existing = self.keys.iter().position(|k| {
             k.len == text.len()
-                && ((literal != 0 && k.literal == literal)
-                    || bytes.get(k.at + k.key_at..k.at + k.key_at + k.len) == Some(text.as_bytes()))
+                && ((literal != 0 && k.literal == literal) || self.entry_has_key(k.at, text))
         });
         match existing {
             Some(i) => self.overwrite(i, field, text, literal, value, max_chars),
@@ -100,6 +98,27 @@ impl Attributes {
         }
     }
 
+    /// Whether the entry at `at` has the key `text` (of the entry's key length): read from the
+    /// bytes, for keys that are not the same literal.
+    #[cold]
+    #[inline(never)]
+    fn entry_has_key(&self, at: usize, text: &str) -> bool {
+        if text.is_empty() {
+            // An empty key is left out of the entry (proto3 default): nothing to compare.
+            return true;
+        }
+        let mut at = at;
+        let key = (|| {
+            read_varint(&self.bytes, &mut at)?; // the entry's tag
+            read_varint(&self.bytes, &mut at)?; // its length
+            read_varint(&self.bytes, &mut at)?; // the key's tag
+            let len = usize::try_from(read_varint(&self.bytes, &mut at)?).ok()?;
+            self.bytes.get(at..at.checked_add(len)?)
+        })();
+        key == Some(text.as_bytes())
+    }
+
+    #[inline(always)]
     fn append(
         &mut self,
         field: u32,
@@ -109,18 +128,18 @@ impl Attributes {
         max_chars: Option<u32>,
     ) {
         let at = self.bytes.len();
-        let key_at = key_value_entry(&mut self.bytes, field, text, value, max_chars);
+        key_value_entry(&mut self.bytes, field, text, value, max_chars);
         self.keys.push(Key {
             literal,
             len: text.len(),
             at,
-            key_at,
         });
     }
 
     /// Entry `i` rewritten with the new value, where it was (the key keeps its place in the
     /// order). Rare, so written at the end and moved into place.
     #[cold]
+    #[inline(never)]
     fn overwrite(
         &mut self,
         i: usize,
@@ -133,7 +152,7 @@ impl Attributes {
         let start = self.keys[i].at;
         let old_len = self.keys.get(i + 1).map_or(self.bytes.len(), |k| k.at) - start;
         let tail = self.bytes.len();
-        let key_at = key_value_entry(&mut self.bytes, field, text, value, max_chars);
+        key_value_entry(&mut self.bytes, field, text, value, max_chars);
         let new_len = self.bytes.len() - tail;
         // [.. old, rest, new] -> [.. new, old, rest] -> [.. new, rest]
         self.bytes[start..].rotate_right(new_len);
@@ -142,7 +161,6 @@ impl Attributes {
             literal,
             len: text.len(),
             at: start,
-            key_at,
         };
         for k in &mut self.keys[i + 1..] {
             k.at = k.at - old_len + new_len;
@@ -278,6 +296,7 @@ impl Recording {
         }
     }
 
+    #[inline]
     pub(crate) fn set_attribute(&mut self, key: &Str, value: &Value, limits: SpanLimits) {
         self.attributes.set(
             SPAN_ATTRIBUTES,
