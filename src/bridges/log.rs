@@ -15,14 +15,12 @@ use super::{
     from_exported_source, is_exported, reaches_app_output, severity, RecordAttributes,
     MAX_LOG_ATTRIBUTES,
 };
-use crate::attributes::Value;
+use crate::attributes::{KeyValue, Value};
 use crate::core::wire::{scalar_key_value, OneOf, Writer};
-use crate::logs::LogRecordView;
+use crate::logs::{format_caught, Body, LogRecordView};
 use crate::trace::Ids;
 use log::{LevelFilter, Log, Metadata, Record};
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
-use std::panic::{self, AssertUnwindSafe};
 
 /// Wraps the app's logger and exports records to the installed pipeline.
 ///
@@ -92,54 +90,15 @@ pub(crate) fn widen_max_level(floor: LevelFilter) {
 }
 
 thread_local! {
-    /// What the export of a record writes besides the hand-off buffer, reused from record to
-    /// record. Borrowed while this thread is inside the export, so a format argument that logs
-    /// (or anything the export calls) cannot recurse into it.
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
+    /// A record's key-values as they are encoded, reused from record to record. Borrowed while
+    /// this thread exports a record that has some, so a format argument that logs cannot
+    /// recurse into it.
+    static KEY_VALUES: RefCell<EncodedKvs> = const { RefCell::new(EncodedKvs::new()) };
 }
 
-/// A thread's buffers grown past this are dropped after their record: one huge message must
-/// not pin its memory to the thread.
-const MAX_KEPT_SCRATCH_BYTES: usize = 16 * 1024;
-
-struct Scratch {
-    /// The formatted message.
-    body: String,
-    kvs: EncodedKvs,
-}
-
-impl Scratch {
-    const fn new() -> Self {
-        Scratch {
-            body: String::new(),
-            kvs: EncodedKvs {
-                entries: Vec::new(),
-                keys: String::new(),
-                key_ends: Vec::new(),
-                text: String::new(),
-                dropped: 0,
-                repeated: false,
-            },
-        }
-    }
-
-    /// Readies the scratch for the next record, dropping buffers grown past the bound.
-    fn reset(&mut self) {
-        if self.body.capacity() > MAX_KEPT_SCRATCH_BYTES {
-            self.body = String::new();
-        }
-        // Every key-value kept, and only those, wrote an entry.
-        if !self.kvs.entries.is_empty() {
-            self.kvs.clear();
-            if self.kvs.entries.capacity() > MAX_KEPT_SCRATCH_BYTES
-                || self.kvs.keys.capacity() > MAX_KEPT_SCRATCH_BYTES
-                || self.kvs.text.capacity() > MAX_KEPT_SCRATCH_BYTES
-            {
-                self.kvs = Scratch::new().kvs;
-            }
-        }
-    }
-}
+/// A thread's key-value buffers grown past this are dropped after their record: one huge value
+/// must not pin its memory to the thread.
+const MAX_KEPT_KV_BYTES: usize = 16 * 1024;
 
 /// A record's key-values written as `LogRecord.attributes` entries as they are visited: no
 /// allocation once the buffers have grown. A repeated key stops the visit (`repeated`): its
@@ -157,7 +116,26 @@ struct EncodedKvs {
 }
 
 impl EncodedKvs {
-    fn clear(&mut self) {
+    const fn new() -> Self {
+        EncodedKvs {
+            entries: Vec::new(),
+            keys: String::new(),
+            key_ends: Vec::new(),
+            text: String::new(),
+            dropped: 0,
+            repeated: false,
+        }
+    }
+
+    /// Readies the buffers for the next record, dropping them if one grew past the bound.
+    fn reset(&mut self) {
+        if self.entries.capacity() > MAX_KEPT_KV_BYTES
+            || self.keys.capacity() > MAX_KEPT_KV_BYTES
+            || self.text.capacity() > MAX_KEPT_KV_BYTES
+        {
+            *self = EncodedKvs::new();
+            return;
+        }
         self.entries.clear();
         self.keys.clear();
         self.key_ends.clear();
@@ -234,17 +212,10 @@ fn scalar_of<'a>(value: &'a log::kv::Value<'_>, text: &'a mut String) -> OneOf<'
     } else if let Some(s) = value.to_borrowed_str() {
         OneOf::Str(s)
     } else {
-        format_into(text, format_args!("{value}"));
+        text.clear();
+        format_caught(text, format_args!("{value}"));
         OneOf::Str(text)
     }
-}
-
-/// Formats `args` into `out`, replacing what it held. A format argument that fails or panics
-/// leaves the text written before it: the logging call goes on, and the record is still
-/// exported.
-fn format_into(out: &mut String, args: fmt::Arguments<'_>) {
-    out.clear();
-    let _ = panic::catch_unwind(AssertUnwindSafe(|| out.write_fmt(args)));
 }
 
 /// Whether two strings are the same text, settled without reading them when they are the same
@@ -254,53 +225,84 @@ fn same_str(a: &str, b: &str) -> bool {
 }
 
 /// A `log` record as an OTLP log record at `now`, correlated with the span `context` names
-/// when it is valid, handed to `write`. Its message is the literal itself when it has no
-/// arguments, else formatted into the scratch.
-fn with_view<R>(
+/// when it is valid, handed to `write`; its message is formatted as `write` writes the frame.
+#[inline(always)]
+fn with_view(
     record: &Record<'_>,
     context: Ids,
     now: u64,
-    scratch: &mut Scratch,
-    write: impl FnOnce(&LogRecordView<'_>) -> R,
-) -> R {
-    let body = match record.args().as_str() {
-        Some(literal) => literal,
-        None => {
-            format_into(&mut scratch.body, *record.args());
-            scratch.body.as_str()
-        }
-    };
-    let kvs = &mut scratch.kvs;
+    mut write: impl FnMut(&LogRecordView<'_>),
+) {
     // Counting is a leaf call on the usual record without key-values; visiting is not.
-    if record.key_values().count() != 0 {
-        let _ = record.key_values().visit(kvs);
-    }
-    let mut collected = RecordAttributes::default();
-    let (encoded_attributes, dropped_attributes) = if kvs.repeated {
-        let _ = record.key_values().visit(&mut KvCollector(&mut collected));
-        (&[][..], collected.dropped)
+    if record.key_values().count() == 0 {
+        write(&view(record, context, now, &[], &[], 0));
     } else {
-        (&kvs.entries[..], kvs.dropped)
-    };
+        with_key_values(record, context, now, &mut write);
+    }
+}
+
+/// [`with_view`] for a record with key-values: they are encoded first, in this thread's
+/// buffers (none when a format argument of the record being exported logs this one).
+#[inline(never)]
+fn with_key_values(
+    record: &Record<'_>,
+    context: Ids,
+    now: u64,
+    write: &mut dyn FnMut(&LogRecordView<'_>),
+) {
+    let _ = KEY_VALUES.try_with(|kvs| {
+        let Ok(mut kvs) = kvs.try_borrow_mut() else {
+            return;
+        };
+        let _ = record.key_values().visit(&mut *kvs);
+        let mut collected = RecordAttributes::default();
+        let (encoded, dropped) = if kvs.repeated {
+            let _ = record.key_values().visit(&mut KvCollector(&mut collected));
+            (&[][..], collected.dropped)
+        } else {
+            (&kvs.entries[..], kvs.dropped)
+        };
+        write(&view(
+            record,
+            context,
+            now,
+            &collected.list,
+            encoded,
+            dropped,
+        ));
+        kvs.reset();
+    });
+}
+
+/// The view of `record` with its key-values given as `attributes`, then `encoded`.
+#[inline(always)]
+fn view<'a>(
+    record: &'a Record<'a>,
+    context: Ids,
+    now: u64,
+    attributes: &'a [KeyValue],
+    encoded_attributes: &'a [u8],
+    dropped_attributes: u32,
+) -> LogRecordView<'a> {
     let (severity_number, severity_text) = severity(record.level());
     let target = record.target();
-    write(&LogRecordView {
+    LogRecordView {
         time_unix_nanos: now,
         observed_unix_nanos: now,
         severity_number,
         severity_text,
-        body,
+        body: Body::Format(*record.args()),
         scope: target,
         file: record.file(),
         line: record.line(),
         namespace: record
             .module_path()
             .filter(|module| !same_str(module, target)),
-        attributes: &collected.list,
+        attributes,
         encoded_attributes,
         dropped_attributes,
         context,
-    })
+    }
 }
 
 impl Log for LogBridge {
@@ -323,14 +325,8 @@ impl Log for LogBridge {
         if level as usize > crate::core::log_floor_number() || !from_exported_source(target) {
             return;
         }
-        let _ = SCRATCH.try_with(|scratch| {
-            let Ok(mut scratch) = scratch.try_borrow_mut() else {
-                return; // this thread is already exporting a record
-            };
-            let (context, now) = (crate::trace::current_ids(), crate::core::now_unix_nanos());
-            with_view(record, context, now, &mut scratch, crate::logs::submit);
-            scratch.reset();
-        });
+        let (context, now) = (crate::trace::current_ids(), crate::core::now_unix_nanos());
+        with_view(record, context, now, crate::logs::submit);
     }
 
     fn flush(&self) {
@@ -345,11 +341,13 @@ mod tests {
     //! The bridge encodes straight from a `log::Record`: its bytes are checked against what
     //! prost writes for the record the log data model says it is.
     use super::*;
+    use crate::logs::FrameBuffer;
     use crate::proto::common::v1::{any_value::Value as Any, AnyValue, KeyValue};
     use crate::proto::logs::v1::LogRecord;
     use crate::trace::{SpanContext, SpanId, TraceId};
     use log::Level;
     use prost::Message;
+    use std::fmt;
 
     const NOW: u64 = 1_700_000_000_123_456_789;
 
@@ -362,16 +360,25 @@ mod tests {
         record: Option<LogRecord>,
     }
 
+    /// The record's frame as the bridge writes it, into a frame buffer left full of another
+    /// record's bytes, and then again over its own.
     fn ours(record: &Record<'_>, context: Ids) -> Vec<u8> {
+        let mut frames = FrameBuffer::new();
+        let junk = "j".repeat(600);
+        with_view(
+            &Record::builder().args(format_args!("{junk}")).build(),
+            context,
+            NOW,
+            |view| {
+                frames.frame(view);
+            },
+        );
         let mut buf = Vec::new();
-        let mut scratch = Scratch::new();
-        scratch.body.push_str("left over from the last record");
         for _ in 0..2 {
             buf.clear();
-            with_view(record, context, NOW, &mut scratch, |view| {
-                crate::logs::frame(&mut buf, view)
+            with_view(record, context, NOW, |view| {
+                buf.extend_from_slice(frames.frame(view))
             });
-            scratch.reset();
         }
         buf
     }

@@ -103,7 +103,7 @@ impl Bridged {
             observed_unix_nanos: now,
             severity_number,
             severity_text,
-            body: &self.body,
+            body: crate::logs::Body::Text(&self.body),
             scope: self.scope.as_str(),
             file: self.code.file.as_deref(),
             line: self.code.line,

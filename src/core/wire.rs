@@ -175,22 +175,6 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// A nested message whose body, written by `body`, is known to take `length` bytes: no
-    /// room is reserved for the length and nothing is patched afterwards.
-    #[inline(always)]
-    pub(crate) fn message_of_len(
-        &mut self,
-        field: u32,
-        length: usize,
-        body: impl FnOnce(&mut Writer<'_>),
-    ) {
-        self.tag(field, LEN);
-        self.varint(length as u64);
-        let body_at = self.buf.len();
-        body(&mut Writer { buf: self.buf });
-        debug_assert_eq!(self.buf.len() - body_at, length, "message length");
-    }
-
     /// Bytes that already are an encoded message, as field `field`.
     #[inline(always)]
     pub(crate) fn encoded_message(&mut self, field: u32, encoded: &[u8]) {

@@ -21,6 +21,6 @@ pub(crate) use crate::bridges::log::widen_max_level;
 pub use crate::bridges::log::{install, LogBridge};
 #[cfg(any(test, feature = "tracing"))]
 pub(crate) use record::CodeLocation;
+pub(crate) use record::{format_caught, submit, Body, LogRecordView};
 #[cfg(test)]
-pub(crate) use record::{frame, log_frame, LogRecordData};
-pub(crate) use record::{submit, LogRecordView};
+pub(crate) use record::{log_frame, FrameBuffer, LogRecordData};

@@ -1,5 +1,6 @@
-//! A log record as handed to the export pipeline: encoded straight into the recording thread's
-//! buffer from the bridged record's own fields, nothing owned built first.
+//! A log record as handed to the export pipeline: its frame assembled from the bridged record's
+//! own fields in a thread-local buffer, nothing owned built first, then copied into the recording
+//! thread's hand-off buffer.
 
 use crate::attributes::KeyValue;
 #[cfg(any(test, feature = "tracing"))]
@@ -9,9 +10,19 @@ use crate::core::wire::{self, key_values, scalar_key_value, varint_len, OneOf, W
 use crate::trace::Ids;
 #[cfg(test)]
 use crate::trace::{SpanId, TraceId};
+use std::cell::RefCell;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
-/// A log record's fields, borrowed from whatever the bridge holds (a `log::Record` and the
-/// body formatted for it, say).
+/// A log record's message: text as it is, or a format run straight into the frame.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    #[cfg(any(test, feature = "tracing"))]
+    Text(&'a str),
+    Format(fmt::Arguments<'a>),
+}
+
+/// A log record's fields, borrowed from whatever the bridge holds (a `log::Record`, say).
 pub(crate) struct LogRecordView<'a> {
     /// When the event happened, Unix nanoseconds.
     pub(crate) time_unix_nanos: u64,
@@ -22,7 +33,7 @@ pub(crate) struct LogRecordView<'a> {
     /// Severity text (`INFO`...).
     pub(crate) severity_text: &'static str,
     /// The message.
-    pub(crate) body: &'a str,
+    pub(crate) body: Body<'a>,
     /// The instrumentation scope: the `log` target.
     pub(crate) scope: &'a str,
     /// `code.file.path`.
@@ -59,39 +70,394 @@ pub struct CodeLocation {
 /// scope without decoding them.
 pub(crate) const SCOPE_LOGS_RECORD_FIELD: u32 = 2;
 
-/// Appends a record's frame: its scope name (written even when empty, so every frame has two
-/// fields), then its `ScopeLogs.log_records` entry.
-#[inline(always)]
-pub(crate) fn frame(buf: &mut Vec<u8>, r: &LogRecordView<'_>) {
-    let mut w = Writer::new(buf);
-    if r.scope.len() < 0x80 {
-        w.raw(&[1 << 3 | LEN, r.scope.len() as u8]);
-        w.raw(r.scope.as_bytes());
-    } else {
-        w.encoded_message(1, r.scope.as_bytes());
-    }
-    // The record's length gets the bytes its size (exact but for key-values and a dropped
-    // count) says it takes, so it is written in place rather than the record moved after it.
-    let correlated = r.context.is_valid();
-    let size = 13
-        + r.severity_text.len()
-        + 4
-        + r.body.len()
-        + r.file.map_or(0, |f| 22 + f.len())
-        + r.line.map_or(0, |line| 23 + varint_len(u64::from(line)))
-        + r.namespace.map_or(0, |n| 22 + n.len())
-        + 24 * r.attributes.len()
-        + r.encoded_attributes.len()
-        + if correlated { 33 } else { 0 }
-        + 9;
-    let length_bytes = if size < 0x80 { 1 } else { 2 };
-    w.message_sized(SCOPE_LOGS_RECORD_FIELD, length_bytes, |w| {
-        log_record(w, r, correlated)
-    });
-}
-
 /// Wire type of strings and nested messages, as the byte a tag is built from.
 const LEN: u8 = wire::LEN as u8;
+
+/// A frame's bytes before its message, besides the scope name and the severity text, take at
+/// most this many: five tags, five varint lengths of at most ten bytes, the severity number's
+/// two-byte varint and the nine-byte timestamp.
+const HEAD_ROOM: usize = 5 + 5 * 10 + 2 + 9;
+
+/// A frame buffer grown past this is dropped after its record: one huge message must not pin
+/// its memory to the thread.
+const MAX_KEPT_FRAME_BYTES: usize = 16 * 1024;
+
+/// What a frame buffer starts with: room for the usual record without growing.
+const FIRST_FRAME_BYTES: usize = 512;
+
+/// Where a log record's frame is assembled before it is handed off.
+///
+/// The message is formatted here, so the hand-off slot is held for one copy and never while an
+/// app's `Display` runs. The message goes in first, at a distance from the start that leaves
+/// room for everything before it; what follows it is written next, and then the lengths and
+/// fields before the message, right up to it, once they are known: no byte is moved and no
+/// length guessed. The buffer stays initialised to its length (bytes outside the frame are left
+/// from earlier records and never read), so each piece is placed with one bounds check.
+pub(crate) struct FrameBuffer {
+    bytes: Vec<u8>,
+    /// What the general writer writes for the rare piece (a long string or line number, a list
+    /// of attributes), before it is placed in the frame.
+    aside: Vec<u8>,
+}
+
+impl FrameBuffer {
+    pub(crate) const fn new() -> Self {
+        FrameBuffer {
+            bytes: Vec::new(),
+            aside: Vec::new(),
+        }
+    }
+
+    /// `r`'s frame: its scope name (written even when empty, so every frame has two fields),
+    /// then its `ScopeLogs.log_records` entry, fields in tag order as prost writes them.
+    #[inline(always)]
+    pub(crate) fn frame(&mut self, r: &LogRecordView<'_>) -> &[u8] {
+        let body_at = HEAD_ROOM + r.scope.len() + r.severity_text.len();
+        if self.bytes.len() < body_at {
+            grow(&mut self.bytes, body_at.max(FIRST_FRAME_BYTES));
+        }
+        let body_end = {
+            let mut sink = BodySink {
+                bytes: &mut self.bytes,
+                at: body_at,
+            };
+            write_body(&mut sink, r.body);
+            sink.at
+        };
+        let end = match after_body(
+            &mut Region::new(&mut self.bytes[body_end..]),
+            r,
+            &mut self.aside,
+        ) {
+            Ok(len) => body_end + len,
+            Err(Full) => self.after_body_grown(body_end, r),
+        };
+        let (body_len, after_len) = (body_end - body_at, end - body_end);
+        let mut head = Back {
+            room: &mut self.bytes[..body_at],
+        };
+        let start = match head_fields(&mut head, r, body_at, body_len, after_len) {
+            Ok(()) => head.room.len(),
+            // The room left for the head always holds it: the oracle tests would show a frame
+            // that had lost it.
+            Err(Full) => body_at,
+        };
+        &self.bytes[start..end]
+    }
+
+    /// What follows the message, written again from its start into a grown buffer until it
+    /// fits (it only copies what the record holds); returns where it ends.
+    #[cold]
+    #[inline(never)]
+    fn after_body_grown(&mut self, body_end: usize, r: &LogRecordView<'_>) -> usize {
+        loop {
+            let len = self.bytes.len();
+            grow(&mut self.bytes, len + 1);
+            let mut out = Region::new(&mut self.bytes[body_end..]);
+            if let Ok(len) = after_body(&mut out, r, &mut self.aside) {
+                return body_end + len;
+            }
+        }
+    }
+
+    /// Drops a buffer grown past the bound by its last record.
+    fn trim(&mut self) {
+        if self.bytes.len() > MAX_KEPT_FRAME_BYTES {
+            self.bytes = Vec::new();
+        }
+        if self.aside.capacity() > MAX_KEPT_FRAME_BYTES {
+            self.aside = Vec::new();
+        }
+    }
+}
+
+/// The frame's bytes up to the message, written backwards from it: the body's own head, the
+/// record's fields before the body, then the record's tag and length (all that follows it
+/// being known by then) and the scope name.
+#[inline(always)]
+fn head_fields(
+    head: &mut Back<'_>,
+    r: &LogRecordView<'_>,
+    body_at: usize,
+    body_len: usize,
+    after_len: usize,
+) -> Result<(), Full> {
+    // An `AnyValue` holding the string member, written even when empty.
+    let any_len = 1 + length_len(body_len) + body_len;
+    if any_len < 0x80 {
+        head.put_array([5 << 3 | LEN, any_len as u8, 1 << 3 | LEN, body_len as u8])?;
+    } else {
+        head.put_tag_len(1 << 3 | LEN, body_len)?;
+        head.put_tag_len(5 << 3 | LEN, any_len)?;
+    }
+    let text = r.severity_text;
+    if !text.is_empty() {
+        head.put(text.as_bytes())?;
+        head.put_tag_len(3 << 3 | LEN, text.len())?;
+    }
+    // The severity number is under 128 (a one-byte varint).
+    if r.severity_number != 0 {
+        head.put_array([2 << 3, r.severity_number])?;
+    }
+    if r.time_unix_nanos != 0 {
+        head.put_array(fixed64_field(1, r.time_unix_nanos))?;
+    }
+    let record_len = body_at - head.room.len() + body_len + after_len;
+    head.put_tag_len((SCOPE_LOGS_RECORD_FIELD as u8) << 3 | LEN, record_len)?;
+    head.put(r.scope.as_bytes())?;
+    head.put_tag_len(1 << 3 | LEN, r.scope.len())
+}
+
+/// Writes the message; a format argument that fails or panics leaves the text written before
+/// it (the logging call goes on, and the record is still exported).
+#[inline(always)]
+fn write_body(out: &mut BodySink<'_>, body: Body<'_>) {
+    match body {
+        #[cfg(any(test, feature = "tracing"))]
+        Body::Text(text) => {
+            let _ = out.put(text.as_bytes());
+        }
+        Body::Format(args) => match args.as_str() {
+            Some(literal) => {
+                let _ = out.put(literal.as_bytes());
+            }
+            None => format_caught(out, args),
+        },
+    }
+}
+
+/// Formats `args` into `out`. A format argument that fails or panics leaves the text written
+/// before it: the caller goes on with what there is (the panic hook still reports the panic).
+pub(crate) fn format_caught(out: &mut dyn fmt::Write, args: fmt::Arguments<'_>) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| fmt::write(out, args)));
+}
+
+/// Where the message is written, growing the frame buffer as it needs.
+struct BodySink<'a> {
+    bytes: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl BodySink<'_> {
+    /// Writes `piece`. Anything but a short piece that fits goes to a tail call, so the usual
+    /// one calls nothing and saves no registers.
+    #[inline(always)]
+    fn put(&mut self, piece: &[u8]) -> fmt::Result {
+        let end = self.at + piece.len();
+        if piece.len() <= SHORT {
+            if let Some(to) = self.bytes.get_mut(self.at..end) {
+                copy_short(to, piece);
+                self.at = end;
+                return Ok(());
+            }
+        }
+        self.put_long(piece)
+    }
+
+    #[inline(never)]
+    fn put_long(&mut self, piece: &[u8]) -> fmt::Result {
+        let end = self.at + piece.len();
+        if end > self.bytes.len() {
+            grow(self.bytes, end);
+        }
+        self.bytes[self.at..end].copy_from_slice(piece);
+        self.at = end;
+        Ok(())
+    }
+}
+
+/// The message is formatted straight into the frame.
+impl fmt::Write for BodySink<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.put(s.as_bytes())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn grow(bytes: &mut Vec<u8>, end: usize) {
+    let len = end.max(2 * bytes.len());
+    bytes.resize(len, 0);
+}
+
+/// A piece did not fit in the region.
+#[derive(Debug)]
+struct Full;
+
+/// A write position in (part of) a frame buffer: a piece is placed with one bounds check and,
+/// when short, with fixed-size copies rather than a call.
+struct Region<'a> {
+    /// What is left to write into.
+    rest: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Region<'a> {
+    fn new(room: &'a mut [u8]) -> Self {
+        Region {
+            len: room.len(),
+            rest: room,
+        }
+    }
+
+    /// How many bytes were written.
+    #[inline(always)]
+    fn written(&self) -> usize {
+        self.len - self.rest.len()
+    }
+
+    /// The next `n` bytes, the position moved past them.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> Result<&'a mut [u8], Full> {
+        if n > self.rest.len() {
+            return Err(Full);
+        }
+        let (room, rest) = std::mem::take(&mut self.rest).split_at_mut(n);
+        self.rest = rest;
+        Ok(room)
+    }
+
+    #[inline(always)]
+    fn put(&mut self, piece: &[u8]) -> Result<(), Full> {
+        copy_bytes(self.room(piece.len())?, piece);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn put_array<const N: usize>(&mut self, piece: [u8; N]) -> Result<(), Full> {
+        self.room(N)?.copy_from_slice(&piece);
+        Ok(())
+    }
+
+    /// Lengths are mostly one or two bytes: those skip the general loop.
+    #[inline(always)]
+    fn put_varint(&mut self, value: u64) -> Result<(), Full> {
+        if value < 0x80 {
+            self.put_array([value as u8])
+        } else if value < 0x4000 {
+            self.put_array([value as u8 | 0x80, (value >> 7) as u8])
+        } else {
+            let (bytes, len) = long_varint(value);
+            self.put(&bytes[..len])
+        }
+    }
+}
+
+/// A write position that moves backwards: each piece goes right before what was written
+/// last, so a length can be written once what it measures is.
+struct Back<'a> {
+    /// The room still free, before what is written.
+    room: &'a mut [u8],
+}
+
+impl Back<'_> {
+    #[inline(always)]
+    fn put(&mut self, piece: &[u8]) -> Result<(), Full> {
+        let free = self.room.len().checked_sub(piece.len()).ok_or(Full)?;
+        let (room, to) = std::mem::take(&mut self.room).split_at_mut(free);
+        copy_bytes(to, piece);
+        self.room = room;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn put_array<const N: usize>(&mut self, piece: [u8; N]) -> Result<(), Full> {
+        let free = self.room.len().checked_sub(N).ok_or(Full)?;
+        let (room, to) = std::mem::take(&mut self.room).split_at_mut(free);
+        to.copy_from_slice(&piece);
+        self.room = room;
+        Ok(())
+    }
+
+    /// A tag byte and a length, in one copy when the length is under 128.
+    #[inline(always)]
+    fn put_tag_len(&mut self, tag: u8, len: usize) -> Result<(), Full> {
+        if len < 0x80 {
+            self.put_array([tag, len as u8])
+        } else {
+            let (bytes, n) = long_varint(len as u64);
+            self.put(&bytes[..n])?;
+            self.put_array([tag])
+        }
+    }
+}
+
+/// `value` as a varint, and how many bytes it takes.
+#[inline(never)]
+fn long_varint(mut value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0; 10];
+    let mut len = 0;
+    while value >= 0x80 {
+        bytes[len] = value as u8 | 0x80;
+        value >>= 7;
+        len += 1;
+    }
+    bytes[len] = value as u8;
+    (bytes, len + 1)
+}
+
+/// What `write` writes through the general writer (for what is rare: long strings and
+/// numbers, a list of attributes), into `aside`.
+#[inline(never)]
+fn written_aside(aside: &mut Vec<u8>, write: impl FnOnce(&mut Writer<'_>)) -> &[u8] {
+    aside.clear();
+    write(&mut Writer::new(aside));
+    aside
+}
+
+/// Bytes a varint takes, in one comparison for the usual length under 128.
+#[inline(always)]
+fn length_len(len: usize) -> usize {
+    if len < 0x80 {
+        1
+    } else {
+        varint_len(len as u64)
+    }
+}
+
+/// Pieces up to this long are copied without a call.
+const SHORT: usize = 32;
+
+/// Copies `from` into `to` (of the same length).
+#[inline(always)]
+fn copy_bytes(to: &mut [u8], from: &[u8]) {
+    if from.len() > SHORT {
+        to.copy_from_slice(from);
+    } else {
+        copy_short(to, from);
+    }
+}
+
+/// Copies `from` (at most [`SHORT`] bytes) into `to` (of the same length) with two fixed-size
+/// copies that may overlap, both read before either is written: the usual message piece, path
+/// or target is that short, and a call to `memcpy` costs more than the copy.
+#[inline(always)]
+fn copy_short(to: &mut [u8], from: &[u8]) {
+    let n = from.len();
+    debug_assert!(to.len() == n && n <= SHORT);
+    if n >= 16 {
+        copy_ends::<16>(to, from);
+    } else if n >= 8 {
+        copy_ends::<8>(to, from);
+    } else if n >= 4 {
+        copy_ends::<4>(to, from);
+    } else if n > 0 {
+        let (first, middle, last) = (from[0], from[n / 2], from[n - 1]);
+        to[0] = first;
+        to[n / 2] = middle;
+        to[n - 1] = last;
+    }
+}
+
+/// Copies the first and the last `N` bytes of `from` (`N` to `2N` long) into `to`.
+#[inline(always)]
+fn copy_ends<const N: usize>(to: &mut [u8], from: &[u8]) {
+    let n = from.len();
+    let head: [u8; N] = from[..N].try_into().expect("N bytes");
+    let tail: [u8; N] = from[n - N..].try_into().expect("N bytes");
+    to[..N].copy_from_slice(&head);
+    to[n - N..].copy_from_slice(&tail);
+}
 
 /// A code-location `KeyValue` entry (field 6) up to its value's member: `[entry, length, key
 /// tag, key length, key…, value tag, length, member tag]`, the two lengths left to patch.
@@ -119,52 +485,38 @@ const LINE_ENTRY: [u8; 23] = code_entry(b"code.line.number", 3 << 3);
 /// A code-location entry with a string value (its 14-byte key in `template`): one fixed-size
 /// copy and the string when every length fits in a byte (a path under 108 bytes).
 #[inline(always)]
-fn string_attribute(w: &mut Writer<'_>, template: &[u8; 22], key: &str, value: &str) {
+fn string_attribute(
+    out: &mut Region<'_>,
+    aside: &mut Vec<u8>,
+    template: &[u8; 22],
+    key: &str,
+    value: &str,
+) -> Result<(), Full> {
     if value.len() < 108 {
         let mut entry = *template;
         entry[1] = (20 + value.len()) as u8;
         entry[19] = (2 + value.len()) as u8;
         entry[21] = value.len() as u8;
-        w.raw(&entry);
-        w.raw(value.as_bytes());
+        out.put_array(entry)?;
+        out.put(value.as_bytes())
     } else {
-        scalar_key_value(w, 6, key, OneOf::Str(value));
+        out.put(written_aside(aside, |w| {
+            scalar_key_value(w, 6, key, OneOf::Str(value))
+        }))
     }
 }
 
-/// A `LogRecord`, fields in tag order (as prost writes them, fields at their default left out).
-/// What nearly every record has is written as fixed-size arrays with its lengths patched in,
-/// each in one copy; anything longer goes through the general writer.
+/// The `LogRecord` fields after the body, in tag order, those at their default left out. What
+/// nearly every record has is written as fixed-size arrays with its lengths patched in, each in
+/// one copy; anything longer goes through the general writer.
 #[inline(always)]
-fn log_record(w: &mut Writer<'_>, r: &LogRecordView<'_>, correlated: bool) {
-    if r.time_unix_nanos != 0 {
-        w.raw(&fixed64_field(1, r.time_unix_nanos));
-    }
-    let (severity, text) = (r.severity_number, r.severity_text);
-    if (1..0x80).contains(&severity) && (1..0x80).contains(&text.len()) {
-        w.raw(&[2 << 3, severity, 3 << 3 | LEN, text.len() as u8]);
-        w.raw(text.as_bytes());
-    } else {
-        w.uint(2, u64::from(severity));
-        w.str(3, text);
-    }
-    // An `AnyValue` holding the string member, written even when empty.
-    let body = r.body;
-    if body.len() < 0x7e {
-        w.raw(&[
-            5 << 3 | LEN,
-            2 + body.len() as u8,
-            1 << 3 | LEN,
-            body.len() as u8,
-        ]);
-        w.raw(body.as_bytes());
-    } else {
-        w.message_of_len(5, 1 + varint_len(body.len() as u64) + body.len(), |v| {
-            v.oneof(1, OneOf::Str(body))
-        });
-    }
+fn after_body(
+    out: &mut Region<'_>,
+    r: &LogRecordView<'_>,
+    aside: &mut Vec<u8>,
+) -> Result<usize, Full> {
     if let Some(file) = r.file {
-        string_attribute(w, &FILE_ENTRY, "code.file.path", file);
+        string_attribute(out, aside, &FILE_ENTRY, "code.file.path", file)?;
     }
     if let Some(line) = r.line {
         let mut entry = [0; 25];
@@ -174,28 +526,35 @@ fn log_record(w: &mut Writer<'_>, r: &LogRecordView<'_>, correlated: bool) {
             entry[1] = 22;
             entry[21] = 2;
             entry[23] = line as u8;
-            w.raw(&entry[..24]);
+            let mut short = [0; 24];
+            short.copy_from_slice(&entry[..24]);
+            out.put_array(short)?;
         } else if line < 0x4000 {
             entry[1] = 23;
             entry[21] = 3;
             entry[23] = line as u8 | 0x80;
             entry[24] = (line >> 7) as u8;
-            w.raw(&entry);
+            out.put_array(entry)?;
         } else {
-            scalar_key_value(w, 6, "code.line.number", OneOf::Int(i64::from(line)));
+            out.put(written_aside(aside, |w| {
+                scalar_key_value(w, 6, "code.line.number", OneOf::Int(i64::from(line)))
+            }))?;
         }
     }
     if let Some(namespace) = r.namespace {
-        string_attribute(w, &NAMESPACE_ENTRY, "code.namespace", namespace);
+        string_attribute(out, aside, &NAMESPACE_ENTRY, "code.namespace", namespace)?;
     }
     if !r.attributes.is_empty() {
-        key_values(w, 6, r.attributes);
+        out.put(written_aside(aside, |w| key_values(w, 6, r.attributes)))?;
     }
     if !r.encoded_attributes.is_empty() {
-        w.raw(r.encoded_attributes);
+        out.put(r.encoded_attributes)?;
     }
-    w.uint(7, u64::from(r.dropped_attributes));
-    if correlated {
+    if r.dropped_attributes != 0 {
+        out.put_array([7 << 3])?;
+        out.put_varint(u64::from(r.dropped_attributes))?;
+    }
+    if r.context.is_valid() {
         let mut ids = [0; 33];
         ids[0] = 8 << 3 | 5; // fixed32
         ids[1..5].copy_from_slice(&u32::from(r.context.flags).to_le_bytes());
@@ -206,14 +565,17 @@ fn log_record(w: &mut Writer<'_>, r: &LogRecordView<'_>, correlated: bool) {
         ids[24] = 8;
         ids[25..].copy_from_slice(&r.context.span_id.to_bytes());
         if r.context.flags != 0 {
-            w.raw(&ids);
+            out.put_array(ids)?;
         } else {
-            w.raw(&ids[5..]);
+            let mut unflagged = [0; 28];
+            unflagged.copy_from_slice(&ids[5..]);
+            out.put_array(unflagged)?;
         }
     }
     if r.observed_unix_nanos != 0 {
-        w.raw(&fixed64_field(11, r.observed_unix_nanos));
+        out.put_array(fixed64_field(11, r.observed_unix_nanos))?;
     }
+    Ok(out.written())
 }
 
 /// A non-zero `fixed64` field, tag and value.
@@ -224,11 +586,34 @@ fn fixed64_field(field: u8, value: u64) -> [u8; 9] {
     bytes
 }
 
-/// Hands a finished log record to the installed pipeline, encoded into this thread's buffer
-/// (nothing happens when none is installed). What the log bridges call.
-#[inline]
+thread_local! {
+    /// This thread's frame buffer. Borrowed while a record's frame is assembled, so a format
+    /// argument that logs cannot recurse into it: that record is not exported.
+    static FRAME: RefCell<FrameBuffer> = const { RefCell::new(FrameBuffer::new()) };
+}
+
+/// Hands a finished log record to the installed pipeline: its frame assembled in this thread's
+/// frame buffer, then copied into its hand-off buffer (nothing is kept when none is installed).
+/// What the log bridges call.
+#[inline(always)]
 pub(crate) fn submit(record: &LogRecordView<'_>) {
-    handoff::submit(Kind::Log, |buf| frame(buf, record));
+    let _ = FRAME.try_with(|frame| submit_in(frame, record));
+}
+
+#[inline(always)]
+fn submit_in(frame: &RefCell<FrameBuffer>, record: &LogRecordView<'_>) {
+    let Ok(mut frame) = frame.try_borrow_mut() else {
+        return;
+    };
+    let bytes = frame.frame(record);
+    handoff::submit(Kind::Log, |buf| buf.extend_from_slice(bytes));
+    frame.trim();
+}
+
+/// Appends `r`'s frame, as [`submit`] hands it off.
+#[cfg(test)]
+fn frame(buf: &mut Vec<u8>, r: &LogRecordView<'_>) {
+    buf.extend_from_slice(FrameBuffer::new().frame(r));
 }
 
 /// One log record, owned: what the prost oracle tests build records from.
@@ -257,7 +642,7 @@ impl LogRecordData {
             observed_unix_nanos: self.observed_unix_nanos,
             severity_number: self.severity_number,
             severity_text: self.severity_text,
-            body: &self.body,
+            body: Body::Text(&self.body),
             scope: self.scope.as_str(),
             file: self.code.file.as_deref(),
             line: self.code.line,
@@ -296,4 +681,40 @@ impl LogRecordData {
 #[cfg(test)]
 pub(crate) fn log_frame(buf: &mut Vec<u8>, record: &LogRecordData) {
     frame(buf, &record.view());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every length on both sides of each fixed-size copy's range, forwards and backwards,
+    /// into room left full of other bytes: a copy that missed a byte or wrote past its piece
+    /// shows here.
+    #[test]
+    fn pieces_of_every_short_length_are_copied_exactly() {
+        let source: Vec<u8> = (1..=80).collect();
+        for n in 0..=source.len() {
+            let piece = &source[..n];
+            let mut room = vec![0xee; n + 8];
+            copy_bytes(&mut room[4..4 + n], piece);
+            assert_eq!(&room[4..4 + n], piece, "{n} bytes");
+            assert!(room[..4].iter().chain(&room[4 + n..]).all(|&b| b == 0xee));
+
+            let mut bytes = vec![0xee; n + 3];
+            let mut back = Back {
+                room: &mut bytes[..n + 1],
+            };
+            back.put(piece).expect("room");
+            assert_eq!(back.room.len(), 1);
+            assert_eq!(&bytes[1..n + 1], piece);
+            assert_eq!((bytes[0], bytes[n + 1], bytes[n + 2]), (0xee, 0xee, 0xee));
+
+            let mut sink = BodySink {
+                bytes: &mut vec![0xee; 2],
+                at: 1,
+            };
+            let _ = sink.put(piece);
+            assert_eq!(&sink.bytes[1..sink.at], piece);
+        }
+    }
 }
