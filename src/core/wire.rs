@@ -313,19 +313,6 @@ pub(crate) fn varint_len(value: u64) -> usize {
     prost::encoding::encoded_len_varint(value)
 }
 
-/// A scalar value as the `AnyValue` member it is written as (a string cut to `max_chars`),
-/// `None` for arrays.
-#[inline(always)]
-fn scalar(value: &Value, max_chars: Option<u32>) -> Option<OneOf<'_>> {
-    Some(match value {
-        Value::Str(s) => OneOf::Str(cut(s.as_str(), max_chars)),
-        Value::Bool(b) => OneOf::Bool(*b),
-        Value::I64(i) => OneOf::Int(*i),
-        Value::F64(f) => OneOf::Double(*f),
-        _ => return None,
-    })
-}
-
 /// Calls `f` with each member of an array value, strings cut to `max_chars`; nothing for a
 /// scalar.
 fn each_member(value: &Value, max_chars: Option<u32>, mut f: impl FnMut(OneOf<'_>)) {
@@ -379,9 +366,14 @@ pub(crate) fn key_value_entry(
     value: &Value,
     max_chars: Option<u32>,
 ) -> usize {
-    match scalar(value, max_chars) {
-        Some(member) => scalar_entry(buf, field, key, member),
-        None => array_entry(buf, field, key, value, max_chars),
+    // One match, each arm with its own copy of the scalar path: the value's type then picks
+    // the code once, not again at each of its lengths and writes.
+    match value {
+        Value::Str(s) => scalar_entry(buf, field, key, OneOf::Str(cut(s.as_str(), max_chars))),
+        Value::Bool(b) => scalar_entry(buf, field, key, OneOf::Bool(*b)),
+        Value::I64(i) => scalar_entry(buf, field, key, OneOf::Int(*i)),
+        Value::F64(f) => scalar_entry(buf, field, key, OneOf::Double(*f)),
+        _ => array_entry(buf, field, key, value, max_chars),
     }
 }
 
