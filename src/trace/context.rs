@@ -163,6 +163,9 @@ const HAS_TRACE_STATE: u32 = 1 << 9;
 const ENDED: u32 = 1 << 10;
 /// Both ids non-zero.
 const VALID: u32 = 1 << 11;
+/// The frame below was left while this one was live (set on inline frames only): leaving this
+/// one pops that one too, off the common path.
+const ENDED_BELOW: u32 = 1 << 14;
 /// The ids are still to be computed from the generator seed kept as the span id (see
 /// [`Packed`]): a root's trace and span ids, or (with a given trace id) a child's span id.
 const DERIVED_ROOT: u32 = 1 << 12;
@@ -366,8 +369,12 @@ impl Local {
         self.frame(depth.checked_sub(1)?)
     }
 
-    /// Marks frame `d` ended and forgets its record. Returns false if it could not be reached.
+    /// Marks frame `d` ended and forgets its record, and tells the frame above, if inline, that
+    /// an ended frame is below it. Returns false if frame `d` could not be reached.
     fn mark_ended(&self, d: usize) -> bool {
+        if let Some(above) = self.bits.get(d + 1) {
+            above.set(above.get() | ENDED_BELOW);
+        }
         if d < INLINE_FRAMES {
             self.bits[d].set(self.bits[d].get() | ENDED);
             self.records[d].set(None);
@@ -650,6 +657,54 @@ impl Saved {
     }
 }
 
+/// Where a span starting on the common path goes: the current frame's ids, and the free inline
+/// frame above it on a thread with its key.
+#[derive(Clone, Copy)]
+pub(crate) struct Top {
+    pub(crate) ids: Packed,
+    depth: u32,
+    thread: u64,
+}
+
+/// The current frame for a span start on the common path: no end posted from another thread
+/// waiting, this thread's key already made, room for an inline frame, no tracestate on the
+/// current one. `None` otherwise, for the general path. Calls nothing, so a span's start on
+/// the common path saves no registers.
+#[inline(always)]
+pub(crate) fn common_top() -> Option<Top> {
+    if REMOTE_ENDS.load(Ordering::Relaxed) != 0 {
+        return None;
+    }
+    LOCAL.with(|l| {
+        let (thread, depth) = (l.key.get(), l.depth.get());
+        if thread == 0 || depth as usize >= INLINE_FRAMES {
+            return None;
+        }
+        let ids = match (depth as usize).checked_sub(1) {
+            None => Packed::NONE,
+            Some(top) => l.read_ids(top),
+        };
+        if ids.bits & HAS_TRACE_STATE != 0 {
+            return None;
+        }
+        Some(Top { ids, depth, thread })
+    })
+}
+
+/// Makes `ids` (no tracestate, no record) current in the frame `top` found free.
+#[inline(always)]
+pub(crate) fn enter_common(top: &Top, ids: Packed) -> Saved {
+    LOCAL.with(|l| {
+        l.write_inline(top.depth as usize, Frame { ids, record: None });
+        l.depth.set(top.depth + 1);
+    });
+    Saved {
+        thread: top.thread,
+        depth: top.depth,
+        tag: ids.tag,
+    }
+}
+
 /// Makes `context` current on this thread, returning the frame to leave.
 #[inline]
 pub(crate) fn enter(context: &SpanContext) -> Saved {
@@ -741,19 +796,32 @@ pub(crate) fn leave_here(saved: &Saved) {
 /// Leaves frame `saved` of this thread's stack.
 #[inline]
 fn leave(l: &Local, saved: &Saved) {
-    let d = saved.depth as usize;
-    // The common case: the top frame, inline, without a tracestate, with a live frame (or
-    // none) below.
-    if d + 1 == l.depth.get() as usize
-        && d < INLINE_FRAMES
-        && l.tags[d].get() == saved.tag
-        && l.bits[d].get() & HAS_TRACE_STATE == 0
-        && (d == 0 || l.bits[d - 1].get() & ENDED == 0)
-    {
-        l.depth.set(saved.depth);
-    } else {
+    if !leave_top(l, saved) {
         leave_slow(l, saved);
     }
+}
+
+/// Leaves frame `saved` in the common case: the top frame, inline, without a tracestate, with
+/// a live frame (or none) below. False, having changed nothing, in any other case.
+#[inline(always)]
+fn leave_top(l: &Local, saved: &Saved) -> bool {
+    let d = saved.depth as usize;
+    let left = d + 1 == l.depth.get() as usize
+        && d < INLINE_FRAMES
+        && l.tags[d].get() == saved.tag
+        && l.bits[d].get() & (HAS_TRACE_STATE | ENDED_BELOW) == 0;
+    if left {
+        l.depth.set(saved.depth);
+    }
+    left
+}
+
+/// [`leave_here`] in the common case (see [`leave_top`]), from any thread: false, having
+/// changed nothing, when the frame is not on this thread's stack or not in that case. Calls
+/// nothing, so a span's end on the common path saves no registers.
+#[inline(always)]
+pub(crate) fn leave_common(saved: &Saved) -> bool {
+    LOCAL.with(|l| saved.thread == l.key.get() && leave_top(l, saved))
 }
 
 /// [`leave`] in general. Afterwards no live frame is the one `saved` entered.

@@ -90,14 +90,23 @@ pub(crate) fn random_u64() -> u64 {
 /// A span whose ids nobody reads (an unsampled one) never pays for the mixing.
 #[inline(always)]
 pub(crate) fn reserve(draws: u64) -> u64 {
-    RNG_STATE.with(|state| {
-        let mut s = state.get();
-        if s == 0 {
-            s = seed();
-        }
-        state.set(s.wrapping_add(draws.wrapping_mul(WEYL)));
-        s
-    })
+    let s = peek().unwrap_or_else(seed);
+    take(s, draws);
+    s
+}
+
+/// The seed the next [`reserve`] will return, taking nothing (`None` while the generator is
+/// still to be seeded): a span start's common path decides with it, and only then takes it
+/// with [`take`]. Calls nothing.
+#[inline(always)]
+pub(crate) fn peek() -> Option<u64> {
+    Some(RNG_STATE.with(Cell::get)).filter(|&s| s != 0)
+}
+
+/// Takes the `draws` outputs that follow `seed`, which [`peek`] returned.
+#[inline(always)]
+pub(crate) fn take(seed: u64, draws: u64) {
+    RNG_STATE.with(|state| state.set(seed.wrapping_add(draws.wrapping_mul(WEYL))));
 }
 
 /// Output `i` (from 0) of those [`reserve`] returned `seed` for: one wyrand mix of the state.

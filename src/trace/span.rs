@@ -168,7 +168,13 @@ impl SpanBuilder {
             }
             return self.start_disabled_under_parent();
         }
-        self.start_installed()
+        // The common start, a literal name under the current span, is passed no builder: at a
+        // call site that names its span with a literal this test folds away.
+        let SpanBuilder { name, kind, parent } = self;
+        match (name, parent) {
+            (Str::Static(name), None) => start_literal(name, kind),
+            (name, parent) => SpanBuilder { name, kind, parent }.start_installed(),
+        }
     }
 
     /// With export off, an explicit valid parent (an incoming `traceparent`) becomes current
@@ -186,50 +192,62 @@ impl SpanBuilder {
         }
     }
 
+    /// Any start: under an explicit parent, or the current span with a tracestate, on a deep
+    /// stack, with ends posted from other threads to apply, on a thread's first span; sampled.
     /// Takes the builder by value (passed by pointer, no copy) so that none of it is left for
     /// the caller to drop: the caller's disabled and installed paths then join right at the
     /// returned span, and the compiler folds every setter on the disabled span away.
     #[inline(never)]
-    fn start_installed(self) -> Span {
-        let SpanBuilder { name, kind, parent } = self;
-        match parent {
-            None => {
-                let (parent, trace_state) = context::current_packed();
-                start_under(name, kind, parent, trace_state)
+    fn start_installed(mut self) -> Span {
+        let (parent, trace_state) = match self.parent.take() {
+            Some(explicit) => {
+                context::receive_remote_ends();
+                (Packed::of(&explicit), explicit.trace_state)
             }
-            Some(explicit) => start_under_explicit(name, kind, explicit),
+            None => context::current_packed(),
+        };
+        let ids = identity(&parent);
+        if ids.is_sampled() {
+            return start_recording(self, ids, parent, trace_state);
+        }
+        Span::entered(ids, trace_state, None)
+    }
+}
+
+/// A start with a literal name under the current span. On the common path (no tracestate on
+/// the current span, this thread's stack and generator ready) an unsampled span's start calls
+/// nothing, so it saves no registers; anything else takes the general path, which decides the
+/// same from the same seed, none having been taken here.
+#[inline(never)]
+fn start_literal(name: &'static str, kind: SpanKind) -> Span {
+    if let (Some(top), Some(seed)) = (context::common_top(), id::peek()) {
+        let ids = identity_from(&top.ids, seed);
+        if !ids.is_sampled() {
+            id::take(seed, draws_for(&top.ids));
+            let entered = context::enter_common(&top, ids);
+            return Span::new(ids, None, entered, None);
         }
     }
+    start_literal_in_general(name, kind)
 }
 
-/// A start under an explicit parent, out of line: the start under the current span then keeps
-/// none of the given context's moves.
 #[inline(never)]
-fn start_under_explicit(name: Str, kind: SpanKind, parent: SpanContext) -> Span {
-    context::receive_remote_ends();
-    start_under(name, kind, Packed::of(&parent), parent.trace_state)
-}
-
-#[inline(always)]
-fn start_under(name: Str, kind: SpanKind, parent: Packed, trace_state: Option<Arc<str>>) -> Span {
-    let ids = identity(&parent);
-    if ids.is_sampled() {
-        return start_recording(name, kind, ids, parent, trace_state);
-    }
-    drop(name);
-    Span::entered(ids, trace_state, None)
+fn start_literal_in_general(name: &'static str, kind: SpanKind) -> Span {
+    SpanBuilder::new(Str::Static(name))
+        .kind(kind)
+        .start_installed()
 }
 
 /// The sampled part of a start, out of line so that an unsampled span's start carries none of
 /// its code.
 #[inline(never)]
 fn start_recording(
-    name: Str,
-    kind: SpanKind,
+    builder: SpanBuilder,
     ids: Packed,
     parent: Packed,
     trace_state: Option<Arc<str>>,
 ) -> Span {
+    let SpanBuilder { name, kind, .. } = builder;
     let limits = handoff::span_limits();
     let record = RecordBox::new(limits, context::thread_key(), |data| {
         data.start(name, kind, &ids.ids(), &parent.ids(), trace_state.clone())
@@ -322,14 +340,29 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
 /// trace id only at a rate above 0.
 #[inline(always)]
 fn identity(parent: &Packed) -> Packed {
+    identity_from(parent, id::reserve(draws_for(parent)))
+}
+
+/// How many generator outputs a span under `parent` takes for its ids.
+#[inline(always)]
+fn draws_for(parent: &Packed) -> u64 {
+    if parent.is_valid() {
+        id::CHILD_DRAWS
+    } else {
+        id::ROOT_DRAWS
+    }
+}
+
+/// [`identity`] from the generator `seed` reserved for it: the same identity wherever made.
+#[inline(always)]
+fn identity_from(parent: &Packed, seed: u64) -> Packed {
     let sampler = state::sampler();
     if parent.is_valid() {
         let trace_id = parent.trace_id();
         let sampled = sampler.should_sample(Some(parent.is_sampled()), trace_id.0);
         let flags = (parent.flags() & !FLAG_SAMPLED) | if sampled { FLAG_SAMPLED } else { 0 };
-        Packed::child(trace_id, id::reserve(id::CHILD_DRAWS), flags, sampled)
+        Packed::child(trace_id, seed, flags, sampled)
     } else {
-        let seed = id::reserve(id::ROOT_DRAWS);
         let sampled = sampler.samples_root(|| id::root_trace_id(seed).0);
         let sampled_flag = if sampled { FLAG_SAMPLED } else { 0 };
         Packed::root(seed, FLAG_RANDOM | sampled_flag, sampled)
@@ -385,6 +418,16 @@ impl Span {
     fn entered(ids: Packed, trace_state: Option<Arc<str>>, record: Option<RecordBox>) -> Span {
         let pointer = record.as_ref().map(RecordBox::pointer);
         let entered = context::enter_ids(ids, trace_state.as_ref(), pointer);
+        Span::new(ids, record, entered, trace_state)
+    }
+
+    #[inline(always)]
+    fn new(
+        ids: Packed,
+        record: Option<RecordBox>,
+        entered: Saved,
+        trace_state: Option<Arc<str>>,
+    ) -> Span {
         Span {
             ids,
             record,
@@ -549,6 +592,16 @@ fn add_link_on(record: &mut RecordBox, context: SpanContext, attributes: Vec<Key
 /// stays a check and a call at the call site.
 #[inline(never)]
 fn finish(span: &mut Span) {
+    // The common path, which calls nothing: unsampled, owning nothing, its frame on top here.
+    let owns_nothing = span.trace_state.is_none() && span.context.get().is_none();
+    if span.record.is_none() && owns_nothing && context::leave_common(&span.entered) {
+        return;
+    }
+    finish_general(span);
+}
+
+#[inline(never)]
+fn finish_general(span: &mut Span) {
     match span.record.take() {
         None => span.leave(),
         Some(record) => span.finish_recorded(record),
