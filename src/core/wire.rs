@@ -9,11 +9,11 @@ use crate::attributes::{KeyValue, Value};
 /// Wire type of varint fields (`uint32`, `int64`, `bool`, enums).
 const VARINT: u32 = 0;
 /// Wire type of `fixed64` and `double` fields.
-const FIXED64: u32 = 1;
+pub(crate) const FIXED64: u32 = 1;
 /// Wire type of strings, bytes and nested messages.
 pub(crate) const LEN: u32 = 2;
 /// Wire type of `fixed32` fields.
-const FIXED32: u32 = 5;
+pub(crate) const FIXED32: u32 = 5;
 
 /// The scalar members of a `oneof` we write (`AnyValue.value`).
 #[derive(Clone, Copy)]
@@ -247,6 +247,28 @@ impl<'a> Tail<'a> {
             value >>= 7;
         }
         self.byte(value as u8);
+    }
+
+    /// A length-delimited field in a field under 16, left out when empty (as
+    /// [`Writer::bytes`]).
+    #[inline(always)]
+    pub(crate) fn field_bytes(&mut self, field: u32, value: &[u8]) {
+        debug_assert!(field < 16, "a one-byte tag");
+        if !value.is_empty() {
+            self.byte((field << 3 | LEN) as u8);
+            self.varint(value.len() as u64);
+            self.put(value);
+        }
+    }
+
+    /// A varint field in a field under 16, left out when 0 (as [`Writer::uint`]).
+    #[inline(always)]
+    pub(crate) fn uint(&mut self, field: u32, value: u64) {
+        debug_assert!(field < 16, "a one-byte tag");
+        if value != 0 {
+            self.byte((field << 3 | VARINT) as u8);
+            self.varint(value);
+        }
     }
 }
 

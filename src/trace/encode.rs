@@ -8,7 +8,7 @@ use super::record::SPAN_ATTRIBUTES;
 use super::record::{Attributes, Recording};
 use super::span::{Event, Link, SpanData, SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::{key_values, varint_len, Writer, LEN};
+use crate::core::wire::{key_values, varint_len, Tail, Writer, FIXED32, FIXED64, LEN};
 use crate::proto::common::v1::{any_value, AnyValue};
 use crate::proto::trace::v1 as pt;
 use prost::Message;
@@ -38,91 +38,138 @@ fn remote_flags(flags: u8, is_remote: bool) -> u32 {
 
 /// Appends the span `r` ended at `end_unix_nanos` as one `ScopeSpans.spans` entry (tag,
 /// length, `Span`), as prost writes it: its length computed first, so it is written in one pass
-/// into room reserved once, its attributes, events and links copied as the bytes they already
-/// are.
+/// into room made once, its attributes, events and links copied as the bytes they already are.
 pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) {
     let trace_state = r.trace_state.as_deref().unwrap_or_default();
     let name = r.name.as_str();
-    let field_len = |len: usize| {
-        if len == 0 {
-            0
-        } else {
-            1 + varint_len(len as u64) + len
-        }
+    let both_times = r.start_unix_nanos != 0 && end_unix_nanos != 0;
+    let times_len = if both_times {
+        KIND_AND_TIMES_LEN
+    } else {
+        2 + fixed64_len(r.start_unix_nanos) + fixed64_len(end_unix_nanos)
     };
-    let uint_len = |value: u32| {
-        if value == 0 {
-            0
-        } else {
-            1 + varint_len(u64::from(value))
-        }
-    };
-    let fixed64_len = |value: u64| if value == 0 { 0 } else { 9 };
-    let status_body = match &r.status {
-        Status::Unset => None,
-        Status::Ok => Some(2),
-        Status::Error(description) => Some(field_len(description.len()) + 2),
-    };
+    // Dropped counts, events, links, a status: few spans have any, and one test skips them all.
+    let rare = (r.attributes.dropped | r.dropped_events | r.dropped_links) != 0
+        || !r.events.is_empty()
+        || !r.links.is_empty()
+        || !matches!(r.status, Status::Unset);
     let len = IDS_LEN
         + field_len(trace_state.len())
         + if r.parent_span_id.is_valid() { 10 } else { 0 }
         + field_len(name.len())
-        + 2 // kind, never 0
-        + fixed64_len(r.start_unix_nanos)
-        + fixed64_len(end_unix_nanos)
+        + times_len
         + r.attributes.bytes.len()
-        + uint_len(r.attributes.dropped)
+        + if rare { rare_fields_len(r) } else { 0 }
+        + FLAGS_LEN;
+    let mut t = Tail::new(buf, 1 + varint_len(len as u64) + len);
+    t.byte((SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8);
+    t.varint(len as u64);
+    t.put(&ids(r.trace_id, r.span_id));
+    t.field_bytes(3, trace_state.as_bytes());
+    if r.parent_span_id.is_valid() {
+        t.field_bytes(4, &r.parent_span_id.to_bytes());
+    }
+    t.field_bytes(5, name.as_bytes());
+    if both_times {
+        t.put(&kind_and_times(r.kind, r.start_unix_nanos, end_unix_nanos));
+    } else {
+        t.uint(6, span_kind(r.kind));
+        for (field, time) in [(7, r.start_unix_nanos), (8, end_unix_nanos)] {
+            if time != 0 {
+                t.byte((field << 3 | FIXED64) as u8);
+                t.put(&time.to_le_bytes());
+            }
+        }
+    }
+    t.put(&r.attributes.bytes);
+    if rare {
+        write_rare_fields(&mut t, r);
+    }
+    let flags = remote_flags(r.flags, r.parent_is_remote).to_le_bytes();
+    // Field 16 (a two-byte tag), fixed32, never 0.
+    t.put(&[
+        (16 << 3 | FIXED32) as u8 | 0x80,
+        1,
+        flags[0],
+        flags[1],
+        flags[2],
+        flags[3],
+    ]);
+}
+
+const FLAGS_LEN: usize = 6;
+const KIND_AND_TIMES_LEN: usize = 20;
+
+/// A length-delimited field's bytes for a body of `len` bytes, 0 when empty (left out).
+fn field_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        1 + varint_len(len as u64) + len
+    }
+}
+
+fn fixed64_len(value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        9
+    }
+}
+
+fn uint_len(value: u32) -> usize {
+    if value == 0 {
+        0
+    } else {
+        1 + varint_len(u64::from(value))
+    }
+}
+
+/// `Status`: message (2), then code (3: 1 ok, 2 error); `None` when unset (left out).
+fn status_body_len(status: &Status) -> Option<usize> {
+    match status {
+        Status::Unset => None,
+        Status::Ok => Some(2),
+        Status::Error(description) => Some(field_len(description.len()) + 2),
+    }
+}
+
+/// What `Span` fields 10 to 15 take (dropped counts, events, links, status).
+#[cold]
+#[inline(never)]
+fn rare_fields_len(r: &Recording) -> usize {
+    uint_len(r.attributes.dropped)
         + r.events.len()
         + uint_len(r.dropped_events)
         + r.links.len()
         + uint_len(r.dropped_links)
-        + status_body.map_or(0, |body| 1 + varint_len(body as u64) + body)
-        + 6; // flags (field 16: a two-byte tag), never 0
-    buf.reserve(1 + varint_len(len as u64) + len);
-    let mut w = Writer::new(buf);
-    w.tag(SCOPE_SPANS_SPAN_FIELD, LEN);
-    w.varint(len as u64);
-    w.raw(&ids(r.trace_id, r.span_id));
-    w.str(3, trace_state);
-    if r.parent_span_id.is_valid() {
-        w.bytes(4, &r.parent_span_id.to_bytes());
-    }
-    w.str(5, name);
-    if r.start_unix_nanos != 0 && end_unix_nanos != 0 {
-        w.raw(&kind_and_times(r.kind, r.start_unix_nanos, end_unix_nanos));
-    } else {
-        w.uint(6, span_kind(r.kind));
-        w.fixed64(7, r.start_unix_nanos);
-        w.fixed64(8, end_unix_nanos);
-    }
-    w.raw(&r.attributes.bytes);
-    w.uint(10, u64::from(r.attributes.dropped));
-    // Most spans have no events and no links: an empty copy would still be a call.
-    if !r.events.is_empty() {
-        w.raw(&r.events);
-    }
-    w.uint(12, u64::from(r.dropped_events));
-    if !r.links.is_empty() {
-        w.raw(&r.links);
-    }
-    w.uint(14, u64::from(r.dropped_links));
-    if let Some(body) = status_body {
-        // `Status`: message (2), then code (3: 1 ok, 2 error).
-        w.tag(15, LEN);
-        w.varint(body as u64);
+        + status_body_len(&r.status).map_or(0, |body| 1 + varint_len(body as u64) + body)
+}
+
+/// `Span` fields 10 to 15, [`rare_fields_len`] bytes.
+#[cold]
+#[inline(never)]
+fn write_rare_fields(t: &mut Tail<'_>, r: &Recording) {
+    t.uint(10, u64::from(r.attributes.dropped));
+    t.put(&r.events);
+    t.uint(12, u64::from(r.dropped_events));
+    t.put(&r.links);
+    t.uint(14, u64::from(r.dropped_links));
+    if let Some(body) = status_body_len(&r.status) {
+        t.byte((15 << 3 | LEN) as u8);
+        t.varint(body as u64);
         if let Status::Error(description) = &r.status {
-            w.str(2, description.as_str());
-            w.uint(3, 2);
+            t.field_bytes(2, description.as_bytes());
+            t.uint(3, 2);
         } else {
-            w.uint(3, 1);
+            t.uint(3, 1);
         }
     }
-    w.fixed32(16, remote_flags(r.flags, r.parent_is_remote));
 }
 
 /// `Span` fields 6, 7 and 8 (kind, start and end times, both non-zero): one fixed-size copy.
-fn kind_and_times(kind: SpanKind, start: u64, end: u64) -> [u8; 20] {
-    let mut block = [0u8; 20];
+fn kind_and_times(kind: SpanKind, start: u64, end: u64) -> [u8; KIND_AND_TIMES_LEN] {
+    let mut block = [0u8; KIND_AND_TIMES_LEN];
     block[0] = 6 << 3;
     block[1] = span_kind(kind) as u8;
     block[2] = 7 << 3 | 1;
