@@ -153,7 +153,7 @@ mod readme {}
 /// use plain_connect::export::RetryPolicy;
 /// ```
 /// ```compile_fail,E0603
-/// let id = plain_connect::trace::new_span_id();
+/// let id = plain_connect::trace::random_u64();
 /// ```
 /// ```compile_fail,E0603
 /// use plain_connect::settings::Settings;

@@ -222,11 +222,13 @@ impl SpanBuilder {
 fn start_literal(name: &'static str, kind: SpanKind) -> Span {
     if let (Some(top), Some(seed)) = (context::common_top(), id::peek()) {
         let ids = identity_from(&top.ids, seed);
-        if !ids.is_sampled() {
-            id::take(seed, draws_for(&top.ids));
-            let entered = context::enter_common(&top, ids);
-            return Span::new(ids, None, entered, None);
+        id::take(seed, draws_for(&top.ids));
+        if ids.is_sampled() {
+            let builder = SpanBuilder::new(Str::Static(name)).kind(kind);
+            return start_recording(builder, ids, top.ids, None);
         }
+        let entered = context::enter_common(&top, ids);
+        return Span::new(ids, None, entered, None);
     }
     start_literal_in_general(name, kind)
 }
