@@ -314,10 +314,38 @@ fn grouped(n: u64) -> String {
     out
 }
 
+/// Every argument is a known flag (and those taking a value have one): `Err(None)` for `--help`,
+/// `Err(Some(arg))` for the first argument that is not, so a typo never starts a long run.
+fn check_flags(args: &[String]) -> Result<(), Option<&str>> {
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" | "--no-instructions" => {}
+            "--only" | "--callgrind-dir" => {
+                rest.next().ok_or(Some(arg.as_str()))?;
+            }
+            "--help" | "-h" => return Err(None),
+            other => return Err(Some(other)),
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("child") {
         return child(&args[1..]);
+    }
+    if let Err(unknown) = check_flags(&args) {
+        let usage = "usage: plain-connect-bench [--quick] [--only PREFIX] [--no-instructions] \
+                     [--callgrind-dir DIR]";
+        return match unknown {
+            None => println!("{usage}"),
+            Some(flag) => {
+                eprintln!("unknown argument, or a flag without its value: {flag:?}\n{usage}");
+                std::process::exit(2);
+            }
+        };
     }
     let quick = args.iter().any(|a| a == "--quick");
     let only = args
