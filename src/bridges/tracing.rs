@@ -92,7 +92,7 @@
 //!
 //! Span names stay the tracing names: set `otel.name` to follow the conventions' names.
 
-use super::{from_exported_source, is_exported, Bridged, RecordAttributes};
+use super::{is_exported, is_own_target, Bridged, RecordAttributes};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
@@ -699,7 +699,7 @@ where
         let origin = fields.log_origin.take();
         let record_target = origin.as_ref().and_then(|o| o.target.as_deref());
         // A `log` record is this crate's own (never exported) by the target it was logged with.
-        let exported = exported && record_target.is_none_or(from_exported_source);
+        let exported = exported && !record_target.is_some_and(is_own_target);
         let error_text = fields.error.take();
         let context = match bridged {
             Some(bridged) => {
