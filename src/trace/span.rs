@@ -1,6 +1,6 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
+use super::context::{self, Ids, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use super::id::{self, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
@@ -252,7 +252,15 @@ fn start_recording(
     let SpanBuilder { name, kind, .. } = builder;
     let limits = handoff::span_limits();
     let record = RecordBox::new(limits, context::thread_key(), |data| {
-        data.start(name, kind, &ids.ids(), &parent.ids(), trace_state.clone())
+        let parent = parent.ids();
+        data.start(
+            name.as_str(),
+            kind,
+            &ids.ids(),
+            parent_span_id(&parent),
+            parent.is_remote,
+            trace_state.as_deref(),
+        )
     });
     Span::entered(ids, trace_state, Some(record))
 }
@@ -277,7 +285,7 @@ impl Begun {
 
     pub(crate) fn update_name(&mut self, name: Str) {
         if let Some(data) = &mut self.data {
-            data.name = name;
+            data.update_name(name.as_str());
         }
     }
 
@@ -307,6 +315,16 @@ impl Begun {
     }
 }
 
+/// The parent span id a span records: invalid for a root.
+#[inline]
+fn parent_span_id(parent: &Ids) -> SpanId {
+    if parent.is_valid() {
+        parent.span_id
+    } else {
+        SpanId::INVALID
+    }
+}
+
 /// Decides sampling and draws ids for a new span under `parent` (invalid = a root). Callers
 /// check [`state::is_installed`] first; a pipeline uninstalled in between makes an unsampled
 /// span.
@@ -319,12 +337,14 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     let (data, limits) = if context.is_sampled() {
         let limits = handoff::span_limits();
         let mut data = Box::new(Recording::empty());
+        let parent_ids = parent_ids.ids();
         data.start(
-            name,
+            name.as_str(),
             kind,
             &ids.ids(),
-            &parent_ids.ids(),
-            parent.trace_state.clone(),
+            parent_span_id(&parent_ids),
+            parent_ids.is_remote,
+            parent.trace_state(),
         );
         (Some(data), limits)
     } else {
@@ -572,7 +592,7 @@ fn set_attributes_on(record: &mut RecordBox, attributes: Vec<KeyValue>) {
 
 #[inline(never)]
 fn update_name_on(record: &mut RecordBox, name: Str) {
-    record.with(|data, _| data.name = name);
+    record.with(|data, _| data.update_name(name.as_str()));
 }
 
 #[inline(never)]
@@ -762,10 +782,10 @@ impl CurrentSpan {
 /// Hands a finished span to the installed pipeline, encoded into this thread's buffer (nothing
 /// happens when none is installed). The one way a finished span leaves, the `tracing` bridge's
 /// included.
-pub(crate) fn submit(record: &Recording, end_unix_nanos: u64) {
-    handoff::submit(Kind::Span, |buf| {
-        super::encode::write_span(buf, record, end_unix_nanos)
-    });
+pub(crate) fn submit(record: &mut Recording, end_unix_nanos: u64) {
+    // Completed before the thread's buffer is taken: the hand-off holds it for one copy.
+    let entry = super::encode::finish_span(record, end_unix_nanos);
+    handoff::submit(Kind::Span, |buf| buf.extend_from_slice(entry));
 }
 
 /// Unique keys and a count limit for a list of attributes still to be given to a span or log
