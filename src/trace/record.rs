@@ -28,7 +28,7 @@ use super::context::{Ids, SpanContext};
 use super::id::SpanId;
 use super::span::{SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::{key_value_entry, read_varint};
+use crate::core::wire::{key_value_entry, read_varint, scalar_key_value, OneOf, Writer};
 use crate::core::{now_unix_nanos, SpanLimits};
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
@@ -54,6 +54,13 @@ pub(crate) struct Attributes {
     lengths: u64,
     /// New keys refused by the count limit.
     pub(crate) dropped: u32,
+}
+
+/// Where [`Attributes::place`] puts an entry.
+enum Place {
+    End,
+    Entry(usize),
+    Nowhere,
 }
 
 /// Where one entry of [`Attributes::bytes`] is, and its key.
@@ -97,18 +104,68 @@ impl Attributes {
             Str::Static(s) => (s, s.as_ptr() as usize),
             Str::Owned(s) => (s, 0),
         };
+        let place = self.place(text, literal, max_count);
+        if let Some(written_at) = self.written_at(&place) {
+            key_value_entry(&mut self.bytes, field, text, value, max_chars);
+            self.index(place, text, literal, written_at);
+        }
+    }
+
+    /// [`set`](Self::set) for a literal key and a scalar value (a string already cut to the
+    /// limit): the common attribute, its encoding picked by the caller.
+    #[inline(always)]
+    pub(crate) fn set_scalar(
+        &mut self,
+        field: u32,
+        key: &'static str,
+        member: OneOf<'_>,
+        max_count: u32,
+    ) {
+        let literal = key.as_ptr() as usize;
+        let place = self.place(key, literal, max_count);
+        if let Some(written_at) = self.written_at(&place) {
+            scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
+            self.index(place, key, literal, written_at);
+        }
+    }
+
+    /// Where the entry for the key `text` goes: in place of the key's entry if it has one, else
+    /// at the end, or nowhere past `max_count` keys (counted as dropped).
+    #[inline(always)]
+    fn place(&mut self, text: &str, literal: usize, max_count: u32) -> Place {
         let length = 1u64 << (text.len() % 64);
         if self.lengths & length != 0 {
             if let Some(i) = self.find(text, literal) {
-                self.overwrite(i, field, text, literal, value, max_chars);
-                return;
+                return Place::Entry(i);
             }
         }
         if self.keys.len() < max_count as usize {
             self.lengths |= length;
-            self.append(field, text, literal, value, max_chars);
+            Place::End
         } else {
             self.dropped = self.dropped.saturating_add(1);
+            Place::Nowhere
+        }
+    }
+
+    /// Where the entry for `place` is to be written (at the end of the bytes, whatever its
+    /// place), unless nowhere. One place that writes it keeps the encoding's code inline once.
+    #[inline(always)]
+    fn written_at(&self, place: &Place) -> Option<usize> {
+        (!matches!(place, Place::Nowhere)).then_some(self.bytes.len())
+    }
+
+    /// Indexes the entry for the key `text` just written at `written_at`, moved into `place`.
+    #[inline(always)]
+    fn index(&mut self, place: Place, text: &str, literal: usize, written_at: usize) {
+        match place {
+            Place::End => self.keys.push(Key {
+                literal,
+                len: text.len(),
+                at: written_at - self.start,
+            }),
+            Place::Entry(i) => self.overwrite(i, text, literal, written_at),
+            Place::Nowhere => {}
         }
     }
 
@@ -142,46 +199,14 @@ impl Attributes {
         key == Some(text.as_bytes())
     }
 
-    #[inline(always)]
-    fn append(
-        &mut self,
-        field: u32,
-        text: &str,
-        literal: usize,
-        value: &Value,
-        max_chars: Option<u32>,
-    ) {
-        let at = self.bytes.len() - self.start;
-        key_value_entry(&mut self.bytes, field, text, value, max_chars);
-        self.keys.push(Key {
-            literal,
-            len: text.len(),
-            at,
-        });
-    }
-
-    /// Entry `i` rewritten with the new value, where it was (the key keeps its place in the
-    /// order). Rare, so written at the end and moved into place.
+    /// Entry `i` replaced by the one written at the end from `tail`, where it was (the key
+    /// keeps its place in the order). Rare.
     #[cold]
     #[inline(never)]
-    fn overwrite(
-        &mut self,
-        i: usize,
-        field: u32,
-        text: &str,
-        literal: usize,
-        value: &Value,
-        max_chars: Option<u32>,
-    ) {
+    fn overwrite(&mut self, i: usize, text: &str, literal: usize, tail: usize) {
         let at = self.keys[i].at;
-        let old_len = self
-            .keys
-            .get(i + 1)
-            .map_or(self.bytes.len() - self.start, |k| k.at)
-            - at;
+        let old_len = self.keys.get(i + 1).map_or(tail - self.start, |k| k.at) - at;
         let start = self.start + at;
-        let tail = self.bytes.len();
-        key_value_entry(&mut self.bytes, field, text, value, max_chars);
         let new_len = self.bytes.len() - tail;
         // [.. old, rest, new] -> [.. new, old, rest] -> [.. new, rest]
         self.bytes[start..].rotate_right(new_len);
@@ -200,7 +225,13 @@ impl Attributes {
     /// [`SpanData`](super::SpanData) (tests, the fuzz target), encoded as it was given.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn push_as_is(&mut self, field: u32, kv: &KeyValue) {
-        self.append(field, kv.key.as_str(), 0, &kv.value, None);
+        let at = self.bytes.len() - self.start;
+        key_value_entry(&mut self.bytes, field, kv.key.as_str(), &kv.value, None);
+        self.keys.push(Key {
+            literal: 0,
+            len: kv.key.len(),
+            at,
+        });
     }
 }
 
@@ -376,6 +407,19 @@ impl Recording {
         );
     }
 
+    /// [`set_attribute`](Self::set_attribute) for a literal key and a scalar value, a string
+    /// already cut to the limit ([`cut`](crate::core::wire::cut)).
+    #[inline(always)]
+    pub(crate) fn set_scalar_attribute(
+        &mut self,
+        key: &'static str,
+        member: OneOf<'_>,
+        limits: SpanLimits,
+    ) {
+        self.attributes
+            .set_scalar(SPAN_ATTRIBUTES, key, member, limits.max_attributes);
+    }
+
     pub(crate) fn add_event(&mut self, name: &Str, attributes: &[KeyValue], limits: SpanLimits) {
         if self.event_count >= limits.max_events {
             self.dropped_events = self.dropped_events.saturating_add(1);
@@ -470,6 +514,7 @@ thread_local! {
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
     /// capacity kept) when this thread has one, so the span's data is never moved.
+    #[inline]
     pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
         let recycled = RECYCLED
             .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))

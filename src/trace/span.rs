@@ -6,6 +6,7 @@ use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core as state;
 use crate::core::handoff::{self, Kind};
+use crate::core::wire::{cut, OneOf};
 pub use crate::core::SpanLimits;
 use std::cell::OnceCell;
 use std::mem::ManuallyDrop;
@@ -208,7 +209,7 @@ impl SpanBuilder {
         };
         let ids = identity(&parent);
         if ids.is_sampled() {
-            return start_recording(self, ids, parent, trace_state);
+            return start_recording(self.name, self.kind, ids, parent, trace_state);
         }
         Span::entered(ids, trace_state, None)
     }
@@ -224,8 +225,7 @@ fn start_literal(name: &'static str, kind: SpanKind) -> Span {
         let ids = identity_from(&top.ids, seed);
         id::take(seed, draws_for(&top.ids));
         if ids.is_sampled() {
-            let builder = SpanBuilder::new(Str::Static(name)).kind(kind);
-            return start_recording(builder, ids, top.ids, None);
+            return start_recording(Str::Static(name), kind, ids, top.ids, None);
         }
         let entered = context::enter_common(&top, ids);
         return Span::new(ids, None, entered, None);
@@ -244,12 +244,12 @@ fn start_literal_in_general(name: &'static str, kind: SpanKind) -> Span {
 /// its code.
 #[inline(never)]
 fn start_recording(
-    builder: SpanBuilder,
+    name: Str,
+    kind: SpanKind,
     ids: Packed,
     parent: Packed,
     trace_state: Option<Arc<str>>,
 ) -> Span {
-    let SpanBuilder { name, kind, .. } = builder;
     let limits = handoff::span_limits();
     let record = RecordBox::new(limits, context::thread_key(), |data| {
         let parent = parent.ids();
@@ -485,7 +485,32 @@ impl Span {
     #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         if let Some(record) = self.record() {
-            set_attribute_on(record, key.into(), value.into());
+            // The common call, a literal key and a literal string or a number, is passed in
+            // registers and leaves nothing to drop: at such a call site the match folds away.
+            let (key, value) = (key.into(), value.into());
+            let Str::Static(literal) = key else {
+                return set_attribute_on(record, key, value);
+            };
+            // Each of these owns nothing: forgotten, so the call into the drop glue is left out.
+            match value {
+                Value::Str(Str::Static(text)) => {
+                    std::mem::forget(value);
+                    set_literal_str(record, literal, text)
+                }
+                Value::I64(number) => {
+                    std::mem::forget(value);
+                    set_literal_i64(record, literal, number)
+                }
+                Value::Bool(b) => {
+                    std::mem::forget(value);
+                    set_literal_bool(record, literal, b)
+                }
+                Value::F64(number) => {
+                    std::mem::forget(value);
+                    set_literal_f64(record, literal, number)
+                }
+                value => set_attribute_on(record, key, value),
+            }
         }
     }
 
@@ -579,6 +604,29 @@ fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
     ) {
         std::mem::forget(value);
     }
+}
+
+#[inline(never)]
+fn set_literal_str(record: &mut RecordBox, key: &'static str, value: &'static str) {
+    record.with(|data, limits| {
+        let value = cut(value, limits.max_value_chars);
+        data.set_scalar_attribute(key, OneOf::Str(value), limits)
+    });
+}
+
+#[inline(never)]
+fn set_literal_i64(record: &mut RecordBox, key: &'static str, value: i64) {
+    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Int(value), limits));
+}
+
+#[inline(never)]
+fn set_literal_bool(record: &mut RecordBox, key: &'static str, value: bool) {
+    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Bool(value), limits));
+}
+
+#[inline(never)]
+fn set_literal_f64(record: &mut RecordBox, key: &'static str, value: f64) {
+    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Double(value), limits));
 }
 
 #[inline(never)]
