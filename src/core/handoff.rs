@@ -25,8 +25,20 @@ use std::sync::{Arc, Weak};
 const BUFFER_BYTES: usize = 32 * 1024;
 const HANDOFF_BYTES: usize = BUFFER_BYTES - 1024;
 /// A thread's first buffer starts small: a short-lived thread that records one span should not
-/// queue a buffer sized for a thousand.
+/// queue a buffer sized for a thousand. It is never a spare one, so such threads leave the
+/// exporter's stock to the threads that fill buffers.
 const FIRST_BUFFER_BYTES: usize = 1024;
+/// Emptied buffers kept for reuse, at most.
+const SPARE_BUFFERS: usize = 64;
+/// Spare buffers the exporter keeps ready, their pages already written, once some thread fills
+/// buffers: enough for what a flooding thread fills while the exporter sends one batch. A flood
+/// outruns the exporter, so the queue grows and the buffers that come back cannot keep up: a
+/// buffer fresh from the allocator would page-fault on the recording thread at its first write
+/// to each page; these fault on the exporter thread instead.
+pub(crate) const STOCKED_BUFFERS: usize = 16;
+/// The smallest page size of any target: writing one byte this far apart writes every page,
+/// whatever the page size.
+const PAGE_BYTES: usize = 4096;
 
 /// Encoded records of one signal, back to back.
 #[derive(Default, Debug)]
@@ -45,6 +57,12 @@ pub(crate) struct Chunk {
 impl Chunk {
     pub(crate) fn items(&self) -> usize {
         self.spans.count + self.logs.count
+    }
+
+    /// Whether this chunk holds a full-size buffer: its thread fills buffers, and takes spare
+    /// ones.
+    pub(crate) fn holds_full_buffer(&self) -> bool {
+        self.spans.bytes.capacity().max(self.logs.bytes.capacity()) >= BUFFER_BYTES
     }
 
     /// The records of `kind`.
@@ -153,7 +171,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             capacity: capacity.max(1),
             closed: AtomicBool::new(false),
-            spare: crossbeam_channel::bounded(64),
+            spare: crossbeam_channel::bounded(SPARE_BUFFERS),
             slots: Mutex::new(Vec::new()),
             handoff_items: handoff_items.max(1),
         }
@@ -232,20 +250,45 @@ impl Shared {
         }
     }
 
-    /// An empty buffer: a recycled one if any, else a new one of `capacity` bytes.
-    fn buffer(&self, capacity: usize) -> Vec<u8> {
+    /// An empty full-size buffer: a spare one if any, else a new one.
+    fn full_buffer(&self) -> Vec<u8> {
         self.spare
             .1
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(capacity))
+            .unwrap_or_else(|_| Vec::with_capacity(BUFFER_BYTES))
     }
 
-    /// Gives an emptied buffer back for reuse (the exporter calls this).
+    /// Gives an emptied buffer back for reuse (the exporter calls this). The pages the app
+    /// thread did not write are written here, as a stocked buffer's are.
     pub(crate) fn recycle(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity()) {
+        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity())
+            && !self.spare.0.is_full()
+        {
+            touch_spare_capacity(&mut buffer);
+            buffer.clear();
             let _ = self.spare.0.try_send(buffer);
         }
+    }
+
+    /// Brings the spare buffers up to [`STOCKED_BUFFERS`] with new ones whose every page is
+    /// written (the exporter calls this whenever it runs, once some thread fills buffers).
+    pub(crate) fn stock_spares(&self) {
+        // At most one stock's worth per call, whatever the app threads take meanwhile.
+        for _ in 0..STOCKED_BUFFERS {
+            if self.spare.0.len() >= STOCKED_BUFFERS {
+                return;
+            }
+            let mut buffer = Vec::with_capacity(BUFFER_BYTES);
+            touch_spare_capacity(&mut buffer);
+            if self.spare.0.try_send(buffer).is_err() {
+                return;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn spares(&self) -> usize {
+        self.spare.0.len()
     }
 
     /// Takes every thread's buffered records into `into`, as far as the bound allows (the
@@ -291,6 +334,21 @@ impl Shared {
             self.enqueue(chunk);
         }
     }
+}
+
+/// Writes a byte into every page of `buffer`'s spare capacity, so that none of them faults on
+/// its first write by whoever fills the buffer next (the pages of its contents were written
+/// already). The bytes stay beyond the length: the buffer's contents do not change.
+fn touch_spare_capacity(buffer: &mut Vec<u8>) {
+    let spare = buffer.spare_capacity_mut();
+    for byte in spare.iter_mut().step_by(PAGE_BYTES) {
+        byte.write(0);
+    }
+    if let Some(last) = spare.last_mut() {
+        last.write(0);
+    }
+    // The writes go to memory the program never reads: keep the optimiser from dropping them.
+    std::hint::black_box(buffer.as_ptr());
 }
 
 /// This thread's view of the installed pipeline, refreshed when the generation changes.
@@ -380,7 +438,7 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut pending = slot.lock();
         let encoded = pending.of(kind);
         if encoded.bytes.capacity() == 0 {
-            encoded.bytes = shared.buffer(FIRST_BUFFER_BYTES);
+            encoded.bytes = Vec::with_capacity(FIRST_BUFFER_BYTES);
         }
         write(&mut encoded.bytes);
         encoded.count += 1;
@@ -390,7 +448,7 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
             let chunk = std::mem::take(&mut *pending);
             // A thread that fills buffers gets its next one at full size: grown from the
             // first buffer's size, it would be copied at each doubling.
-            pending.of(kind).bytes = shared.buffer(BUFFER_BYTES);
+            pending.of(kind).bytes = shared.full_buffer();
             drop(pending);
             shared.enqueue(chunk);
         }
