@@ -31,11 +31,11 @@ const FIRST_BUFFER_BYTES: usize = 1024;
 /// Emptied buffers kept for reuse, at most.
 const SPARE_BUFFERS: usize = 64;
 /// Spare buffers the exporter keeps ready, their pages already written, once some thread fills
-/// buffers: enough for what a flooding thread fills while the exporter sends one batch. A flood
-/// outruns the exporter, so the queue grows and the buffers that come back cannot keep up: a
-/// buffer fresh from the allocator would page-fault on the recording thread at its first write
-/// to each page; these fault on the exporter thread instead.
-pub(crate) const STOCKED_BUFFERS: usize = 16;
+/// buffers: about what a flooding thread fills while the exporter encodes and sends a batch of
+/// the default size, twice over. A flood outruns the exporter, so the queue grows and the
+/// buffers that come back cannot keep up: a buffer fresh from the allocator would page-fault on
+/// the recording thread at its first write to each page; these fault on the exporter thread.
+const STOCKED_BUFFERS: usize = 32;
 /// The smallest page size of any target: writing one byte this far apart writes every page,
 /// whatever the page size.
 const PAGE_BYTES: usize = 4096;
@@ -234,9 +234,13 @@ impl Shared {
 
     /// Hands a chunk to the exporter, or drops and counts it when the queue is full.
     fn enqueue(&self, chunk: Chunk) {
-        if !self.admit(&chunk) {
-            return;
+        if self.admit(&chunk) {
+            self.send(chunk);
         }
+    }
+
+    /// Hands an admitted chunk to the exporter.
+    fn send(&self, chunk: Chunk) {
         if let Err(refused) = self.queue.send(chunk) {
             // The exporter thread is gone: the records are dropped after all.
             let chunk = refused.into_inner();
@@ -261,8 +265,7 @@ impl Shared {
     /// Gives an emptied buffer back for reuse (the exporter calls this). The pages the app
     /// thread did not write are written here, as a stocked buffer's are.
     pub(crate) fn recycle(&self, mut buffer: Vec<u8>) {
-        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity())
-            && !self.spare.0.is_full()
+        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity()) && !self.spare.0.is_full()
         {
             touch_spare_capacity(&mut buffer);
             buffer.clear();
@@ -445,12 +448,22 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         if pending.items() >= shared.handoff_items
             || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
         {
-            let chunk = std::mem::take(&mut *pending);
-            // A thread that fills buffers gets its next one at full size: grown from the
-            // first buffer's size, it would be copied at each doubling.
-            pending.of(kind).bytes = shared.full_buffer();
-            drop(pending);
-            shared.enqueue(chunk);
+            let mut chunk = std::mem::take(&mut *pending);
+            if shared.admit(&chunk) {
+                // A thread that fills buffers gets its next one at full size: grown from the
+                // first buffer's size, it would be copied at each doubling.
+                pending.of(kind).bytes = shared.full_buffer();
+                drop(pending);
+                shared.send(chunk);
+            } else {
+                // Dropped, and counted by `admit`: its buffers, already written, serve again
+                // rather than taking spare ones while the queue is full.
+                for encoded in [&mut chunk.spans, &mut chunk.logs] {
+                    encoded.bytes.clear();
+                    encoded.count = 0;
+                }
+                *pending = chunk;
+            }
         }
     })
     .is_some()
@@ -493,6 +506,113 @@ mod tests {
         }
         taken += slot.lock().logs.count;
         assert_eq!(taken, THREADS * ROUNDS);
+    }
+
+    fn shared() -> Shared {
+        let signals = SignalConfig {
+            sampler: crate::core::sampler::Sampler::ratio(1.0),
+            span_limits: Default::default(),
+            log_floor: None,
+            metrics_mode: 1,
+        };
+        let (queue, _) = crossbeam_channel::unbounded();
+        Shared::new(signals, Arc::default(), queue, 1 << 20, 1024)
+    }
+
+    /// The stock is topped up to its size and never beyond, however often the exporter runs,
+    /// and recycled buffers never make the spares outgrow their bound.
+    #[test]
+    fn the_spare_buffers_are_bounded() {
+        let shared = shared();
+        shared.stock_spares();
+        assert_eq!(shared.spares(), STOCKED_BUFFERS);
+        shared.stock_spares();
+        assert_eq!(shared.spares(), STOCKED_BUFFERS);
+        let taken: Vec<Vec<u8>> = (0..3).map(|_| shared.full_buffer()).collect();
+        assert!(taken
+            .iter()
+            .all(|b| b.is_empty() && b.capacity() >= BUFFER_BYTES));
+        assert_eq!(shared.spares(), STOCKED_BUFFERS - 3);
+        shared.stock_spares();
+        assert_eq!(shared.spares(), STOCKED_BUFFERS);
+        for _ in 0..2 * SPARE_BUFFERS {
+            let mut full = Vec::with_capacity(BUFFER_BYTES);
+            full.resize(HANDOFF_BYTES, 1);
+            shared.recycle(full);
+        }
+        assert_eq!(shared.spares(), SPARE_BUFFERS);
+        // A buffer shrunk to a short-lived thread's records is not worth keeping.
+        let spare = shared.full_buffer();
+        shared.recycle(Vec::with_capacity(FIRST_BUFFER_BYTES));
+        assert_eq!(shared.spares(), SPARE_BUFFERS - 1);
+        shared.recycle(spare);
+        let recycled = shared.full_buffer();
+        assert!(recycled.is_empty() && recycled.capacity() >= BUFFER_BYTES);
+    }
+
+    /// Touching a buffer leaves its contents as they were.
+    #[test]
+    fn touching_keeps_the_contents() {
+        let mut buffer = Vec::with_capacity(3 * PAGE_BYTES);
+        buffer.extend_from_slice(b"records");
+        touch_spare_capacity(&mut buffer);
+        assert_eq!(buffer, b"records");
+        let mut full = vec![7u8; 16];
+        touch_spare_capacity(&mut full);
+        assert_eq!(full, [7; 16]);
+    }
+
+    /// This thread's minor page faults so far (Linux), read without allocating.
+    #[cfg(target_os = "linux")]
+    fn minor_faults() -> Option<u64> {
+        use std::io::Read;
+        let mut stat = [0u8; 1024];
+        let mut file = std::fs::File::open("/proc/thread-self/stat").ok()?;
+        let n = file.read(&mut stat).ok()?;
+        let stat = std::str::from_utf8(&stat[..n]).ok()?;
+        // Field 10, minflt; the fields after the command name's ')' start at field 3.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(7)?
+            .parse()
+            .ok()
+    }
+
+    /// Writes every byte of a buffer of `bytes` bytes, touched first or not; returns the minor
+    /// faults of the writes.
+    #[cfg(target_os = "linux")]
+    fn faults_filling(bytes: usize, touched: bool) -> Option<u64> {
+        let mut buffer: Vec<u8> = Vec::with_capacity(bytes);
+        if touched {
+            touch_spare_capacity(&mut buffer);
+        }
+        let before = minor_faults()?;
+        buffer.resize(bytes, 1);
+        let after = minor_faults()?;
+        std::hint::black_box(&buffer);
+        Some(after - before)
+    }
+
+    /// A touched buffer's pages are all present: filling it does not fault. The buffers are
+    /// bigger than any the allocator serves from memory it has used before (glibc maps those
+    /// afresh), so an untouched one shows the faults; where it shows few (huge pages, no
+    /// per-thread counts), the test proves nothing and says so.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_touched_buffer_fills_without_faults() {
+        const BYTES: usize = 36 << 20;
+        // Runs the code the measured calls run, so its first run's faults are not counted.
+        let _ = faults_filling(64 * 1024, true);
+        let Some(untouched) = faults_filling(BYTES, false) else {
+            return;
+        };
+        if untouched < (BYTES / PAGE_BYTES / 2) as u64 {
+            eprintln!("untouched buffer took {untouched} faults: nothing to compare with");
+            return;
+        }
+        let touched = faults_filling(BYTES, true).unwrap();
+        assert!(touched <= 4, "{touched} faults filling a touched buffer");
     }
 
     /// A writer that panics gives the slot back: the thread's next record, and the sweep, go on.
