@@ -229,9 +229,7 @@ impl<'a> Tail<'a> {
         );
         // SAFETY: `at + bytes.len() <= room`, and the `room` bytes after `base` are reserved
         // capacity of `buf`, which `bytes` (borrowed elsewhere) cannot overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(self.at), bytes.len())
-        };
+        unsafe { copy_short(bytes, self.base.add(self.at)) };
         self.at += bytes.len();
     }
 
@@ -268,6 +266,47 @@ impl<'a> Tail<'a> {
         if value != 0 {
             self.byte((field << 3 | VARINT) as u8);
             self.varint(value);
+        }
+    }
+}
+
+/// Copies `bytes` to `dst`. A copy of up to 32 bytes (a key, a short value, a name) is two
+/// overlapping moves of the widest size that fits, inline: a call to `memcpy` costs more than
+/// such a copy. Longer ones are `memcpy`'s.
+///
+/// # Safety
+/// `dst` must be valid for `bytes.len()` writes and not overlap `bytes`.
+#[inline(always)]
+unsafe fn copy_short(bytes: &[u8], dst: *mut u8) {
+    let n = bytes.len();
+    let src = bytes.as_ptr();
+    // SAFETY (all arms): every read is inside `bytes` (from `src` up to `src + n`) and every
+    // write inside the `n` bytes at `dst`, as the caller promises; the two moves of an arm
+    // overlap when `n` is under twice their width, writing the same bytes twice.
+    unsafe {
+        if n > 32 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n >= 16 {
+            let head = src.cast::<[u8; 16]>().read_unaligned();
+            let tail = src.add(n - 16).cast::<[u8; 16]>().read_unaligned();
+            dst.cast::<[u8; 16]>().write_unaligned(head);
+            dst.add(n - 16).cast::<[u8; 16]>().write_unaligned(tail);
+        } else if n >= 8 {
+            let head = src.cast::<u64>().read_unaligned();
+            let tail = src.add(n - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(head);
+            dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+        } else if n >= 4 {
+            let head = src.cast::<u32>().read_unaligned();
+            let tail = src.add(n - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(head);
+            dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+        } else if n > 0 {
+            // 1 to 3 bytes: the first, the middle and the last (some the same byte).
+            let (first, middle, last) = (*src, *src.add(n / 2), *src.add(n - 1));
+            *dst = first;
+            *dst.add(n / 2) = middle;
+            *dst.add(n - 1) = last;
         }
     }
 }
@@ -553,6 +592,31 @@ mod tests {
         }));
         assert!(past.is_err(), "a write past the room panics");
         assert_eq!(&buf[7..], b"xy", "the writes before it are kept");
+    }
+
+    /// Every length a short copy picks its moves by (and either side of each bound), at every
+    /// offset into the source and the destination: the bytes land exactly, none outside.
+    #[test]
+    fn short_copies_write_exactly_their_bytes() {
+        let source: Vec<u8> = (1..=80).collect();
+        for n in 0..=40 {
+            for from in 0..4 {
+                for to in 0..4 {
+                    let mut buf = vec![0u8; 2];
+                    {
+                        let mut t = Tail::new(&mut buf, to + n + 1);
+                        t.put(&vec![0xee; to]);
+                        t.put(&source[from..from + n]);
+                        t.byte(0xff);
+                    }
+                    let mut expected = vec![0u8; 2];
+                    expected.extend(std::iter::repeat_n(0xee, to));
+                    expected.extend_from_slice(&source[from..from + n]);
+                    expected.push(0xff);
+                    assert_eq!(buf, expected, "{n} bytes from {from} to {to}");
+                }
+            }
+        }
     }
 
     #[test]
