@@ -263,6 +263,10 @@ pub(crate) struct Recording {
     link_count: u32,
     pub(crate) dropped_links: u32,
     pub(crate) status: Status,
+    /// Whether the span has more than attributes: an event or a link (kept or dropped), or a
+    /// status. Few spans do; for the others the end skips fields 10 to 15 and the recycle the
+    /// lists they come from on one test.
+    pub(crate) extras: bool,
     /// An event's attributes while they are limited, kept for its capacity.
     event_attributes: Attributes,
 }
@@ -283,6 +287,7 @@ impl Recording {
             link_count: 0,
             dropped_links: 0,
             status: Status::Unset,
+            extras: false,
             event_attributes: Attributes::default(),
         }
     }
@@ -359,9 +364,22 @@ impl Recording {
 
     /// Empties the record for another span, its buffers' capacity kept unless a big span made
     /// them big: a recycled record should not hold one long value's memory for good.
+    #[inline]
     fn clear(&mut self) {
         self.attributes.clear();
         self.name_at = 0;
+        if self.extras {
+            self.clear_extras();
+        }
+        // The other lists grow only with extras.
+        if self.attributes.bytes.capacity() > RECYCLED_BYTES {
+            self.shrink();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear_extras(&mut self) {
         self.events.clear();
         self.event_count = 0;
         self.dropped_events = 0;
@@ -369,20 +387,13 @@ impl Recording {
         self.link_count = 0;
         self.dropped_links = 0;
         self.status = Status::Unset;
-        let largest = [
-            self.attributes.bytes.capacity(),
-            self.events.capacity(),
-            self.links.capacity(),
-            self.event_attributes.bytes.capacity(),
-        ]
-        .into_iter()
-        .fold(0, usize::max);
-        if largest > RECYCLED_BYTES {
-            self.shrink();
-        }
+        self.extras = false;
+        self.shrink();
     }
 
+    /// Lets go of the buffers that a big span made bigger than a recycled record keeps.
     #[cold]
+    #[inline(never)]
     fn shrink(&mut self) {
         for bytes in [
             &mut self.attributes.bytes,
@@ -420,7 +431,14 @@ impl Recording {
             .set_scalar(SPAN_ATTRIBUTES, key, member, limits.max_attributes);
     }
 
+    /// Applies a later status (see [`Status::update`]).
+    pub(crate) fn set_status(&mut self, status: Status) {
+        self.status.update(status);
+        self.extras |= !matches!(self.status, Status::Unset);
+    }
+
     pub(crate) fn add_event(&mut self, name: &Str, attributes: &[KeyValue], limits: SpanLimits) {
+        self.extras = true;
         if self.event_count >= limits.max_events {
             self.dropped_events = self.dropped_events.saturating_add(1);
             return;
@@ -446,6 +464,7 @@ impl Recording {
         attributes: &[KeyValue],
         limits: SpanLimits,
     ) {
+        self.extras = true;
         if self.link_count >= limits.max_links || !context.is_valid() {
             self.dropped_links = self.dropped_links.saturating_add(1);
             return;
@@ -455,6 +474,7 @@ impl Recording {
     }
 
     /// Ends the span now and hands it to the installed pipeline. Once: the record is done.
+    #[inline(always)]
     pub(crate) fn end_now(&mut self) {
         let end = now_unix_nanos().max(self.start_unix_nanos);
         super::span::submit(self, end);
@@ -575,6 +595,7 @@ impl RecordBox {
     ///
     /// # Safety
     /// No frame may reach it any more (rule 2 of the module doc).
+    #[inline]
     pub(crate) unsafe fn end_and_recycle(self, end: impl FnOnce(&mut Recording)) {
         // SAFETY: as the caller promises.
         let mut record = unsafe { self.into_box() };

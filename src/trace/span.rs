@@ -297,7 +297,7 @@ impl Begun {
 
     pub(crate) fn set_status(&mut self, status: Status) {
         if let Some(data) = &mut self.data {
-            data.status.update(status);
+            data.set_status(status);
         }
     }
 
@@ -650,7 +650,7 @@ fn add_event_on(record: &mut RecordBox, name: Str, attributes: Vec<KeyValue>) {
 
 #[inline(never)]
 fn set_status_on(record: &mut RecordBox, status: Status) {
-    record.with(|data, _| data.status.update(status));
+    record.with(|data, _| data.set_status(status));
 }
 
 #[inline(never)]
@@ -700,20 +700,29 @@ impl Span {
         }
     }
 
-    #[inline(never)]
-    fn finish_recorded(&mut self, mut record: RecordBox) {
+    /// The end of a span with a record, inline in [`finish_general`]: on the thread that
+    /// started it, the frame is left, the span handed off and the record kept for the next one,
+    /// in one function.
+    #[inline(always)]
+    fn finish_recorded(&mut self, record: RecordBox) {
         if self.entered.is_here() {
             context::restore(&mut self.entered);
             // SAFETY: its frame (on this thread) was just left: marked ended, no longer
             // reachable (rule 2 in `record`).
             unsafe { record.end_and_recycle(Recording::end_now) };
         } else {
-            let data = record.take();
-            context::leave_from_elsewhere(&self.entered, Some(record));
-            self.entered = Saved::default();
-            if let Some(mut data) = data {
-                data.end_now();
-            }
+            self.finish_elsewhere(record);
+        }
+    }
+
+    /// The end of a span with a record on another thread than the one that started it.
+    #[inline(never)]
+    fn finish_elsewhere(&mut self, mut record: RecordBox) {
+        let data = record.take();
+        context::leave_from_elsewhere(&self.entered, Some(record));
+        self.entered = Saved::default();
+        if let Some(mut data) = data {
+            data.end_now();
         }
     }
 }
@@ -816,7 +825,7 @@ impl CurrentSpan {
 
     /// See [`Span::set_status`].
     pub fn set_status(self, status: Status) {
-        self.with(|data, _| data.status.update(status));
+        self.with(|data, _| data.set_status(status));
     }
 
     /// See [`Span::record_error`].
@@ -830,6 +839,7 @@ impl CurrentSpan {
 /// Hands a finished span to the installed pipeline, encoded into this thread's buffer (nothing
 /// happens when none is installed). The one way a finished span leaves, the `tracing` bridge's
 /// included.
+#[inline]
 pub(crate) fn submit(record: &mut Recording, end_unix_nanos: u64) {
     // Completed before the thread's buffer is taken: the hand-off holds it for one copy.
     let entry = super::encode::finish_span(record, end_unix_nanos);
