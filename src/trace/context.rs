@@ -325,6 +325,9 @@ struct Local {
     tags: [Cell<u64>; INLINE_FRAMES],
     bits: [Cell<u32>; INLINE_FRAMES],
     records: [Cell<Option<NonNull<SharedRecord>>>; INLINE_FRAMES],
+    /// A record kept for this thread's next sampled span (see [`keep_spare`]), here where
+    /// reaching it costs no lifetime check and no borrow flag. Freed by the thread's teardown.
+    spare: Cell<Option<NonNull<SharedRecord>>>,
 }
 
 impl Local {
@@ -420,11 +423,16 @@ impl Drop for Aside {
     fn drop(&mut self) {
         // First no frame is reachable and nothing is entered any more, so no frame of this
         // thread can reach a record freed below, or by a poster once the mailbox is closed.
-        LOCAL.with(|l| {
+        let spare = LOCAL.with(|l| {
             l.torn_down.set(true);
             l.key.set(0);
             l.depth.set(0);
+            l.spare.take()
         });
+        if let Some(spare) = spare {
+            // SAFETY: kept by `keep_spare`, so owned by the slot alone, which let go of it.
+            unsafe { super::record::free_spare(spare) };
+        }
         if let Some(mailbox) = self.mailbox.take() {
             let mut state = mailbox.state.lock();
             state.closed = true;
@@ -469,6 +477,7 @@ thread_local! {
             tags: [const { Cell::new(0) }; INLINE_FRAMES],
             bits: [const { Cell::new(0) }; INLINE_FRAMES],
             records: [const { Cell::new(None) }; INLINE_FRAMES],
+            spare: Cell::new(None),
         }
     };
     static ASIDE: RefCell<Aside> = const {
@@ -506,6 +515,28 @@ fn receive_remote_ends_now() {
             }
         }
     });
+}
+
+/// Takes the record kept for this thread's next span, if there is one: it is the caller's
+/// now (made by `Box::into_raw`, owned by nobody else).
+#[inline]
+pub(crate) fn take_spare() -> Option<NonNull<SharedRecord>> {
+    LOCAL.with(|l| l.spare.take())
+}
+
+/// Keeps `record` (made by `Box::into_raw`, owned by the caller) for this thread's next span,
+/// to be freed by the thread's teardown if no span takes it. Gives it back when a record is
+/// kept already, or when the thread has no key: before its first key nothing would free it at
+/// teardown, and after teardown nothing will.
+#[inline]
+pub(crate) fn keep_spare(record: NonNull<SharedRecord>) -> Option<NonNull<SharedRecord>> {
+    LOCAL.with(|l| {
+        if l.key.get() == 0 || l.spare.get().is_some() {
+            return Some(record);
+        }
+        l.spare.set(Some(record));
+        None
+    })
 }
 
 /// This thread's key (0 during thread teardown): what a span remembers to know whether it is

@@ -488,6 +488,18 @@ pub(crate) struct SharedRecord {
     limits: SpanLimits,
     /// `None` once the span has ended.
     data: UnsafeCell<Option<Recording>>,
+    /// Counted in [`tests::MARKED_LIVE`] (made with [`tests::MARK`] limits).
+    #[cfg(test)]
+    marked: bool,
+}
+
+#[cfg(test)]
+impl Drop for SharedRecord {
+    fn drop(&mut self) {
+        if self.marked {
+            tests::MARKED_LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Held while the record is touched off its origin thread or through the frame.
@@ -536,22 +548,41 @@ impl RecordBox {
     /// capacity kept) when this thread has one, so the span's data is never moved.
     #[inline]
     pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
-        let recycled = RECYCLED
-            .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
-            .ok()
-            .flatten();
+        let recycled = match super::context::take_spare() {
+            // SAFETY: made by `Box::into_raw` (in `end_and_recycle`), and `take_spare` gave the
+            // one owner's pointer to us.
+            Some(spare) => Some(unsafe { Box::from_raw(spare.as_ptr()) }),
+            None => Self::take_recycled(),
+        };
         let mut record = recycled.unwrap_or_else(|| {
+            #[cfg(test)]
+            let marked = limits.max_links == tests::MARK;
+            #[cfg(test)]
+            if marked {
+                tests::MARKED_LIVE.fetch_add(1, Ordering::Relaxed);
+            }
             Box::new(SharedRecord {
                 lock: AtomicBool::new(false),
                 origin,
                 limits,
                 data: UnsafeCell::new(None),
+                #[cfg(test)]
+                marked,
             })
         });
         record.origin = origin;
         record.limits = limits;
         start(record.data.get_mut().get_or_insert_with(Recording::empty));
         RecordBox(NonNull::from(Box::leak(record)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_recycled() -> Option<Box<SharedRecord>> {
+        RECYCLED
+            .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
+            .ok()
+            .flatten()
     }
 
     /// Where the frame of the origin thread keeps it.
@@ -604,6 +635,17 @@ impl RecordBox {
         };
         end(data);
         data.clear();
+        let record = NonNull::from(Box::leak(record));
+        if let Some(refused) = super::context::keep_spare(record) {
+            // SAFETY: made by `Box::leak` just above, and given back by `keep_spare`.
+            Self::recycle(unsafe { Box::from_raw(refused.as_ptr()) });
+        }
+    }
+
+    /// Keeps `record` among this thread's recycled records, or frees it when they are many.
+    #[cold]
+    #[inline(never)]
+    fn recycle(record: Box<SharedRecord>) {
         let _ = RECYCLED.try_with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 if r.len() < RECYCLED_PER_THREAD {
@@ -620,6 +662,15 @@ impl RecordBox {
         // so this is the one `Box` for it.
         unsafe { Box::from_raw(self.0.as_ptr()) }
     }
+}
+
+/// Frees a record kept by [`super::context::keep_spare`] (at the thread's teardown).
+///
+/// # Safety
+/// `record` was made by `Box::into_raw` (or `Box::leak`) and nobody else owns it.
+pub(crate) unsafe fn free_spare(record: NonNull<SharedRecord>) {
+    // SAFETY: as the caller promises.
+    drop(unsafe { Box::from_raw(record.as_ptr()) });
 }
 
 /// Runs `f` on the record a frame points to, if its span has not ended.
@@ -641,8 +692,43 @@ pub(crate) unsafe fn with_frame_record<R>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// The link limit that marks the records one test counts (no other test uses it).
+    pub(crate) const MARK: u32 = 0x5eed;
+    /// Marked records alive.
+    pub(crate) static MARKED_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    /// The spare record sits in a thread-local that has no destructor of its own: the thread's
+    /// teardown must free it, as the recycled list's destructor frees the others.
+    #[test]
+    fn a_thread_frees_the_records_it_kept_when_it_ends() {
+        let limits = SpanLimits::default().max_links(MARK);
+        std::thread::spawn(move || {
+            let origin = super::super::context::thread_key();
+            let first = RecordBox::new(limits, origin, |_| {});
+            let second = RecordBox::new(limits, origin, |_| {});
+            let third = RecordBox::new(limits, origin, |_| {});
+            let kept = first.pointer();
+            // SAFETY (each): never entered in a frame.
+            unsafe { first.end_and_recycle(|_| {}) };
+            let again = RecordBox::new(limits, origin, |_| {});
+            assert_eq!(again.pointer(), kept, "the spare is taken first");
+            unsafe { again.end_and_recycle(|_| {}) };
+            unsafe { second.end_and_recycle(|_| {}) };
+            unsafe { third.end_and_recycle(|_| {}) };
+            assert_eq!(MARKED_LIVE.load(Ordering::Relaxed), 3, "all kept");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            MARKED_LIVE.load(Ordering::Relaxed),
+            0,
+            "the spare and the recycled records are freed with their thread"
+        );
+    }
 
     #[test]
     fn a_recycled_record_keeps_no_big_buffer() {

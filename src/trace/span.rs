@@ -209,7 +209,7 @@ impl SpanBuilder {
         };
         let ids = identity(&parent);
         if ids.is_sampled() {
-            return start_recording(self.name, self.kind, ids, parent, trace_state);
+            return start_recording(self.name, self.kind, ids, parent.ids(), trace_state);
         }
         Span::entered(ids, trace_state, None)
     }
@@ -225,7 +225,7 @@ fn start_literal(name: &'static str, kind: SpanKind) -> Span {
         let ids = identity_from(&top.ids, seed);
         id::take(seed, draws_for(&top.ids));
         if ids.is_sampled() {
-            return start_recording(Str::Static(name), kind, ids, top.ids, None);
+            return start_recording(Str::Static(name), kind, ids, top.ids.ids(), None);
         }
         let entered = context::enter_common(&top, ids);
         return Span::new(ids, None, entered, None);
@@ -247,12 +247,11 @@ fn start_recording(
     name: Str,
     kind: SpanKind,
     ids: Packed,
-    parent: Packed,
+    parent: Ids,
     trace_state: Option<Arc<str>>,
 ) -> Span {
     let limits = handoff::span_limits();
     let record = RecordBox::new(limits, context::thread_key(), |data| {
-        let parent = parent.ids();
         data.start(
             name.as_str(),
             kind,
