@@ -492,8 +492,9 @@ fn array_entry(
 }
 
 /// A `KeyValue` entry whose body is under 128 bytes, in a field under 16: every tag and length
-/// then takes one byte, so the entry is written in room made once, as fixed-size pieces and the
-/// two strings.
+/// then takes one byte, so the entry is four pieces, written into room made once with no bound
+/// checked per piece: its head (tag, length, the key's tag and length), the key, the value's
+/// head (tag, length, the member's tag, and the member itself unless a string), the string.
 #[inline(always)]
 fn short_key_value(
     buf: &mut Vec<u8>,
@@ -506,28 +507,72 @@ fn short_key_value(
     const KEY: u8 = 1 << 3 | LEN as u8;
     const VALUE: u8 = 2 << 3 | LEN as u8;
     let entry = (field << 3 | LEN) as u8;
+    let total = 2 + body_len;
     let (body_len, value_len) = (body_len as u8, value_len as u8);
-    let mut t = Tail::new(buf, 2 + body_len as usize);
-    if key.is_empty() {
-        t.put(&[entry, body_len]);
-    } else {
-        t.put(&[entry, body_len, KEY, key.len() as u8]);
-        t.put(key.as_bytes());
-    }
-    match member {
+    let head = [entry, body_len, KEY, key.len() as u8];
+    // An empty key is left out (proto3 default): the head is then the entry's tag and length.
+    let head_len = if key.is_empty() { 2 } else { 4 };
+    let mut value_head = [0u8; 16];
+    value_head[0] = VALUE;
+    value_head[1] = value_len;
+    let (value_head_len, string) = match member {
         OneOf::Str(s) => {
-            t.put(&[VALUE, value_len, 1 << 3 | LEN as u8, s.len() as u8]);
-            t.put(s.as_bytes());
+            value_head[2] = 1 << 3 | LEN as u8;
+            value_head[3] = s.len() as u8;
+            (4, s.as_bytes())
         }
-        OneOf::Bool(b) => t.put(&[VALUE, value_len, 2 << 3, u8::from(b)]),
+        OneOf::Bool(b) => {
+            value_head[2] = 2 << 3;
+            value_head[3] = u8::from(b);
+            (4, &[][..])
+        }
         OneOf::Int(i) => {
-            t.put(&[VALUE, value_len, 3 << 3]);
-            t.varint(i as u64);
+            value_head[2] = 3 << 3;
+            let mut value = i as u64;
+            let mut at = 3;
+            while value >= 0x80 {
+                value_head[at] = (value as u8) | 0x80;
+                value >>= 7;
+                at += 1;
+            }
+            value_head[at] = value as u8;
+            (at + 1, &[][..])
         }
         OneOf::Double(f) => {
-            t.put(&[VALUE, value_len, 4 << 3 | FIXED64 as u8]);
-            t.put(&f.to_le_bytes());
+            value_head[2] = 4 << 3 | FIXED64 as u8;
+            value_head[3..11].copy_from_slice(&f.to_le_bytes());
+            (11, &[][..])
         }
+    };
+    let value_head = &value_head[..value_head_len];
+    buf.reserve(total);
+    let len = buf.len();
+    debug_assert_eq!(
+        head_len + key.len() + value_head.len() + string.len(),
+        total,
+        "wire: the pieces of a short entry fill its room"
+    );
+    // SAFETY: `total` bytes after `len` are reserved, and the pieces fill exactly that many:
+    // `body_len` is the key field (0, or 2 + the key's length: the head's last two bytes and
+    // the key) plus 2 + `value_len` (the value's tag and length, then its `AnyValue`:
+    // the member's tag and, for a string, its length byte and its bytes, else the member's
+    // bytes, all in `value_head` or `string`), and `total` is that plus the head's first two
+    // bytes; `key_values_match_prost_for_every_scalar_and_length_width` covers every member
+    // and both sides of each length bound, where the debug check above runs. The pieces are
+    // borrowed from elsewhere, so they cannot overlap the room. The head is written whole
+    // even when only its first two bytes count (an empty key): the room is at least 6 bytes
+    // (`value_len` is at least 2), and the pieces after it overwrite the other two. The
+    // written bytes are then initialized and within capacity, so the length can take them in.
+    unsafe {
+        let mut at = buf.as_mut_ptr().add(len);
+        at.cast::<[u8; 4]>().write_unaligned(head);
+        at = at.add(head_len);
+        copy_short(key.as_bytes(), at);
+        at = at.add(key.len());
+        copy_short(value_head, at);
+        at = at.add(value_head.len());
+        copy_short(string, at);
+        buf.set_len(len + total);
     }
 }
 
