@@ -279,6 +279,22 @@ impl Packed {
         }
     }
 
+    /// [`ids`](Self::ids) for a sampled span's, which are computed when it starts (see
+    /// [`root`](Self::root) and [`child`](Self::child)): read as they are, on one test.
+    #[inline]
+    pub(crate) fn computed_ids(&self) -> Ids {
+        if self.bits & DERIVED != 0 {
+            return self.ids();
+        }
+        Ids {
+            trace_id: TraceId(self.trace_id),
+            span_id: SpanId(self.tag),
+            flags: self.bits as u8,
+            is_remote: self.bits & REMOTE != 0,
+            has_trace_state: self.bits & HAS_TRACE_STATE != 0,
+        }
+    }
+
     /// The ids, computed if still derived (the tracestate bit as the frame has it).
     #[inline]
     pub(crate) fn ids(&self) -> Ids {
@@ -694,7 +710,8 @@ impl Saved {
 pub(crate) struct Top {
     pub(crate) ids: Packed,
     depth: u32,
-    thread: u64,
+    /// This thread's key.
+    pub(crate) thread: u64,
 }
 
 /// The current frame for a span start on the common path: no end posted from another thread
@@ -722,11 +739,12 @@ pub(crate) fn common_top() -> Option<Top> {
     })
 }
 
-/// Makes `ids` (no tracestate, no record) current in the frame `top` found free.
+/// Makes `ids` (no tracestate) current in the frame `top` found free, with its span's record
+/// if it has one.
 #[inline(always)]
-pub(crate) fn enter_common(top: &Top, ids: Packed) -> Saved {
+pub(crate) fn enter_common(top: &Top, ids: Packed, record: Option<NonNull<SharedRecord>>) -> Saved {
     LOCAL.with(|l| {
-        l.write_inline(top.depth as usize, Frame { ids, record: None });
+        l.write_inline(top.depth as usize, Frame { ids, record });
         l.depth.set(top.depth + 1);
     });
     Saved {

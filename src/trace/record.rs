@@ -546,7 +546,7 @@ thread_local! {
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
     /// capacity kept) when this thread has one, so the span's data is never moved.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
         let recycled = match super::context::take_spare() {
             // SAFETY: made by `Box::into_raw` (in `end_and_recycle`), and `take_spare` gave the

@@ -1,6 +1,6 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, Ids, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
+use super::context::{self, Ids, Packed, Saved, SpanContext, Top, FLAG_RANDOM, FLAG_SAMPLED};
 use super::id::{self, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
@@ -225,9 +225,9 @@ fn start_literal(name: &'static str, kind: SpanKind) -> Span {
         let ids = identity_from(&top.ids, seed);
         id::take(seed, draws_for(&top.ids));
         if ids.is_sampled() {
-            return start_recording(Str::Static(name), kind, ids, top.ids.ids(), None);
+            return start_literal_recording(name, kind, ids, top);
         }
-        let entered = context::enter_common(&top, ids);
+        let entered = context::enter_common(&top, ids, None);
         return Span::new(ids, None, entered, None);
     }
     start_literal_in_general(name, kind)
@@ -250,18 +250,44 @@ fn start_recording(
     parent: Ids,
     trace_state: Option<Arc<str>>,
 ) -> Span {
-    let limits = handoff::span_limits();
-    let record = RecordBox::new(limits, context::thread_key(), |data| {
-        data.start(
-            name.as_str(),
-            kind,
-            &ids.ids(),
-            parent_span_id(&parent),
-            parent.is_remote,
-            trace_state.as_deref(),
-        )
+    let record = RecordBox::new(handoff::span_limits(), context::thread_key(), |data| {
+        data.start_as(name.as_str(), kind, &ids, &parent, trace_state.as_deref())
     });
     Span::entered(ids, trace_state, Some(record))
+}
+
+/// [`start_recording`] on the common path of [`start_literal`] (no tracestate, the frame
+/// `top` free on this thread), with what that path already knows.
+#[inline(never)]
+fn start_literal_recording(name: &'static str, kind: SpanKind, ids: Packed, top: Top) -> Span {
+    // Its own closure, not one shared with `start_recording`: called once, it is inlined.
+    let record = RecordBox::new(handoff::span_limits(), top.thread, |data| {
+        data.start_as(name, kind, &ids, &top.ids.ids(), None)
+    });
+    let entered = context::enter_common(&top, ids, Some(record.pointer()));
+    Span::new(ids, Some(record), entered, None)
+}
+
+impl Recording {
+    /// [`start`](Self::start) for a span with the ids `ids` (sampled: computed) under `parent`.
+    #[inline(always)]
+    fn start_as(
+        &mut self,
+        name: &str,
+        kind: SpanKind,
+        ids: &Packed,
+        parent: &Ids,
+        trace_state: Option<&str>,
+    ) {
+        self.start(
+            name,
+            kind,
+            &ids.computed_ids(),
+            parent_span_id(parent),
+            parent.is_remote,
+            trace_state,
+        );
+    }
 }
 
 /// A span's identity and, when sampled, its record: what the `tracing` bridge starts from
