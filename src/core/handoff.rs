@@ -25,8 +25,20 @@ use std::sync::{Arc, Weak};
 const BUFFER_BYTES: usize = 32 * 1024;
 const HANDOFF_BYTES: usize = BUFFER_BYTES - 1024;
 /// A thread's first buffer starts small: a short-lived thread that records one span should not
-/// queue a buffer sized for a thousand.
+/// queue a buffer sized for a thousand. It is never a spare one, so such threads leave the
+/// exporter's stock to the threads that fill buffers.
 const FIRST_BUFFER_BYTES: usize = 1024;
+/// Emptied buffers kept for reuse, at most.
+const SPARE_BUFFERS: usize = 64;
+/// Spare buffers the exporter keeps ready, their pages already written, once some thread fills
+/// buffers: about what a flooding thread fills while the exporter encodes and sends a batch of
+/// the default size, twice over. A flood outruns the exporter, so the queue grows and the
+/// buffers that come back cannot keep up: a buffer fresh from the allocator would page-fault on
+/// the recording thread at its first write to each page; these fault on the exporter thread.
+const STOCKED_BUFFERS: usize = 32;
+/// The smallest page size of any target: writing one byte this far apart writes every page,
+/// whatever the page size.
+const PAGE_BYTES: usize = 4096;
 
 /// Encoded records of one signal, back to back.
 #[derive(Default, Debug)]
@@ -45,6 +57,12 @@ pub(crate) struct Chunk {
 impl Chunk {
     pub(crate) fn items(&self) -> usize {
         self.spans.count + self.logs.count
+    }
+
+    /// Whether this chunk holds a full-size buffer: its thread fills buffers, and takes spare
+    /// ones.
+    pub(crate) fn holds_full_buffer(&self) -> bool {
+        self.spans.bytes.capacity().max(self.logs.bytes.capacity()) >= BUFFER_BYTES
     }
 
     /// The records of `kind`.
@@ -153,7 +171,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             capacity: capacity.max(1),
             closed: AtomicBool::new(false),
-            spare: crossbeam_channel::bounded(64),
+            spare: crossbeam_channel::bounded(SPARE_BUFFERS),
             slots: Mutex::new(Vec::new()),
             handoff_items: handoff_items.max(1),
         }
@@ -216,9 +234,13 @@ impl Shared {
 
     /// Hands a chunk to the exporter, or drops and counts it when the queue is full.
     fn enqueue(&self, chunk: Chunk) {
-        if !self.admit(&chunk) {
-            return;
+        if self.admit(&chunk) {
+            self.send(chunk);
         }
+    }
+
+    /// Hands an admitted chunk to the exporter.
+    fn send(&self, chunk: Chunk) {
         if let Err(refused) = self.queue.send(chunk) {
             // The exporter thread is gone: the records are dropped after all.
             let chunk = refused.into_inner();
@@ -232,20 +254,44 @@ impl Shared {
         }
     }
 
-    /// An empty buffer: a recycled one if any, else a new one of `capacity` bytes.
-    fn buffer(&self, capacity: usize) -> Vec<u8> {
+    /// An empty full-size buffer: a spare one if any, else a new one.
+    fn full_buffer(&self) -> Vec<u8> {
         self.spare
             .1
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(capacity))
+            .unwrap_or_else(|_| Vec::with_capacity(BUFFER_BYTES))
     }
 
-    /// Gives an emptied buffer back for reuse (the exporter calls this).
+    /// Gives an emptied buffer back for reuse (the exporter calls this). The pages the app
+    /// thread did not write are written here, as a stocked buffer's are.
     pub(crate) fn recycle(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity()) {
+        if (BUFFER_BYTES..=2 * BUFFER_BYTES).contains(&buffer.capacity()) && !self.spare.0.is_full()
+        {
+            touch_spare_capacity(&mut buffer);
+            buffer.clear();
             let _ = self.spare.0.try_send(buffer);
         }
+    }
+
+    /// Brings the spare buffers up to [`STOCKED_BUFFERS`] with new ones whose every page is
+    /// written (the exporter calls this whenever it runs, once some thread fills buffers).
+    pub(crate) fn stock_spares(&self) {
+        // At most one stock's worth per call, whatever the app threads take meanwhile.
+        for _ in 0..STOCKED_BUFFERS {
+            if self.spare.0.len() >= STOCKED_BUFFERS {
+                return;
+            }
+            let mut buffer = Vec::with_capacity(BUFFER_BYTES);
+            touch_spare_capacity(&mut buffer);
+            if self.spare.0.try_send(buffer).is_err() {
+                return;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn spares(&self) -> usize {
+        self.spare.0.len()
     }
 
     /// Takes every thread's buffered records into `into`, as far as the bound allows (the
@@ -291,6 +337,21 @@ impl Shared {
             self.enqueue(chunk);
         }
     }
+}
+
+/// Writes a byte into every page of `buffer`'s spare capacity, so that none of them faults on
+/// its first write by whoever fills the buffer next (the pages of its contents were written
+/// already). The bytes stay beyond the length: the buffer's contents do not change.
+fn touch_spare_capacity(buffer: &mut Vec<u8>) {
+    let spare = buffer.spare_capacity_mut();
+    for byte in spare.iter_mut().step_by(PAGE_BYTES) {
+        byte.write(0);
+    }
+    if let Some(last) = spare.last_mut() {
+        last.write(0);
+    }
+    // The writes go to memory the program never reads: keep the optimiser from dropping them.
+    std::hint::black_box(buffer.as_ptr());
 }
 
 /// This thread's view of the installed pipeline, refreshed when the generation changes.
@@ -380,19 +441,29 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut pending = slot.lock();
         let encoded = pending.of(kind);
         if encoded.bytes.capacity() == 0 {
-            encoded.bytes = shared.buffer(FIRST_BUFFER_BYTES);
+            encoded.bytes = Vec::with_capacity(FIRST_BUFFER_BYTES);
         }
         write(&mut encoded.bytes);
         encoded.count += 1;
         if pending.items() >= shared.handoff_items
             || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
         {
-            let chunk = std::mem::take(&mut *pending);
-            // A thread that fills buffers gets its next one at full size: grown from the
-            // first buffer's size, it would be copied at each doubling.
-            pending.of(kind).bytes = shared.buffer(BUFFER_BYTES);
-            drop(pending);
-            shared.enqueue(chunk);
+            let mut chunk = std::mem::take(&mut *pending);
+            if shared.admit(&chunk) {
+                // A thread that fills buffers gets its next one at full size: grown from the
+                // first buffer's size, it would be copied at each doubling.
+                pending.of(kind).bytes = shared.full_buffer();
+                drop(pending);
+                shared.send(chunk);
+            } else {
+                // Dropped, and counted by `admit`: its buffers, already written, serve again
+                // rather than taking spare ones while the queue is full.
+                for encoded in [&mut chunk.spans, &mut chunk.logs] {
+                    encoded.bytes.clear();
+                    encoded.count = 0;
+                }
+                *pending = chunk;
+            }
         }
     })
     .is_some()
@@ -435,6 +506,113 @@ mod tests {
         }
         taken += slot.lock().logs.count;
         assert_eq!(taken, THREADS * ROUNDS);
+    }
+
+    fn shared() -> Shared {
+        let signals = SignalConfig {
+            sampler: crate::core::sampler::Sampler::ratio(1.0),
+            span_limits: Default::default(),
+            log_floor: None,
+            metrics_mode: 1,
+        };
+        let (queue, _) = crossbeam_channel::unbounded();
+        Shared::new(signals, Arc::default(), queue, 1 << 20, 1024)
+    }
+
+    /// The stock is topped up to its size and never beyond, however often the exporter runs,
+    /// and recycled buffers never make the spares outgrow their bound.
+    #[test]
+    fn the_spare_buffers_are_bounded() {
+        let shared = shared();
+        shared.stock_spares();
+        assert_eq!(shared.spares(), STOCKED_BUFFERS);
+        shared.stock_spares();
+        assert_eq!(shared.spares(), STOCKED_BUFFERS);
+        let taken: Vec<Vec<u8>> = (0..3).map(|_| shared.full_buffer()).collect();
+        assert!(taken
+            .iter()
+            .all(|b| b.is_empty() && b.capacity() >= BUFFER_BYTES));
+        assert_eq!(shared.spares(), STOCKED_BUFFERS - 3);
+        shared.stock_spares();
+        assert_eq!(shared.spares(), STOCKED_BUFFERS);
+        for _ in 0..2 * SPARE_BUFFERS {
+            let mut full = Vec::with_capacity(BUFFER_BYTES);
+            full.resize(HANDOFF_BYTES, 1);
+            shared.recycle(full);
+        }
+        assert_eq!(shared.spares(), SPARE_BUFFERS);
+        // A buffer shrunk to a short-lived thread's records is not worth keeping.
+        let spare = shared.full_buffer();
+        shared.recycle(Vec::with_capacity(FIRST_BUFFER_BYTES));
+        assert_eq!(shared.spares(), SPARE_BUFFERS - 1);
+        shared.recycle(spare);
+        let recycled = shared.full_buffer();
+        assert!(recycled.is_empty() && recycled.capacity() >= BUFFER_BYTES);
+    }
+
+    /// Touching a buffer leaves its contents as they were.
+    #[test]
+    fn touching_keeps_the_contents() {
+        let mut buffer = Vec::with_capacity(3 * PAGE_BYTES);
+        buffer.extend_from_slice(b"records");
+        touch_spare_capacity(&mut buffer);
+        assert_eq!(buffer, b"records");
+        let mut full = vec![7u8; 16];
+        touch_spare_capacity(&mut full);
+        assert_eq!(full, [7; 16]);
+    }
+
+    /// This thread's minor page faults so far (Linux), read without allocating.
+    #[cfg(target_os = "linux")]
+    fn minor_faults() -> Option<u64> {
+        use std::io::Read;
+        let mut stat = [0u8; 1024];
+        let mut file = std::fs::File::open("/proc/thread-self/stat").ok()?;
+        let n = file.read(&mut stat).ok()?;
+        let stat = std::str::from_utf8(&stat[..n]).ok()?;
+        // Field 10, minflt; the fields after the command name's ')' start at field 3.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(7)?
+            .parse()
+            .ok()
+    }
+
+    /// Writes every byte of a buffer of `bytes` bytes, touched first or not; returns the minor
+    /// faults of the writes.
+    #[cfg(target_os = "linux")]
+    fn faults_filling(bytes: usize, touched: bool) -> Option<u64> {
+        let mut buffer: Vec<u8> = Vec::with_capacity(bytes);
+        if touched {
+            touch_spare_capacity(&mut buffer);
+        }
+        let before = minor_faults()?;
+        buffer.resize(bytes, 1);
+        let after = minor_faults()?;
+        std::hint::black_box(&buffer);
+        Some(after - before)
+    }
+
+    /// A touched buffer's pages are all present: filling it does not fault. The buffers are
+    /// bigger than any the allocator serves from memory it has used before (glibc maps those
+    /// afresh), so an untouched one shows the faults; where it shows few (huge pages, no
+    /// per-thread counts), the test proves nothing and says so.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_touched_buffer_fills_without_faults() {
+        const BYTES: usize = 36 << 20;
+        // Runs the code the measured calls run, so its first run's faults are not counted.
+        let _ = faults_filling(64 * 1024, true);
+        let Some(untouched) = faults_filling(BYTES, false) else {
+            return;
+        };
+        if untouched < (BYTES / PAGE_BYTES / 2) as u64 {
+            eprintln!("untouched buffer took {untouched} faults: nothing to compare with");
+            return;
+        }
+        let touched = faults_filling(BYTES, true).unwrap();
+        assert!(touched <= 4, "{touched} faults filling a touched buffer");
     }
 
     /// A writer that panics gives the slot back: the thread's next record, and the sweep, go on.

@@ -114,6 +114,7 @@ impl Pipeline {
             stop_deadline: None,
             after_uninstall: None,
             stashed: Vec::new(),
+            stocking: false,
             health: config
                 .health_metrics
                 .then(|| super::health::Health::new(config.max_queue_size)),
@@ -310,6 +311,10 @@ struct Exporter {
     /// Control messages that arrived during a retry wait, served next.
     stashed: Vec<Control>,
     health: Option<super::health::Health>,
+    /// Set once some thread has handed over a full buffer: from then on the exporter keeps a
+    /// stock of spare buffers ready (`Shared::stock_spares`). A process whose threads never
+    /// fill one holds no stock.
+    stocking: bool,
 }
 
 impl Exporter {
@@ -345,6 +350,14 @@ impl Exporter {
                 default(wake.saturating_duration_since(now)) => {},
             }
             self.on_timers();
+            self.stock_spares();
+        }
+    }
+
+    /// Tops up the app threads' stock of spare buffers, once they use it.
+    fn stock_spares(&self) {
+        if self.stocking {
+            self.shared.stock_spares();
         }
     }
 
@@ -392,6 +405,7 @@ impl Exporter {
     }
 
     fn accept(&mut self, chunk: Chunk) {
+        self.stocking |= chunk.holds_full_buffer();
         self.take(chunk);
         if self.spans.count >= self.config.max_export_batch {
             self.export_spans(false);
@@ -557,6 +571,8 @@ impl Exporter {
                 Some(deadline) => deadline.saturating_duration_since(now),
                 None => self.config.endpoint.request_timeout,
             };
+            // The app threads go on filling buffers while the request is out.
+            self.stock_spares();
             let outcome = self.transport.send(signal, &body, timeout);
             let counters = self.signal_counters(signal);
             match outcome {

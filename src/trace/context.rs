@@ -1062,12 +1062,9 @@ mod tests {
     #[test]
     fn a_recording_frame_reaches_its_record_until_it_is_left_from_anywhere() {
         let limits = crate::core::SpanLimits::default();
-        let named = |name: &'static str| {
-            RecordBox::new(limits, thread_key(), move |d| {
-                d.name = crate::attributes::Str::Static(name)
-            })
-        };
-        let name = || with_current_record(|d, _| d.name.to_string());
+        let named =
+            |name: &'static str| RecordBox::new(limits, thread_key(), move |d| d.update_name(name));
+        let name = || with_current_record(|d, _| d.name());
         let outer = named("outer");
         let mut outer_saved = enter_with_record(&context(1, None), Some(outer.pointer()));
         let inner = named("inner");

@@ -1,7 +1,8 @@
-//! A span's record → OTLP `Span` bytes (at hand-off, on the recording thread), and back again
-//! for in-process span consumers (on the exporter thread, only while one is registered).
+//! A span's record → OTLP `Span` bytes (written as the span goes, on the recording thread), and
+//! back again for in-process span consumers (on the exporter thread, only while one is
+//! registered).
 
-use super::context::SpanContext;
+use super::context::{Ids, SpanContext};
 use super::id::{SpanId, TraceId};
 #[cfg(any(test, feature = "fuzzing"))]
 use super::record::SPAN_ATTRIBUTES;
@@ -36,58 +37,98 @@ fn remote_flags(flags: u8, is_remote: bool) -> u32 {
     u32::from(flags) | SPAN_FLAGS_HAS_IS_REMOTE | if is_remote { SPAN_FLAGS_IS_REMOTE } else { 0 }
 }
 
-/// Appends the span `r` ended at `end_unix_nanos` as one `ScopeSpans.spans` entry (tag,
-/// length, `Span`), as prost writes it: its length computed first, so it is written in one pass
-/// into room made once, its attributes, events and links copied as the bytes they already are.
-pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) {
-    let trace_state = r.trace_state.as_deref().unwrap_or_default();
-    let name = r.name.as_str();
-    let both_times = r.start_unix_nanos != 0 && end_unix_nanos != 0;
-    let times_len = if both_times {
-        KIND_AND_TIMES_LEN
+/// `Span.flags` for a span with W3C `flags` and a parent that is remote or not.
+#[inline]
+pub(crate) fn span_flags(flags: u8, parent_is_remote: bool) -> u32 {
+    remote_flags(flags, parent_is_remote)
+}
+
+// A span's record is its `ScopeSpans.spans` entry under construction, in the bytes of its
+// attribute list (written as prost writes it, fields in number order, defaults left out):
+//
+//   [room for the entry's tag and length: HEAD_ROOM bytes]
+//   [fields 1 and 2: ids] [3: tracestate] [4: parent span id] [5: name]   written at the start
+//   [6, 7, 8: kind, start and end times: KIND_AND_TIMES_LEN bytes]        room, written at the end
+//   [9: attribute entries]                                                 written as they are set
+//   [10 to 15: dropped counts, events, links, status] [16: flags]          written at the end
+//
+// The end then writes the tag and length right before the body, in the room kept for them, and
+// the whole entry is copied into the thread's hand-off buffer at once.
+
+/// Room for the entry's tag (one byte) and its length (a varint of up to ten bytes).
+const HEAD_ROOM: usize = 11;
+
+/// The shortest head a started record has: no tracestate, no parent, no name.
+pub(crate) const MIN_HEAD_LEN: usize = HEAD_ROOM + IDS_LEN + KIND_AND_TIMES_LEN;
+
+/// `Span.parent_span_id` (field 4): always 8 bytes.
+const PARENT_LEN: usize = 10;
+
+/// Writes the head of a span's record (what its start knows: fields 1 to 5, and room for 6 to
+/// 8) into its emptied bytes, and where its parts are.
+#[inline]
+pub(crate) fn write_head(
+    r: &mut Recording,
+    name: &str,
+    ids: &Ids,
+    parent_span_id: SpanId,
+    trace_state: Option<&str>,
+) {
+    let trace_state = trace_state.unwrap_or_default();
+    let has_parent = parent_span_id.is_valid();
+    let name_at = HEAD_ROOM
+        + IDS_LEN
+        + field_len(trace_state.len())
+        + if has_parent { PARENT_LEN } else { 0 };
+    let start = name_at + field_len(name.len()) + KIND_AND_TIMES_LEN;
+    let bytes = &mut r.attributes.bytes;
+    bytes.clear();
+    let mut t = Tail::new(bytes, start);
+    t.put(&[0; HEAD_ROOM]);
+    t.put(&self::ids(ids.trace_id, ids.span_id));
+    t.field_bytes(3, trace_state.as_bytes());
+    if has_parent {
+        let mut parent = [0u8; PARENT_LEN];
+        parent[0] = 4 << 3 | LEN as u8;
+        parent[1] = 8;
+        parent[2..].copy_from_slice(&parent_span_id.to_bytes());
+        t.put(&parent);
+    }
+    t.field_bytes(5, name.as_bytes());
+    t.put(&[0; KIND_AND_TIMES_LEN]);
+    drop(t);
+    r.name_at = name_at;
+    r.attributes.start = start;
+}
+
+/// Completes the record of the span ended at `end_unix_nanos` into one `ScopeSpans.spans` entry
+/// (tag, length, `Span`), exactly as prost writes it, and returns it: kind and times into their
+/// room, the rare fields and the flags after the attributes, the tag and length in front. Once
+/// per record: the record is done afterwards.
+#[inline]
+pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
+    if !r.has_head() {
+        r.add_head();
+    }
+    let times_at = r.attributes.start - KIND_AND_TIMES_LEN;
+    if r.start_unix_nanos != 0 && end_unix_nanos != 0 {
+        let times = kind_and_times(r.kind, r.start_unix_nanos, end_unix_nanos);
+        r.attributes.bytes[times_at..r.attributes.start].copy_from_slice(&times);
     } else {
-        2 + fixed64_len(r.start_unix_nanos) + fixed64_len(end_unix_nanos)
-    };
+        unusual_times(r, end_unix_nanos);
+    }
     // Dropped counts, events, links, a status: few spans have any, and one test skips them all.
     let rare = (r.attributes.dropped | r.dropped_events | r.dropped_links) != 0
         || !r.events.is_empty()
         || !r.links.is_empty()
         || !matches!(r.status, Status::Unset);
-    let len = IDS_LEN
-        + field_len(trace_state.len())
-        + if r.parent_span_id.is_valid() { 10 } else { 0 }
-        + field_len(name.len())
-        + times_len
-        + r.attributes.bytes.len()
-        + if rare { rare_fields_len(r) } else { 0 }
-        + FLAGS_LEN;
-    let mut t = Tail::new(buf, 1 + varint_len(len as u64) + len);
-    t.byte((SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8);
-    t.varint(len as u64);
-    t.put(&ids(r.trace_id, r.span_id));
-    t.field_bytes(3, trace_state.as_bytes());
-    if r.parent_span_id.is_valid() {
-        t.field_bytes(4, &r.parent_span_id.to_bytes());
-    }
-    t.field_bytes(5, name.as_bytes());
-    if both_times {
-        t.put(&kind_and_times(r.kind, r.start_unix_nanos, end_unix_nanos));
-    } else {
-        t.uint(6, span_kind(r.kind));
-        for (field, time) in [(7, r.start_unix_nanos), (8, end_unix_nanos)] {
-            if time != 0 {
-                t.byte((field << 3 | FIXED64) as u8);
-                t.put(&time.to_le_bytes());
-            }
-        }
-    }
-    t.put(&r.attributes.bytes);
     if rare {
-        write_rare_fields(&mut t, r);
+        write_rare_fields(r);
     }
-    let flags = remote_flags(r.flags, r.parent_is_remote).to_le_bytes();
+    let flags = r.flags.to_le_bytes();
+    let bytes = &mut r.attributes.bytes;
     // Field 16 (a two-byte tag), fixed32, never 0.
-    t.put(&[
+    bytes.extend_from_slice(&[
         (16 << 3 | FIXED32) as u8 | 0x80,
         1,
         flags[0],
@@ -95,10 +136,40 @@ pub(crate) fn write_span(buf: &mut Vec<u8>, r: &Recording, end_unix_nanos: u64) 
         flags[2],
         flags[3],
     ]);
+    let len = bytes.len() - HEAD_ROOM;
+    let at = HEAD_ROOM - 1 - varint_len(len as u64);
+    bytes[at] = (SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8;
+    let mut value = len as u64;
+    let mut i = at + 1;
+    while value >= 0x80 {
+        bytes[i] = (value as u8) | 0x80;
+        value >>= 7;
+        i += 1;
+    }
+    bytes[i] = value as u8;
+    &bytes[at..]
 }
 
-const FLAGS_LEN: usize = 6;
-const KIND_AND_TIMES_LEN: usize = 20;
+/// Fields 6 to 8 when a time is 0 (left out, as prost leaves it out): shorter than their room,
+/// which they replace. Only a span given as data (tests, the fuzz target) has one.
+#[cold]
+#[inline(never)]
+fn unusual_times(r: &mut Recording, end_unix_nanos: u64) {
+    let mut fields = vec![6 << 3, span_kind(r.kind) as u8];
+    for (field, time) in [(7u8, r.start_unix_nanos), (8, end_unix_nanos)] {
+        if time != 0 {
+            fields.push(field << 3 | FIXED64 as u8);
+            fields.extend_from_slice(&time.to_le_bytes());
+        }
+    }
+    let times_at = r.attributes.start - KIND_AND_TIMES_LEN;
+    r.attributes.start = times_at + fields.len();
+    r.attributes
+        .bytes
+        .splice(times_at..times_at + KIND_AND_TIMES_LEN, fields);
+}
+
+pub(crate) const KIND_AND_TIMES_LEN: usize = 20;
 
 /// A length-delimited field's bytes for a body of `len` bytes, 0 when empty (left out).
 fn field_len(len: usize) -> usize {
@@ -106,14 +177,6 @@ fn field_len(len: usize) -> usize {
         0
     } else {
         1 + varint_len(len as u64) + len
-    }
-}
-
-fn fixed64_len(value: u64) -> usize {
-    if value == 0 {
-        0
-    } else {
-        9
     }
 }
 
@@ -135,8 +198,6 @@ fn status_body_len(status: &Status) -> Option<usize> {
 }
 
 /// What `Span` fields 10 to 15 take (dropped counts, events, links, status).
-#[cold]
-#[inline(never)]
 fn rare_fields_len(r: &Recording) -> usize {
     uint_len(r.attributes.dropped)
         + r.events.len()
@@ -146,10 +207,13 @@ fn rare_fields_len(r: &Recording) -> usize {
         + status_body_len(&r.status).map_or(0, |body| 1 + varint_len(body as u64) + body)
 }
 
-/// `Span` fields 10 to 15, [`rare_fields_len`] bytes.
+/// Appends `Span` fields 10 to 15 to the record's bytes.
 #[cold]
 #[inline(never)]
-fn write_rare_fields(t: &mut Tail<'_>, r: &Recording) {
+fn write_rare_fields(r: &mut Recording) {
+    let len = rare_fields_len(r);
+    let mut bytes = std::mem::take(&mut r.attributes.bytes);
+    let mut t = Tail::new(&mut bytes, len);
     t.uint(10, u64::from(r.attributes.dropped));
     t.put(&r.events);
     t.uint(12, u64::from(r.dropped_events));
@@ -165,6 +229,8 @@ fn write_rare_fields(t: &mut Tail<'_>, r: &Recording) {
             t.uint(3, 1);
         }
     }
+    drop(t);
+    r.attributes.bytes = bytes;
 }
 
 /// `Span` fields 6, 7 and 8 (kind, start and end times, both non-zero): one fixed-size copy.
@@ -203,7 +269,7 @@ pub(crate) fn event_entry(
     Writer::new(buf).message(11, |m| {
         m.fixed64(1, time_unix_nanos);
         m.str(2, name.as_str());
-        m.raw(&attributes.bytes);
+        m.raw(attributes.entries());
         m.uint(4, u64::from(attributes.dropped));
     });
 }
@@ -224,14 +290,21 @@ pub(crate) fn link_entry(buf: &mut Vec<u8>, context: &SpanContext, attributes: &
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
     let mut r = Recording::empty();
-    r.trace_id = s.trace_id;
-    r.span_id = s.span_id;
-    r.parent_span_id = s.parent_span_id;
-    r.parent_is_remote = s.parent_is_remote;
-    r.flags = s.flags;
-    r.trace_state = s.trace_state.clone();
-    r.name = s.name.clone();
-    r.kind = s.kind;
+    let ids = Ids {
+        trace_id: s.trace_id,
+        span_id: s.span_id,
+        flags: s.flags,
+        is_remote: false,
+        has_trace_state: s.trace_state.is_some(),
+    };
+    r.start(
+        s.name.as_str(),
+        s.kind,
+        &ids,
+        s.parent_span_id,
+        s.parent_is_remote,
+        s.trace_state.as_deref(),
+    );
     r.start_unix_nanos = s.start_unix_nanos;
     for kv in &s.attributes {
         r.attributes.push_as_is(SPAN_ATTRIBUTES, kv);
@@ -251,7 +324,7 @@ pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
     }
     r.dropped_links = s.dropped_links;
     r.status = s.status.clone();
-    write_span(buf, &r, s.end_unix_nanos);
+    buf.extend_from_slice(finish_span(&mut r, s.end_unix_nanos));
 }
 
 /// The spans back from the `Span` message bodies [`span_entry`] wrote. A body that does not
@@ -432,11 +505,12 @@ mod tests {
         };
         let mut r = Recording::empty();
         r.start(
-            "GET /users/{id}".into(),
+            "GET /users",
             SpanKind::Server,
             &context.ids(),
-            &parent.ids(),
-            parent.trace_state.clone(),
+            parent.span_id(),
+            parent.is_remote(),
+            parent.trace_state(),
         );
         r.start_unix_nanos = 1_000;
         let long_key = "k".repeat(130);
@@ -469,9 +543,10 @@ mod tests {
         r.add_link(&linked, &[], limits); // past the link limit
         r.add_link(&SpanContext::none(), &[], limits); // invalid
         r.status.update(Status::error("bad"));
+        // Renamed after its attributes were set: the head is rewritten in front of them.
+        r.update_name("GET /users/{id}");
 
-        let mut ours = Vec::new();
-        write_span(&mut ours, &r, 2_000);
+        let ours = finish_span(&mut r, 2_000).to_vec();
         let expected = pt::Span {
             trace_id: TraceId(0xabc).to_bytes().to_vec(),
             span_id: SpanId(0x34).to_bytes().to_vec(),

@@ -25,15 +25,14 @@
 //!    thread's frames are already gone). See `context::leave_from_elsewhere`.
 
 use super::context::{Ids, SpanContext};
-use super::id::{SpanId, TraceId};
+use super::id::SpanId;
 use super::span::{SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::{key_value_entry, read_varint};
+use crate::core::wire::{key_value_entry, read_varint, scalar_key_value, OneOf, Writer};
 use crate::core::{now_unix_nanos, SpanLimits};
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// `Span.attributes`, `Event.attributes`: the field numbers a [`Attributes`] list is written in.
 pub(crate) const SPAN_ATTRIBUTES: u32 = 9;
@@ -44,11 +43,24 @@ const EVENT_ATTRIBUTES: u32 = 3;
 /// index of where each entry is lets a key set again overwrite its entry in place.
 #[derive(Default)]
 pub(crate) struct Attributes {
-    /// The entries (tag, length, `KeyValue`), back to back, in the order their keys came.
+    /// The entries (tag, length, `KeyValue`), back to back from `start`, in the order their keys
+    /// came. A span's record keeps the rest of its `Span` around them (see [`Recording`]).
     pub(crate) bytes: Vec<u8>,
+    /// Where the entries start in `bytes`.
+    pub(crate) start: usize,
     keys: Vec<Key>,
+    /// The key lengths in the list, one bit per length modulo 64: a key whose bit is clear is
+    /// new, known without a look at the keys (most keys of a span differ in length).
+    lengths: u64,
     /// New keys refused by the count limit.
     pub(crate) dropped: u32,
+}
+
+/// Where [`Attributes::place`] puts an entry.
+enum Place {
+    End,
+    Entry(usize),
+    Nowhere,
 }
 
 /// Where one entry of [`Attributes::bytes`] is, and its key.
@@ -58,15 +70,22 @@ struct Key {
     /// reading it; 0 for a key built at run time (its memory may be reused by another text).
     literal: usize,
     len: usize,
-    /// The entry's start in the bytes.
+    /// The entry's offset from the first entry: a head rewritten in front keeps it.
     at: usize,
 }
 
 impl Attributes {
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
+        self.start = 0;
         self.keys.clear();
+        self.lengths = 0;
         self.dropped = 0;
+    }
+
+    /// The entries, as they are exported.
+    pub(crate) fn entries(&self) -> &[u8] {
+        self.bytes.get(self.start..).unwrap_or_default()
     }
 
     /// The one place attribute limits are applied to a span or an event: an existing key is
@@ -85,17 +104,78 @@ impl Attributes {
             Str::Static(s) => (s, s.as_ptr() as usize),
             Str::Owned(s) => (s, 0),
         };
-        let existing = self.keys.iter().position(|k| {
+        let place = self.place(text, literal, max_count);
+        if let Some(written_at) = self.written_at(&place) {
+            key_value_entry(&mut self.bytes, field, text, value, max_chars);
+            self.index(place, text, literal, written_at);
+        }
+    }
+
+    /// [`set`](Self::set) for a literal key and a scalar value (a string already cut to the
+    /// limit): the common attribute, its encoding picked by the caller.
+    #[inline(always)]
+    pub(crate) fn set_scalar(
+        &mut self,
+        field: u32,
+        key: &'static str,
+        member: OneOf<'_>,
+        max_count: u32,
+    ) {
+        let literal = key.as_ptr() as usize;
+        let place = self.place(key, literal, max_count);
+        if let Some(written_at) = self.written_at(&place) {
+            scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
+            self.index(place, key, literal, written_at);
+        }
+    }
+
+    /// Where the entry for the key `text` goes: in place of the key's entry if it has one, else
+    /// at the end, or nowhere past `max_count` keys (counted as dropped).
+    #[inline(always)]
+    fn place(&mut self, text: &str, literal: usize, max_count: u32) -> Place {
+        let length = 1u64 << (text.len() % 64);
+        if self.lengths & length != 0 {
+            if let Some(i) = self.find(text, literal) {
+                return Place::Entry(i);
+            }
+        }
+        if self.keys.len() < max_count as usize {
+            self.lengths |= length;
+            Place::End
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+            Place::Nowhere
+        }
+    }
+
+    /// Where the entry for `place` is to be written (at the end of the bytes, whatever its
+    /// place), unless nowhere. One place that writes it keeps the encoding's code inline once.
+    #[inline(always)]
+    fn written_at(&self, place: &Place) -> Option<usize> {
+        (!matches!(place, Place::Nowhere)).then_some(self.bytes.len())
+    }
+
+    /// Indexes the entry for the key `text` just written at `written_at`, moved into `place`.
+    #[inline(always)]
+    fn index(&mut self, place: Place, text: &str, literal: usize, written_at: usize) {
+        match place {
+            Place::End => self.keys.push(Key {
+                literal,
+                len: text.len(),
+                at: written_at - self.start,
+            }),
+            Place::Entry(i) => self.overwrite(i, text, literal, written_at),
+            Place::Nowhere => {}
+        }
+    }
+
+    /// The index of the key `text` (`literal` its address if a literal), if it is in the list.
+    #[inline(never)]
+    fn find(&self, text: &str, literal: usize) -> Option<usize> {
+        self.keys.iter().position(|k| {
             k.len == text.len()
                 && ((literal != 0 && k.literal == literal) || self.entry_has_key(k.at, text))
-        });
-        match existing {
-            Some(i) => self.overwrite(i, field, text, literal, value, max_chars),
-            None if self.keys.len() < max_count as usize => {
-                self.append(field, text, literal, value, max_chars)
-            }
-            None => self.dropped = self.dropped.saturating_add(1),
-        }
+        })
     }
 
     /// Whether the entry at `at` has the key `text` (of the entry's key length): read from the
@@ -107,52 +187,26 @@ impl Attributes {
             // An empty key is left out of the entry (proto3 default): nothing to compare.
             return true;
         }
+        let bytes = self.entries();
         let mut at = at;
         let key = (|| {
-            read_varint(&self.bytes, &mut at)?; // the entry's tag
-            read_varint(&self.bytes, &mut at)?; // its length
-            read_varint(&self.bytes, &mut at)?; // the key's tag
-            let len = usize::try_from(read_varint(&self.bytes, &mut at)?).ok()?;
-            self.bytes.get(at..at.checked_add(len)?)
+            read_varint(bytes, &mut at)?; // the entry's tag
+            read_varint(bytes, &mut at)?; // its length
+            read_varint(bytes, &mut at)?; // the key's tag
+            let len = usize::try_from(read_varint(bytes, &mut at)?).ok()?;
+            bytes.get(at..at.checked_add(len)?)
         })();
         key == Some(text.as_bytes())
     }
 
-    #[inline(always)]
-    fn append(
-        &mut self,
-        field: u32,
-        text: &str,
-        literal: usize,
-        value: &Value,
-        max_chars: Option<u32>,
-    ) {
-        let at = self.bytes.len();
-        key_value_entry(&mut self.bytes, field, text, value, max_chars);
-        self.keys.push(Key {
-            literal,
-            len: text.len(),
-            at,
-        });
-    }
-
-    /// Entry `i` rewritten with the new value, where it was (the key keeps its place in the
-    /// order). Rare, so written at the end and moved into place.
+    /// Entry `i` replaced by the one written at the end from `tail`, where it was (the key
+    /// keeps its place in the order). Rare.
     #[cold]
     #[inline(never)]
-    fn overwrite(
-        &mut self,
-        i: usize,
-        field: u32,
-        text: &str,
-        literal: usize,
-        value: &Value,
-        max_chars: Option<u32>,
-    ) {
-        let start = self.keys[i].at;
-        let old_len = self.keys.get(i + 1).map_or(self.bytes.len(), |k| k.at) - start;
-        let tail = self.bytes.len();
-        key_value_entry(&mut self.bytes, field, text, value, max_chars);
+    fn overwrite(&mut self, i: usize, text: &str, literal: usize, tail: usize) {
+        let at = self.keys[i].at;
+        let old_len = self.keys.get(i + 1).map_or(tail - self.start, |k| k.at) - at;
+        let start = self.start + at;
         let new_len = self.bytes.len() - tail;
         // [.. old, rest, new] -> [.. new, old, rest] -> [.. new, rest]
         self.bytes[start..].rotate_right(new_len);
@@ -160,7 +214,7 @@ impl Attributes {
         self.keys[i] = Key {
             literal,
             len: text.len(),
-            at: start,
+            at,
         };
         for k in &mut self.keys[i + 1..] {
             k.at = k.at - old_len + new_len;
@@ -171,28 +225,35 @@ impl Attributes {
     /// [`SpanData`](super::SpanData) (tests, the fuzz target), encoded as it was given.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn push_as_is(&mut self, field: u32, kv: &KeyValue) {
-        self.append(field, kv.key.as_str(), 0, &kv.value, None);
+        let at = self.bytes.len() - self.start;
+        key_value_entry(&mut self.bytes, field, kv.key.as_str(), &kv.value, None);
+        self.keys.push(Key {
+            literal: 0,
+            len: kv.key.len(),
+            at,
+        });
     }
 }
 
 /// The most bytes a recycled record keeps in each of its buffers.
 const RECYCLED_BYTES: usize = 4096;
 
-/// The record of a live sampled span: what it has been given so far, attributes, events and
-/// links already in their wire form. Ended, it is written as one OTLP `Span` by
-/// [`super::encode::write_span`].
+/// The record of a live sampled span: what it has been given so far, already in its wire form.
+///
+/// Its attribute list's bytes are the span's `ScopeSpans.spans` entry under construction,
+/// written as the span goes ([`super::encode`] has the layout): room for the entry's tag and
+/// length, then fields 1 to 5 (written at the start), room for fields 6 to 8 (kind and times,
+/// written at the end, so they may change meanwhile), then the attribute entries. Ending the span
+/// writes what is left after them and copies the entry out whole
+/// ([`super::encode::finish_span`]).
 pub(crate) struct Recording {
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    /// Invalid for a root.
-    pub(crate) parent_span_id: SpanId,
-    pub(crate) parent_is_remote: bool,
-    pub(crate) flags: u8,
-    pub(crate) trace_state: Option<Arc<str>>,
-    pub(crate) name: Str,
+    pub(crate) attributes: Attributes,
+    /// Where the name field (5) starts in the bytes; it ends where fields 6 to 8 go.
+    pub(crate) name_at: usize,
+    /// `Span.flags` (field 16).
+    pub(crate) flags: u32,
     pub(crate) kind: SpanKind,
     pub(crate) start_unix_nanos: u64,
-    pub(crate) attributes: Attributes,
     /// `Span.events` entries (field 11), back to back.
     pub(crate) events: Vec<u8>,
     event_count: u32,
@@ -210,16 +271,11 @@ impl Recording {
     /// A record holding nothing, for the span's start to fill in.
     pub(crate) fn empty() -> Self {
         Recording {
-            trace_id: TraceId(0),
-            span_id: SpanId::INVALID,
-            parent_span_id: SpanId::INVALID,
-            parent_is_remote: false,
+            attributes: Attributes::default(),
+            name_at: 0,
             flags: 0,
-            trace_state: None,
-            name: Str::Static(""),
             kind: SpanKind::Internal,
             start_unix_nanos: 0,
-            attributes: Attributes::default(),
             events: Vec::new(),
             event_count: 0,
             dropped_events: 0,
@@ -231,37 +287,81 @@ impl Recording {
         }
     }
 
-    /// Starts the record of a sampled span now, in place (in an empty or an emptied record).
-    /// `trace_state` is the parent's.
+    /// Starts the record of a sampled span now, in place, in an empty or emptied record (what
+    /// it held is dropped). `parent_span_id` is invalid for a root; `trace_state` is the
+    /// parent's.
+    #[inline]
     pub(crate) fn start(
         &mut self,
-        name: Str,
+        name: &str,
         kind: SpanKind,
         ids: &Ids,
-        parent: &Ids,
-        trace_state: Option<Arc<str>>,
+        parent_span_id: SpanId,
+        parent_is_remote: bool,
+        trace_state: Option<&str>,
     ) {
-        self.trace_id = ids.trace_id;
-        self.span_id = ids.span_id;
-        self.parent_span_id = if parent.is_valid() {
-            parent.span_id
-        } else {
-            SpanId::INVALID
-        };
-        self.parent_is_remote = parent.is_remote;
-        self.flags = ids.flags;
-        self.trace_state = trace_state;
-        self.name = name;
         self.kind = kind;
+        self.flags = super::encode::span_flags(ids.flags, parent_is_remote);
         self.start_unix_nanos = now_unix_nanos();
+        super::encode::write_head(self, name, ids, parent_span_id, trace_state);
+    }
+
+    /// Whether the bytes hold a head (fields 1 to 5 and room for 6 to 8): every started record.
+    pub(crate) fn has_head(&self) -> bool {
+        self.attributes.start >= super::encode::MIN_HEAD_LEN
+    }
+
+    /// Gives a record that was never started (a test's, say) the head of a span with no ids, in
+    /// front of what it was given, so that it still ends as a well-formed span.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn add_head(&mut self) {
+        let entries = self.attributes.entries().to_vec();
+        let (kind, start) = (self.kind, self.start_unix_nanos);
+        let none = Ids::default();
+        super::encode::write_head(self, "", &none, SpanId::INVALID, None);
+        self.attributes.bytes.extend_from_slice(&entries);
+        (self.kind, self.start_unix_nanos) = (kind, start);
+    }
+
+    /// Renames the span: its head is rewritten around the new name (the attributes after it
+    /// keep their offsets from the first one).
+    pub(crate) fn update_name(&mut self, name: &str) {
+        if !self.has_head() {
+            self.add_head();
+        }
+        let mut field = Vec::new();
+        crate::core::wire::Writer::new(&mut field).str(5, name);
+        let end = self.attributes.start - super::encode::KIND_AND_TIMES_LEN;
+        let old_len = end - self.name_at;
+        let new_len = field.len();
+        self.attributes.bytes.splice(self.name_at..end, field);
+        self.attributes.start = self.attributes.start - old_len + new_len;
+    }
+
+    /// The span's name, read back from its head.
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> String {
+        let end = self
+            .attributes
+            .start
+            .saturating_sub(super::encode::KIND_AND_TIMES_LEN);
+        let field = self
+            .attributes
+            .bytes
+            .get(self.name_at..end)
+            .unwrap_or_default();
+        let mut at = 0;
+        crate::core::wire::next_field(field, &mut at).map_or_else(String::new, |(_, body)| {
+            String::from_utf8_lossy(body).into_owned()
+        })
     }
 
     /// Empties the record for another span, its buffers' capacity kept unless a big span made
     /// them big: a recycled record should not hold one long value's memory for good.
     fn clear(&mut self) {
-        self.trace_state = None;
-        self.name = Str::Static("");
         self.attributes.clear();
+        self.name_at = 0;
         self.events.clear();
         self.event_count = 0;
         self.dropped_events = 0;
@@ -307,6 +407,19 @@ impl Recording {
         );
     }
 
+    /// [`set_attribute`](Self::set_attribute) for a literal key and a scalar value, a string
+    /// already cut to the limit ([`cut`](crate::core::wire::cut)).
+    #[inline(always)]
+    pub(crate) fn set_scalar_attribute(
+        &mut self,
+        key: &'static str,
+        member: OneOf<'_>,
+        limits: SpanLimits,
+    ) {
+        self.attributes
+            .set_scalar(SPAN_ATTRIBUTES, key, member, limits.max_attributes);
+    }
+
     pub(crate) fn add_event(&mut self, name: &Str, attributes: &[KeyValue], limits: SpanLimits) {
         if self.event_count >= limits.max_events {
             self.dropped_events = self.dropped_events.saturating_add(1);
@@ -341,7 +454,7 @@ impl Recording {
         self.link_count += 1;
     }
 
-    /// Ends the span now and hands it to the installed pipeline.
+    /// Ends the span now and hands it to the installed pipeline. Once: the record is done.
     pub(crate) fn end_now(&mut self) {
         let end = now_unix_nanos().max(self.start_unix_nanos);
         super::span::submit(self, end);
@@ -401,6 +514,7 @@ thread_local! {
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
     /// capacity kept) when this thread has one, so the span's data is never moved.
+    #[inline]
     pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
         let recycled = RECYCLED
             .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))

@@ -1,11 +1,12 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
+use super::context::{self, Ids, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use super::id::{self, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core as state;
 use crate::core::handoff::{self, Kind};
+use crate::core::wire::{cut, OneOf};
 pub use crate::core::SpanLimits;
 use std::cell::OnceCell;
 use std::mem::ManuallyDrop;
@@ -208,7 +209,7 @@ impl SpanBuilder {
         };
         let ids = identity(&parent);
         if ids.is_sampled() {
-            return start_recording(self, ids, parent, trace_state);
+            return start_recording(self.name, self.kind, ids, parent, trace_state);
         }
         Span::entered(ids, trace_state, None)
     }
@@ -224,8 +225,7 @@ fn start_literal(name: &'static str, kind: SpanKind) -> Span {
         let ids = identity_from(&top.ids, seed);
         id::take(seed, draws_for(&top.ids));
         if ids.is_sampled() {
-            let builder = SpanBuilder::new(Str::Static(name)).kind(kind);
-            return start_recording(builder, ids, top.ids, None);
+            return start_recording(Str::Static(name), kind, ids, top.ids, None);
         }
         let entered = context::enter_common(&top, ids);
         return Span::new(ids, None, entered, None);
@@ -244,15 +244,23 @@ fn start_literal_in_general(name: &'static str, kind: SpanKind) -> Span {
 /// its code.
 #[inline(never)]
 fn start_recording(
-    builder: SpanBuilder,
+    name: Str,
+    kind: SpanKind,
     ids: Packed,
     parent: Packed,
     trace_state: Option<Arc<str>>,
 ) -> Span {
-    let SpanBuilder { name, kind, .. } = builder;
     let limits = handoff::span_limits();
     let record = RecordBox::new(limits, context::thread_key(), |data| {
-        data.start(name, kind, &ids.ids(), &parent.ids(), trace_state.clone())
+        let parent = parent.ids();
+        data.start(
+            name.as_str(),
+            kind,
+            &ids.ids(),
+            parent_span_id(&parent),
+            parent.is_remote,
+            trace_state.as_deref(),
+        )
     });
     Span::entered(ids, trace_state, Some(record))
 }
@@ -277,7 +285,7 @@ impl Begun {
 
     pub(crate) fn update_name(&mut self, name: Str) {
         if let Some(data) = &mut self.data {
-            data.name = name;
+            data.update_name(name.as_str());
         }
     }
 
@@ -307,6 +315,16 @@ impl Begun {
     }
 }
 
+/// The parent span id a span records: invalid for a root.
+#[inline]
+fn parent_span_id(parent: &Ids) -> SpanId {
+    if parent.is_valid() {
+        parent.span_id
+    } else {
+        SpanId::INVALID
+    }
+}
+
 /// Decides sampling and draws ids for a new span under `parent` (invalid = a root). Callers
 /// check [`state::is_installed`] first; a pipeline uninstalled in between makes an unsampled
 /// span.
@@ -319,12 +337,14 @@ pub(crate) fn begin(name: Str, kind: SpanKind, parent: &SpanContext) -> Begun {
     let (data, limits) = if context.is_sampled() {
         let limits = handoff::span_limits();
         let mut data = Box::new(Recording::empty());
+        let parent_ids = parent_ids.ids();
         data.start(
-            name,
+            name.as_str(),
             kind,
             &ids.ids(),
-            &parent_ids.ids(),
-            parent.trace_state.clone(),
+            parent_span_id(&parent_ids),
+            parent_ids.is_remote,
+            parent.trace_state(),
         );
         (Some(data), limits)
     } else {
@@ -465,7 +485,32 @@ impl Span {
     #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Str>, value: impl Into<Value>) {
         if let Some(record) = self.record() {
-            set_attribute_on(record, key.into(), value.into());
+            // The common call, a literal key and a literal string or a number, is passed in
+            // registers and leaves nothing to drop: at such a call site the match folds away.
+            let (key, value) = (key.into(), value.into());
+            let Str::Static(literal) = key else {
+                return set_attribute_on(record, key, value);
+            };
+            // Each of these owns nothing: forgotten, so the call into the drop glue is left out.
+            match value {
+                Value::Str(Str::Static(text)) => {
+                    std::mem::forget(value);
+                    set_literal_str(record, literal, text)
+                }
+                Value::I64(number) => {
+                    std::mem::forget(value);
+                    set_literal_i64(record, literal, number)
+                }
+                Value::Bool(b) => {
+                    std::mem::forget(value);
+                    set_literal_bool(record, literal, b)
+                }
+                Value::F64(number) => {
+                    std::mem::forget(value);
+                    set_literal_f64(record, literal, number)
+                }
+                value => set_attribute_on(record, key, value),
+            }
         }
     }
 
@@ -562,6 +607,29 @@ fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
 }
 
 #[inline(never)]
+fn set_literal_str(record: &mut RecordBox, key: &'static str, value: &'static str) {
+    record.with(|data, limits| {
+        let value = cut(value, limits.max_value_chars);
+        data.set_scalar_attribute(key, OneOf::Str(value), limits)
+    });
+}
+
+#[inline(never)]
+fn set_literal_i64(record: &mut RecordBox, key: &'static str, value: i64) {
+    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Int(value), limits));
+}
+
+#[inline(never)]
+fn set_literal_bool(record: &mut RecordBox, key: &'static str, value: bool) {
+    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Bool(value), limits));
+}
+
+#[inline(never)]
+fn set_literal_f64(record: &mut RecordBox, key: &'static str, value: f64) {
+    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Double(value), limits));
+}
+
+#[inline(never)]
 fn set_attributes_on(record: &mut RecordBox, attributes: Vec<KeyValue>) {
     record.with(|data, limits| {
         for kv in &attributes {
@@ -572,7 +640,7 @@ fn set_attributes_on(record: &mut RecordBox, attributes: Vec<KeyValue>) {
 
 #[inline(never)]
 fn update_name_on(record: &mut RecordBox, name: Str) {
-    record.with(|data, _| data.name = name);
+    record.with(|data, _| data.update_name(name.as_str()));
 }
 
 #[inline(never)]
@@ -762,10 +830,10 @@ impl CurrentSpan {
 /// Hands a finished span to the installed pipeline, encoded into this thread's buffer (nothing
 /// happens when none is installed). The one way a finished span leaves, the `tracing` bridge's
 /// included.
-pub(crate) fn submit(record: &Recording, end_unix_nanos: u64) {
-    handoff::submit(Kind::Span, |buf| {
-        super::encode::write_span(buf, record, end_unix_nanos)
-    });
+pub(crate) fn submit(record: &mut Recording, end_unix_nanos: u64) {
+    // Completed before the thread's buffer is taken: the hand-off holds it for one copy.
+    let entry = super::encode::finish_span(record, end_unix_nanos);
+    handoff::submit(Kind::Span, |buf| buf.extend_from_slice(entry));
 }
 
 /// Unique keys and a count limit for a list of attributes still to be given to a span or log
