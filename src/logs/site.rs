@@ -43,30 +43,37 @@ const AFTER_ROOM: usize = TAIL_ROOM + 33 + 9;
 const _: () = assert!(TAIL_ROOM % PIECE == 0 && BODY_AT - 51 >= SCOPE_ROOM);
 const _: () = assert!(FIRST_FRAME_BYTES >= BODY_AT + AFTER_ROOM);
 
-/// A call site, by the addresses and lengths of its static strings.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A call site, by the addresses and lengths of its static strings; all zeros in an empty slot
+/// (no string is at address 0).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 struct SiteKey {
-    file: (usize, usize),
-    module: (usize, usize),
-    line: Option<u32>,
-    /// The target is the module path's own string: no text to compare.
-    target_is_module: bool,
+    file: usize,
+    file_len: usize,
+    module: usize,
+    module_len: usize,
+    /// The line (bit 33 set when there is none), and in bit 32 whether the target is the module
+    /// path's own string (no text to compare then).
+    line_and_target: u64,
 }
 
+const NO_LINE: u64 = 1 << 33;
+const TARGET_IS_MODULE: u64 = 1 << 32;
+
 impl SiteKey {
+    fn target_is_module(&self) -> bool {
+        self.line_and_target & TARGET_IS_MODULE != 0
+    }
+
+    /// Sites in one file differ by line, and files mostly by the lengths of their names.
     fn slot(&self) -> usize {
-        // Sites in one file differ by line; files by address (their strings are 8-aligned or
-        // packed, hence the shift).
-        ((self.file.0 >> 3) ^ self.module.0.rotate_left(7) ^ self.line.unwrap_or(0) as usize)
-            % SITES
+        (self.line_and_target as usize ^ self.file_len ^ self.module_len << 3) % SITES
     }
 }
 
 /// One call site's shared fields, encoded.
 #[derive(Clone)]
 pub(crate) struct Template {
-    /// None: an empty slot.
-    key: Option<SiteKey>,
+    key: SiteKey,
     /// The scope field (`ScopeLogs` frame field 1: the target), in the last `scope_len` bytes.
     scope: [u8; SCOPE_ROOM],
     scope_len: usize,
@@ -78,7 +85,7 @@ pub(crate) struct Template {
 impl Template {
     fn empty() -> Self {
         Template {
-            key: None,
+            key: SiteKey::default(),
             scope: [0; SCOPE_ROOM],
             scope_len: 0,
             tail: [[0; PIECE]; TAIL_ROOM / PIECE],
@@ -134,16 +141,18 @@ impl FrameBuffer {
     ) -> Option<(usize, usize)> {
         let (file, module) = (record.file_static()?, record.module_path_static()?);
         let target = record.target();
+        let line = record.line().map_or(NO_LINE, u64::from);
         let key = SiteKey {
-            file: (file.as_ptr().addr(), file.len()),
-            module: (module.as_ptr().addr(), module.len()),
-            line: record.line(),
-            target_is_module: std::ptr::eq(target, module),
+            file: file.as_ptr().addr(),
+            file_len: file.len(),
+            module: module.as_ptr().addr(),
+            module_len: module.len(),
+            line_and_target: line | (u64::from(std::ptr::eq(target, module)) * TARGET_IS_MODULE),
         };
         let severity = SEVERITIES.get(record.level() as usize)?;
         let slot = key.slot();
         let known = self.sites.get(slot).is_some_and(|t| {
-            t.key == Some(key) && (key.target_is_module || t.target() == target.as_bytes())
+            t.key == key && (key.target_is_module() || t.target() == target.as_bytes())
         });
         if !known {
             new_template(&mut self.sites, &mut self.aside, slot, key, record)?;
@@ -244,7 +253,7 @@ fn new_template(
         sites.resize_with(SITES, Template::empty);
     }
     let template = sites.get_mut(slot)?;
-    template.key = None;
+    template.key = SiteKey::default();
     let target = record.target();
     let scope_len = 2 + target.len();
     let scope_start = SCOPE_ROOM.checked_sub(scope_len)?;
@@ -276,6 +285,6 @@ fn new_template(
         aside,
     )
     .ok()?;
-    template.key = Some(key);
+    template.key = key;
     Some(())
 }
