@@ -672,7 +672,8 @@ mod tests {
     /// One thread's call-site templates over many sites: more sites than slots, sites that
     /// differ only by line, file, module or target (run-time targets among them, one with the
     /// module's text in another string), sites too long for a template, every level, records
-    /// of one site back to back and sites taking turns: each record's bytes are still prost's.
+    /// of one site back to back and sites taking turns, messages past the buffer's room: each
+    /// record's bytes are still prost's.
     #[test]
     fn call_site_templates_serve_only_their_own_site() {
         let run_time: Vec<String> = (0..3).map(|i| format!("run::time{i}")).collect();
@@ -742,6 +743,35 @@ mod tests {
                 .to_vec();
                 assert_eq!(ours, theirs, "{file}:{line} {module} {target}");
             }
+        }
+        // Messages longer than the buffer's room, then short again, from one site.
+        for n in [300, 20_000, 70_000, 5] {
+            let body = "m".repeat(n);
+            let theirs = Expected {
+                scope: "shop::orders",
+                severity: (9, "INFO"),
+                body: &body,
+                attributes: code("src/orders.rs", 7),
+                context: sampled,
+                dropped: 0,
+            }
+            .bytes();
+            let ours = frame(
+                &mut frames,
+                &Record::builder()
+                    .args(format_args!("{body}"))
+                    .level(Level::Info)
+                    .target("shop::orders")
+                    .module_path_static(Some("shop::orders"))
+                    .file_static(Some("src/orders.rs"))
+                    .line(Some(7))
+                    .build(),
+                sampled,
+                NOW,
+            )
+            .expect("written")
+            .to_vec();
+            assert_eq!(ours, theirs, "a message of {n} bytes");
         }
     }
 
