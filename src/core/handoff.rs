@@ -289,6 +289,12 @@ impl Shared {
         }
     }
 
+    /// Frees the spare buffers (the exporter calls this as it ends): app threads may keep this
+    /// pipeline's state until they next record, and its buffers should not stay with it.
+    pub(crate) fn free_spares(&self) {
+        while self.spare.1.try_recv().is_ok() {}
+    }
+
     #[cfg(test)]
     fn spares(&self) -> usize {
         self.spare.0.len()
@@ -548,6 +554,8 @@ mod tests {
         shared.recycle(spare);
         let recycled = shared.full_buffer();
         assert!(recycled.is_empty() && recycled.capacity() >= BUFFER_BYTES);
+        shared.free_spares();
+        assert_eq!(shared.spares(), 0);
     }
 
     /// Touching a buffer leaves its contents as they were.
