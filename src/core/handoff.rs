@@ -9,6 +9,11 @@
 //! The bound counts records, whatever the size of the chunks they travel in: every record
 //! handed over and not yet sent (or dropped) by the exporter counts against it. Nothing here
 //! blocks; a full queue drops the chunk and counts its records.
+//!
+//! Sent buffers come back as spares, and once threads fill buffers the exporter keeps a stock of
+//! spares whose pages it has already written: a thread that outruns the exporter would
+//! otherwise take fresh memory from the allocator and page-fault on its first write to each
+//! page, on the recording thread.
 
 use super::counters::{Counters, SignalCounters};
 use super::spin::{SpinGuard, SpinLock};
