@@ -17,7 +17,7 @@ use super::{
 };
 use crate::attributes::{KeyValue, Value};
 use crate::core::wire::{scalar_key_value, OneOf, Writer};
-use crate::logs::{format_caught, Body, LogRecordView};
+use crate::logs::{format_caught, Body, FrameBuffer, LogRecordView};
 use crate::trace::Ids;
 use log::{LevelFilter, Log, Metadata, Record};
 use std::cell::RefCell;
@@ -224,54 +224,71 @@ fn same_str(a: &str, b: &str) -> bool {
     std::ptr::eq(a, b) || a == b
 }
 
-/// A `log` record as an OTLP log record at `now`, correlated with the span `context` names
-/// when it is valid, handed to `write`; its message is formatted as `write` writes the frame.
+/// A `log` record's frame at `now`, correlated with the span `context` names when it is valid,
+/// written in `frames`; its message is formatted as the frame is written. None when the record
+/// has key-values and a format argument of the record being exported logs this one.
 #[inline(always)]
-fn with_view(
+fn frame<'f>(
+    frames: &'f mut FrameBuffer,
     record: &Record<'_>,
     context: Ids,
     now: u64,
-    mut write: impl FnMut(&LogRecordView<'_>),
-) {
+) -> Option<&'f [u8]> {
     // Counting is a leaf call on the usual record without key-values; visiting is not.
     if record.key_values().count() == 0 {
-        write(&view(record, context, now, &[], &[], 0));
+        Some(match frames.site_frame(record, context, now) {
+            Some(range) => frames.framed(range),
+            None => frame_field_by_field(frames, record, context, now),
+        })
     } else {
-        with_key_values(record, context, now, &mut write);
+        frame_with_key_values(frames, record, context, now)
     }
 }
 
-/// [`with_view`] for a record with key-values: they are encoded first, in this thread's
-/// buffers (none when a format argument of the record being exported logs this one).
+/// [`frame`] for a record without key-values whose call site has no template.
 #[inline(never)]
-fn with_key_values(
+fn frame_field_by_field<'f>(
+    frames: &'f mut FrameBuffer,
     record: &Record<'_>,
     context: Ids,
     now: u64,
-    write: &mut dyn FnMut(&LogRecordView<'_>),
-) {
-    let _ = KEY_VALUES.try_with(|kvs| {
-        let Ok(mut kvs) = kvs.try_borrow_mut() else {
-            return;
-        };
-        let _ = record.key_values().visit(&mut *kvs);
-        let mut collected = RecordAttributes::default();
-        let (encoded, dropped) = if kvs.repeated {
-            let _ = record.key_values().visit(&mut KvCollector(&mut collected));
-            (&[][..], collected.dropped)
-        } else {
-            (&kvs.entries[..], kvs.dropped)
-        };
-        write(&view(
-            record,
-            context,
-            now,
-            &collected.list,
-            encoded,
-            dropped,
-        ));
-        kvs.reset();
-    });
+) -> &'f [u8] {
+    frames.frame(&view(record, context, now, &[], &[], 0))
+}
+
+/// [`frame`] for a record with key-values: they are encoded first, in this thread's buffers
+/// (none when a format argument of the record being exported logs this one).
+#[inline(never)]
+fn frame_with_key_values<'f>(
+    frames: &'f mut FrameBuffer,
+    record: &Record<'_>,
+    context: Ids,
+    now: u64,
+) -> Option<&'f [u8]> {
+    KEY_VALUES
+        .try_with(move |kvs| {
+            let mut kvs = kvs.try_borrow_mut().ok()?;
+            let _ = record.key_values().visit(&mut *kvs);
+            let mut collected = RecordAttributes::default();
+            let (encoded, dropped) = if kvs.repeated {
+                let _ = record.key_values().visit(&mut KvCollector(&mut collected));
+                (&[][..], collected.dropped)
+            } else {
+                (&kvs.entries[..], kvs.dropped)
+            };
+            let bytes = frames.frame(&view(
+                record,
+                context,
+                now,
+                &collected.list,
+                encoded,
+                dropped,
+            ));
+            kvs.reset();
+            Some(bytes)
+        })
+        .ok()
+        .flatten()
 }
 
 /// The view of `record` with its key-values given as `attributes`, then `encoded`.
@@ -326,7 +343,7 @@ impl Log for LogBridge {
             return;
         }
         let (context, now) = (crate::trace::current_ids(), crate::core::now_unix_nanos());
-        with_view(record, context, now, crate::logs::submit);
+        crate::logs::submit_with(|frames| frame(frames, record, context, now));
     }
 
     fn flush(&self) {
@@ -341,7 +358,6 @@ mod tests {
     //! The bridge encodes straight from a `log::Record`: its bytes are checked against what
     //! prost writes for the record the log data model says it is.
     use super::*;
-    use crate::logs::FrameBuffer;
     use crate::proto::common::v1::{any_value::Value as Any, AnyValue, KeyValue};
     use crate::proto::logs::v1::LogRecord;
     use crate::trace::{SpanContext, SpanId, TraceId};
@@ -360,25 +376,28 @@ mod tests {
         record: Option<LogRecord>,
     }
 
-    /// The record's frame as the bridge writes it, into a frame buffer left full of another
-    /// record's bytes, and then again over its own.
+    /// The record's frame as the bridge writes it, into a frame buffer left full of other
+    /// records' bytes (one with a template, one without), and then again over its own.
     fn ours(record: &Record<'_>, context: Ids) -> Vec<u8> {
         let mut frames = FrameBuffer::new();
         let junk = "j".repeat(600);
-        with_view(
-            &Record::builder().args(format_args!("{junk}")).build(),
-            context,
-            NOW,
-            |view| {
-                frames.frame(view);
-            },
-        );
+        for junk in [
+            Record::builder().args(format_args!("{junk}")).build(),
+            Record::builder()
+                .args(format_args!("{junk}"))
+                .target("junk")
+                .module_path_static(Some("junk::site"))
+                .file_static(Some("src/a/much/longer/path/to/junk.rs"))
+                .line(Some(7))
+                .build(),
+        ] {
+            frame(&mut frames, &junk, context, NOW).expect("written");
+        }
         let mut buf = Vec::new();
         for _ in 0..2 {
-            buf.clear();
-            with_view(record, context, NOW, |view| {
-                buf.extend_from_slice(frames.frame(view))
-            });
+            buf = frame(&mut frames, record, context, NOW)
+                .expect("written")
+                .to_vec();
         }
         buf
     }
@@ -647,6 +666,112 @@ mod tests {
                     },
                 );
             }
+        }
+    }
+
+    /// One thread's call-site templates over many sites: more sites than slots, sites that
+    /// differ only by line, file, module or target (run-time targets among them, one with the
+    /// module's text in another string), sites too long for a template, every level, records
+    /// of one site back to back and sites taking turns, messages past the buffer's room: each
+    /// record's bytes are still prost's.
+    #[test]
+    fn call_site_templates_serve_only_their_own_site() {
+        let run_time: Vec<String> = (0..3).map(|i| format!("run::time{i}")).collect();
+        let long_target = "t".repeat(63);
+        let long_file: &'static str =
+            Box::leak(format!("src/{}.rs", "p".repeat(180)).into_boxed_str());
+        let module_texts = [String::from("shop::orders"), String::from("shop::users")];
+        let mut sites = Vec::new();
+        for (m, module) in ["shop::orders", "shop::users"].into_iter().enumerate() {
+            for file in ["src/orders.rs", "src/users.rs", long_file] {
+                for target in [module, "audit", &long_target, &module_texts[m]] {
+                    sites.push((file, module, target));
+                }
+                for run_time in &run_time {
+                    sites.push((file, module, run_time));
+                }
+            }
+        }
+        let lines = 1..=20;
+        // Each site's lines back to back, then each line's sites.
+        let orders: [Vec<_>; 2] = [
+            sites
+                .iter()
+                .flat_map(|&site| lines.clone().map(move |line| (site, line)))
+                .collect(),
+            lines
+                .clone()
+                .flat_map(|line| sites.iter().map(move |&site| (site, line)))
+                .collect(),
+        ];
+        let sampled = SpanContext::new_remote(TraceId(7), SpanId(9), 1).ids();
+        let levels = [
+            (Level::Info, (9, "INFO"), Ids::default()),
+            (Level::Error, (17, "ERROR"), sampled),
+            (Level::Trace, (1, "TRACE"), Ids::default()),
+        ];
+        let mut frames = FrameBuffer::new();
+        for (level, severity, context) in levels {
+            for &((file, module, target), line) in orders.iter().flatten() {
+                let mut attributes = code(file, line);
+                if target != module {
+                    attributes.push(kv("code.namespace", Any::StringValue(module.into())));
+                }
+                let theirs = Expected {
+                    scope: target,
+                    severity,
+                    body: &format!("line {line}"),
+                    attributes,
+                    context,
+                    dropped: 0,
+                }
+                .bytes();
+                let ours = frame(
+                    &mut frames,
+                    &Record::builder()
+                        .args(format_args!("line {line}"))
+                        .level(level)
+                        .target(target)
+                        .module_path_static(Some(module))
+                        .file_static(Some(file))
+                        .line(Some(line))
+                        .build(),
+                    context,
+                    NOW,
+                )
+                .expect("written")
+                .to_vec();
+                assert_eq!(ours, theirs, "{file}:{line} {module} {target}");
+            }
+        }
+        // Messages longer than the buffer's room, then short again, from one site.
+        for n in [300, 20_000, 70_000, 5] {
+            let body = "m".repeat(n);
+            let theirs = Expected {
+                scope: "shop::orders",
+                severity: (9, "INFO"),
+                body: &body,
+                attributes: code("src/orders.rs", 7),
+                context: sampled,
+                dropped: 0,
+            }
+            .bytes();
+            let ours = frame(
+                &mut frames,
+                &Record::builder()
+                    .args(format_args!("{body}"))
+                    .level(Level::Info)
+                    .target("shop::orders")
+                    .module_path_static(Some("shop::orders"))
+                    .file_static(Some("src/orders.rs"))
+                    .line(Some(7))
+                    .build(),
+                sampled,
+                NOW,
+            )
+            .expect("written")
+            .to_vec();
+            assert_eq!(ours, theirs, "a message of {n} bytes");
         }
     }
 

@@ -9,6 +9,11 @@
 //! The bound counts records, whatever the size of the chunks they travel in: every record
 //! handed over and not yet sent (or dropped) by the exporter counts against it. Nothing here
 //! blocks; a full queue drops the chunk and counts its records.
+//!
+//! Sent buffers come back as spares, and once threads fill buffers the exporter keeps a stock of
+//! spares whose pages it has already written: a thread that outruns the exporter would
+//! otherwise take fresh memory from the allocator and page-fault on its first write to each
+//! page, on the recording thread.
 
 use super::counters::{Counters, SignalCounters};
 use super::spin::{SpinGuard, SpinLock};
@@ -289,6 +294,12 @@ impl Shared {
         }
     }
 
+    /// Frees the spare buffers (the exporter calls this as it ends): app threads may keep this
+    /// pipeline's state until they next record, and its buffers should not stay with it.
+    pub(crate) fn free_spares(&self) {
+        while self.spare.1.try_recv().is_ok() {}
+    }
+
     #[cfg(test)]
     fn spares(&self) -> usize {
         self.spare.0.len()
@@ -548,6 +559,8 @@ mod tests {
         shared.recycle(spare);
         let recycled = shared.full_buffer();
         assert!(recycled.is_empty() && recycled.capacity() >= BUFFER_BYTES);
+        shared.free_spares();
+        assert_eq!(shared.spares(), 0);
     }
 
     /// Touching a buffer leaves its contents as they were.

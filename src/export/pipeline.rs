@@ -317,6 +317,13 @@ struct Exporter {
     stocking: bool,
 }
 
+impl Drop for Exporter {
+    /// However the thread ends, the pipeline's spare buffers go with it.
+    fn drop(&mut self) {
+        self.shared.free_spares();
+    }
+}
+
 impl Exporter {
     fn run(mut self) {
         loop {

@@ -71,7 +71,7 @@ pub struct CodeLocation {
 pub(crate) const SCOPE_LOGS_RECORD_FIELD: u32 = 2;
 
 /// Wire type of strings and nested messages, as the byte a tag is built from.
-const LEN: u8 = wire::LEN as u8;
+pub(super) const LEN: u8 = wire::LEN as u8;
 
 /// A frame's bytes before its message, besides the scope name and the severity text, take at
 /// most this many: five tags, five varint lengths of at most ten bytes, the severity number's
@@ -83,7 +83,7 @@ const HEAD_ROOM: usize = 5 + 5 * 10 + 2 + 9;
 const MAX_KEPT_FRAME_BYTES: usize = 16 * 1024;
 
 /// What a frame buffer starts with: room for the usual record without growing.
-const FIRST_FRAME_BYTES: usize = 512;
+pub(super) const FIRST_FRAME_BYTES: usize = 512;
 
 /// Where a log record's frame is assembled before it is handed off.
 ///
@@ -94,10 +94,12 @@ const FIRST_FRAME_BYTES: usize = 512;
 /// length guessed. The buffer stays initialised to its length (bytes outside the frame are left
 /// from earlier records and never read), so each piece is placed with one bounds check.
 pub(crate) struct FrameBuffer {
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// What the general writer writes for the rare piece (a long string or line number, a list
     /// of attributes), before it is placed in the frame.
-    aside: Vec<u8>,
+    pub(super) aside: Vec<u8>,
+    /// Templates of the call sites this thread logs from (`site`).
+    pub(super) sites: Vec<super::site::Template>,
 }
 
 impl FrameBuffer {
@@ -105,6 +107,7 @@ impl FrameBuffer {
         FrameBuffer {
             bytes: Vec::new(),
             aside: Vec::new(),
+            sites: Vec::new(),
         }
     }
 
@@ -211,7 +214,7 @@ fn head_fields(
 /// Writes the message; a format argument that fails or panics leaves the text written before
 /// it (the logging call goes on, and the record is still exported).
 #[inline(always)]
-fn write_body(out: &mut BodySink<'_>, body: Body<'_>) {
+pub(super) fn write_body(out: &mut BodySink<'_>, body: Body<'_>) {
     match body {
         #[cfg(any(test, feature = "tracing"))]
         Body::Text(text) => {
@@ -233,9 +236,9 @@ pub(crate) fn format_caught(out: &mut dyn fmt::Write, args: fmt::Arguments<'_>) 
 }
 
 /// Where the message is written, growing the frame buffer as it needs.
-struct BodySink<'a> {
-    bytes: &'a mut Vec<u8>,
-    at: usize,
+pub(super) struct BodySink<'a> {
+    pub(super) bytes: &'a mut Vec<u8>,
+    pub(super) at: usize,
 }
 
 impl BodySink<'_> {
@@ -275,25 +278,25 @@ impl fmt::Write for BodySink<'_> {
 
 #[cold]
 #[inline(never)]
-fn grow(bytes: &mut Vec<u8>, end: usize) {
+pub(super) fn grow(bytes: &mut Vec<u8>, end: usize) {
     let len = end.max(2 * bytes.len());
     bytes.resize(len, 0);
 }
 
 /// A piece did not fit in the region.
 #[derive(Debug)]
-struct Full;
+pub(super) struct Full;
 
 /// A write position in (part of) a frame buffer: a piece is placed with one bounds check and,
 /// when short, with fixed-size copies rather than a call.
-struct Region<'a> {
+pub(super) struct Region<'a> {
     /// What is left to write into.
     rest: &'a mut [u8],
     len: usize,
 }
 
 impl<'a> Region<'a> {
-    fn new(room: &'a mut [u8]) -> Self {
+    pub(super) fn new(room: &'a mut [u8]) -> Self {
         Region {
             len: room.len(),
             rest: room,
@@ -302,7 +305,7 @@ impl<'a> Region<'a> {
 
     /// How many bytes were written.
     #[inline(always)]
-    fn written(&self) -> usize {
+    pub(super) fn written(&self) -> usize {
         self.len - self.rest.len()
     }
 
@@ -345,14 +348,14 @@ impl<'a> Region<'a> {
 
 /// A write position that moves backwards: each piece goes right before what was written
 /// last, so a length can be written once what it measures is.
-struct Back<'a> {
+pub(super) struct Back<'a> {
     /// The room still free, before what is written.
-    room: &'a mut [u8],
+    pub(super) room: &'a mut [u8],
 }
 
 impl Back<'_> {
     #[inline(always)]
-    fn put(&mut self, piece: &[u8]) -> Result<(), Full> {
+    pub(super) fn put(&mut self, piece: &[u8]) -> Result<(), Full> {
         let free = self.room.len().checked_sub(piece.len()).ok_or(Full)?;
         let (room, to) = std::mem::take(&mut self.room).split_at_mut(free);
         copy_bytes(to, piece);
@@ -361,7 +364,7 @@ impl Back<'_> {
     }
 
     #[inline(always)]
-    fn put_array<const N: usize>(&mut self, piece: [u8; N]) -> Result<(), Full> {
+    pub(super) fn put_array<const N: usize>(&mut self, piece: [u8; N]) -> Result<(), Full> {
         let free = self.room.len().checked_sub(N).ok_or(Full)?;
         let (room, to) = std::mem::take(&mut self.room).split_at_mut(free);
         to.copy_from_slice(&piece);
@@ -371,7 +374,7 @@ impl Back<'_> {
 
     /// A tag byte and a length, in one copy when the length is under 128.
     #[inline(always)]
-    fn put_tag_len(&mut self, tag: u8, len: usize) -> Result<(), Full> {
+    pub(super) fn put_tag_len(&mut self, tag: u8, len: usize) -> Result<(), Full> {
         if len < 0x80 {
             self.put_array([tag, len as u8])
         } else {
@@ -380,11 +383,28 @@ impl Back<'_> {
             self.put_array([tag])
         }
     }
+
+    /// `piece`'s last `used` bytes, in one copy of the whole piece: the bytes before them land
+    /// in room that the next piece, or nothing, is written over.
+    #[inline(always)]
+    pub(super) fn put_over<const N: usize>(
+        &mut self,
+        piece: &[u8; N],
+        used: usize,
+    ) -> Result<(), Full> {
+        let len = self.room.len();
+        let (Some(start), Some(free)) = (len.checked_sub(N), len.checked_sub(used)) else {
+            return Err(Full);
+        };
+        self.room[start..].copy_from_slice(piece);
+        self.room = &mut std::mem::take(&mut self.room)[..free];
+        Ok(())
+    }
 }
 
 /// `value` as a varint, and how many bytes it takes.
 #[inline(never)]
-fn long_varint(mut value: u64) -> ([u8; 10], usize) {
+pub(super) fn long_varint(mut value: u64) -> ([u8; 10], usize) {
     let mut bytes = [0; 10];
     let mut len = 0;
     while value >= 0x80 {
@@ -407,7 +427,7 @@ fn written_aside(aside: &mut Vec<u8>, write: impl FnOnce(&mut Writer<'_>)) -> &[
 
 /// Bytes a varint takes, in one comparison for the usual length under 128.
 #[inline(always)]
-fn length_len(len: usize) -> usize {
+pub(super) fn length_len(len: usize) -> usize {
     if len < 0x80 {
         1
     } else {
@@ -510,7 +530,7 @@ fn string_attribute(
 /// nearly every record has is written as fixed-size arrays with its lengths patched in, each in
 /// one copy; anything longer goes through the general writer.
 #[inline(always)]
-fn after_body(
+pub(super) fn after_body(
     out: &mut Region<'_>,
     r: &LogRecordView<'_>,
     aside: &mut Vec<u8>,
@@ -554,33 +574,53 @@ fn after_body(
         out.put_array([7 << 3])?;
         out.put_varint(u64::from(r.dropped_attributes))?;
     }
-    if r.context.is_valid() {
-        let mut ids = [0; 33];
-        ids[0] = 8 << 3 | 5; // fixed32
-        ids[1..5].copy_from_slice(&u32::from(r.context.flags).to_le_bytes());
-        ids[5] = 9 << 3 | LEN;
-        ids[6] = 16;
-        ids[7..23].copy_from_slice(&r.context.trace_id.to_bytes());
-        ids[23] = 10 << 3 | LEN;
-        ids[24] = 8;
-        ids[25..].copy_from_slice(&r.context.span_id.to_bytes());
-        if r.context.flags != 0 {
-            out.put_array(ids)?;
-        } else {
-            let mut unflagged = [0; 28];
-            unflagged.copy_from_slice(&ids[5..]);
-            out.put_array(unflagged)?;
-        }
-    }
-    if r.observed_unix_nanos != 0 {
-        out.put_array(fixed64_field(11, r.observed_unix_nanos))?;
-    }
+    context_and_observed(out, r.context, r.observed_unix_nanos)?;
     Ok(out.written())
+}
+
+/// The span correlation's fields (flags when set, trace id, span id) in the first bytes of an
+/// array of the longest case's size, and how many they take.
+#[inline(always)]
+pub(super) fn correlation(context: Ids) -> ([u8; 33], usize) {
+    let mut fields = [0; 33];
+    let at = if context.flags != 0 {
+        fields[0] = 8 << 3 | 5; // fixed32
+        fields[1..5].copy_from_slice(&u32::from(context.flags).to_le_bytes());
+        5
+    } else {
+        0
+    };
+    let ids = &mut fields[at..at + 28];
+    ids[0] = 9 << 3 | LEN;
+    ids[1] = 16;
+    ids[2..18].copy_from_slice(&context.trace_id.to_bytes());
+    ids[18] = 10 << 3 | LEN;
+    ids[19] = 8;
+    ids[20..].copy_from_slice(&context.span_id.to_bytes());
+    (fields, at + 28)
+}
+
+/// The span correlation (flags, trace and span ids, when both ids are valid) and the observed
+/// time: the last `LogRecord` fields, each in one fixed-size copy.
+#[inline(always)]
+pub(super) fn context_and_observed(
+    out: &mut Region<'_>,
+    context: Ids,
+    observed: u64,
+) -> Result<(), Full> {
+    if context.is_valid() {
+        let (fields, len) = correlation(context);
+        out.put(&fields[..len])?;
+    }
+    if observed != 0 {
+        out.put_array(fixed64_field(11, observed))?;
+    }
+    Ok(())
 }
 
 /// A non-zero `fixed64` field, tag and value.
 #[inline(always)]
-fn fixed64_field(field: u8, value: u64) -> [u8; 9] {
+pub(super) fn fixed64_field(field: u8, value: u64) -> [u8; 9] {
     let mut bytes = [field << 3 | 1; 9];
     bytes[1..].copy_from_slice(&value.to_le_bytes());
     bytes
@@ -594,20 +634,28 @@ thread_local! {
 
 /// Hands a finished log record to the installed pipeline: its frame assembled in this thread's
 /// frame buffer, then copied into its hand-off buffer (nothing is kept when none is installed).
-/// What the log bridges call.
+/// What the `tracing` bridge calls.
+#[cfg(feature = "tracing")]
 #[inline(always)]
 pub(crate) fn submit(record: &LogRecordView<'_>) {
-    let _ = FRAME.try_with(|frame| submit_in(frame, record));
+    submit_with(|frame| Some(frame.frame(record)));
 }
 
+/// Hands off the frame `build` assembles in this thread's frame buffer (none: nothing is).
 #[inline(always)]
-fn submit_in(frame: &RefCell<FrameBuffer>, record: &LogRecordView<'_>) {
-    let Ok(mut frame) = frame.try_borrow_mut() else {
-        return;
-    };
-    let bytes = frame.frame(record);
-    handoff::submit(Kind::Log, |buf| buf.extend_from_slice(bytes));
-    frame.trim();
+pub(crate) fn submit_with<F>(build: F)
+where
+    F: for<'f> FnOnce(&'f mut FrameBuffer) -> Option<&'f [u8]>,
+{
+    let _ = FRAME.try_with(|frame| {
+        let Ok(mut frame) = frame.try_borrow_mut() else {
+            return;
+        };
+        if let Some(bytes) = build(&mut frame) {
+            handoff::submit(Kind::Log, |buf| buf.extend_from_slice(bytes));
+        }
+        frame.trim();
+    });
 }
 
 /// Appends `r`'s frame, as [`submit`] hands it off.

@@ -1,0 +1,345 @@
+//! Call-site templates: what a `log` record's frame holds that every record from its call site
+//! shares (the scope name and the code location) is encoded once per thread and site, then
+//! copied in fixed-size pieces; the severity fields come from a table per level. Only the
+//! message, the lengths, the times and the span correlation are written per record.
+//!
+//! A site is known by its file, line and module path, all of them `'static` (as the `log`
+//! macros give them): a static string's address and length name its text for good, so the key
+//! is compared without reading the strings. The target is one more static string when it is the
+//! module path itself (the usual record); any other target is compared by its text.
+
+use super::record::{
+    after_body, correlation, fixed64_field, grow, write_body, Back, Body, BodySink, Full,
+    LogRecordView, Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
+};
+use super::FrameBuffer;
+use crate::trace::Ids;
+use log::Record;
+
+/// Call sites a thread keeps templates of, in a table indexed by a hash of the site: a site
+/// whose slot another one took is encoded again.
+const SITES: usize = 16;
+
+/// A scope field (tag, one-byte length, name) at most this long has a template.
+const SCOPE_ROOM: usize = 64;
+
+/// The code location's entries at most this long have a template: a path of a hundred bytes,
+/// its line and a namespace.
+const TAIL_ROOM: usize = 192;
+
+/// The code location is copied in pieces of this many bytes, the last one reaching past it into
+/// room that what follows is written over.
+const PIECE: usize = 32;
+
+/// Where the message starts in the frame buffer. The fields before it are written backwards from
+/// here, the severity and the scope name in fixed-size copies that reach below where the frame
+/// starts: at most 51 bytes of lengths, times and severity, then the scope's 64.
+const BODY_AT: usize = 128;
+
+/// Room after the message: the code location (rounded up to a piece, which `TAIL_ROOM` is), the
+/// span correlation and the observed time.
+const AFTER_ROOM: usize = TAIL_ROOM + 33 + 9;
+
+const _: () = assert!(TAIL_ROOM % PIECE == 0 && BODY_AT - 51 >= SCOPE_ROOM);
+const _: () = assert!(FIRST_FRAME_BYTES >= BODY_AT + AFTER_ROOM);
+
+/// A call site, by the addresses and lengths of its static strings; all zeros in an empty slot
+/// (no string is at address 0).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct SiteKey {
+    file: usize,
+    file_len: usize,
+    module: usize,
+    module_len: usize,
+    /// The line (bit 33 set when there is none), and in bit 32 whether the target is the module
+    /// path's own string (no text to compare then).
+    line_and_target: u64,
+}
+
+const NO_LINE: u64 = 1 << 33;
+const TARGET_IS_MODULE: u64 = 1 << 32;
+
+impl SiteKey {
+    fn target_is_module(&self) -> bool {
+        self.line_and_target & TARGET_IS_MODULE != 0
+    }
+
+    /// Sites in one file differ by line, and files mostly by the lengths of their names.
+    fn slot(&self) -> usize {
+        (self.line_and_target as usize ^ self.file_len ^ self.module_len << 3) % SITES
+    }
+}
+
+/// One call site's shared fields, encoded.
+#[derive(Clone)]
+pub(crate) struct Template {
+    key: SiteKey,
+    /// The scope field (`ScopeLogs` frame field 1: the target), in the last `scope_len` bytes.
+    scope: [u8; SCOPE_ROOM],
+    scope_len: usize,
+    /// The code location's attribute entries, in the first `tail_len` bytes.
+    tail: [[u8; PIECE]; TAIL_ROOM / PIECE],
+    tail_len: usize,
+}
+
+impl Template {
+    fn empty() -> Self {
+        Template {
+            key: SiteKey::default(),
+            scope: [0; SCOPE_ROOM],
+            scope_len: 0,
+            tail: [[0; PIECE]; TAIL_ROOM / PIECE],
+            tail_len: 0,
+        }
+    }
+
+    /// The scope name's text.
+    fn target(&self) -> &[u8] {
+        let start = (SCOPE_ROOM + 2).saturating_sub(self.scope_len);
+        self.scope.get(start..).unwrap_or_default()
+    }
+}
+
+/// The severity fields (number, then text) of each `log::Level` (by its number), right-aligned,
+/// and how many bytes they take: the log data model's table.
+const SEVERITIES: [([u8; 16], usize); 6] = [
+    ([0; 16], 0),
+    severity_fields(17, "ERROR"),
+    severity_fields(13, "WARN"),
+    severity_fields(9, "INFO"),
+    severity_fields(5, "DEBUG"),
+    severity_fields(1, "TRACE"),
+];
+
+const fn severity_fields(number: u8, text: &str) -> ([u8; 16], usize) {
+    let text = text.as_bytes();
+    let len = 4 + text.len();
+    let mut fields = [0; 16];
+    let start = 16 - len;
+    fields[start] = 2 << 3;
+    fields[start + 1] = number;
+    fields[start + 2] = 3 << 3 | LEN;
+    fields[start + 3] = text.len() as u8;
+    let mut i = 0;
+    while i < text.len() {
+        fields[start + 4 + i] = text[i];
+        i += 1;
+    }
+    (fields, len)
+}
+
+impl FrameBuffer {
+    /// The frame of `record` (one without key-values) at `now`, correlated with `context` when
+    /// it is valid, from its call site's template: where it lies in the buffer, or None when the
+    /// site can have none (strings not `'static`, a target or path too long for a template).
+    #[inline(always)]
+    pub(crate) fn site_frame(
+        &mut self,
+        record: &Record<'_>,
+        context: Ids,
+        now: u64,
+    ) -> Option<(usize, usize)> {
+        let (file, module) = (record.file_static()?, record.module_path_static()?);
+        let target = record.target();
+        let line = record.line().map_or(NO_LINE, u64::from);
+        let key = SiteKey {
+            file: file.as_ptr().addr(),
+            file_len: file.len(),
+            module: module.as_ptr().addr(),
+            module_len: module.len(),
+            line_and_target: line | (u64::from(std::ptr::eq(target, module)) * TARGET_IS_MODULE),
+        };
+        let severity = SEVERITIES.get(record.level() as usize)?;
+        let slot = key.slot();
+        let known = self.sites.get(slot).is_some_and(|t| {
+            t.key == key && (key.target_is_module() || t.target() == target.as_bytes())
+        });
+        if !known {
+            new_template(&mut self.sites, &mut self.aside, slot, key, record)?;
+        }
+        let template = self.sites.get(slot)?;
+
+        let bytes = &mut self.bytes;
+        let body_end = {
+            let mut sink = BodySink {
+                bytes: &mut *bytes,
+                at: BODY_AT,
+            };
+            write_body(&mut sink, Body::Format(*record.args()));
+            sink.at
+        };
+        if bytes.len() < body_end + AFTER_ROOM {
+            grow(bytes, body_end + AFTER_ROOM);
+        }
+        let (head, after) = bytes.split_at_mut(body_end);
+        let after = after.first_chunk_mut::<AFTER_ROOM>()?;
+        // Every position below is bounded by the rooms' sizes: no index can fail.
+        let tail_len = template.tail_len.min(TAIL_ROOM);
+        for (i, piece) in template
+            .tail
+            .iter()
+            .enumerate()
+            .take(tail_len.div_ceil(PIECE))
+        {
+            after[i * PIECE..(i + 1) * PIECE].copy_from_slice(piece);
+        }
+        let mut after_len = tail_len;
+        if context.is_valid() {
+            let (fields, len) = correlation(context);
+            after[after_len..after_len + 33].copy_from_slice(&fields);
+            after_len += len;
+        }
+        if now != 0 {
+            after[after_len..after_len + 9].copy_from_slice(&fixed64_field(11, now));
+            after_len += 9;
+        }
+        let start = site_head(
+            head.first_chunk_mut::<BODY_AT>()?,
+            template,
+            severity,
+            now,
+            body_end - BODY_AT,
+            after_len,
+        )?;
+        Some((start, body_end + after_len))
+    }
+
+    /// The frame [`FrameBuffer::site_frame`] placed at `range`.
+    #[inline(always)]
+    pub(crate) fn framed(&self, (start, end): (usize, usize)) -> &[u8] {
+        &self.bytes[start..end]
+    }
+}
+
+/// The frame's bytes up to the message, written backwards from it: the body's own head, the
+/// severity and the time, the record's tag and length, the scope name. Returns where the frame
+/// starts.
+#[inline(always)]
+fn site_head(
+    head: &mut [u8; BODY_AT],
+    template: &Template,
+    (severity, severity_len): &([u8; 16], usize),
+    now: u64,
+    body_len: usize,
+    after_len: usize,
+) -> Option<usize> {
+    let severity_len = (*severity_len).min(16);
+    let time_len = if now != 0 { 9 } else { 0 };
+    let record_len = 4 + body_len + severity_len + time_len + after_len;
+    // The usual record: the body's lengths in one byte each, the record's in at most two, each
+    // piece at a position the rooms' sizes bound.
+    if body_len < 0x80 - 2 && record_len < 0x4000 {
+        head[BODY_AT - 4..].copy_from_slice(&[
+            5 << 3 | LEN,
+            body_len as u8 + 2,
+            1 << 3 | LEN,
+            body_len as u8,
+        ]);
+        head[BODY_AT - 20..BODY_AT - 4].copy_from_slice(severity);
+        let mut at = BODY_AT - 4 - severity_len;
+        if now != 0 {
+            head[at - 9..at].copy_from_slice(&fixed64_field(1, now));
+            at -= 9;
+        }
+        let tag = (SCOPE_LOGS_RECORD_FIELD as u8) << 3 | LEN;
+        if record_len < 0x80 {
+            head[at - 2..at].copy_from_slice(&[tag, record_len as u8]);
+            at -= 2;
+        } else {
+            let length = [record_len as u8 | 0x80, (record_len >> 7) as u8];
+            head[at - 3..at].copy_from_slice(&[tag, length[0], length[1]]);
+            at -= 3;
+        }
+        head[at - SCOPE_ROOM..at].copy_from_slice(&template.scope);
+        return Some(at - template.scope_len.min(SCOPE_ROOM));
+    }
+    let mut back = Back {
+        room: &mut head[..],
+    };
+    long_site_head(
+        &mut back,
+        template,
+        severity,
+        severity_len,
+        now,
+        body_len,
+        after_len,
+    )
+    .ok()?;
+    Some(back.room.len())
+}
+
+/// [`site_head`] for a long message or record: varints of any length.
+#[inline(never)]
+fn long_site_head(
+    head: &mut Back<'_>,
+    template: &Template,
+    severity: &[u8; 16],
+    severity_len: usize,
+    now: u64,
+    body_len: usize,
+    after_len: usize,
+) -> Result<(), Full> {
+    // An `AnyValue` holding the string member, written even when empty.
+    let any_len = 1 + super::record::length_len(body_len) + body_len;
+    head.put_tag_len(1 << 3 | LEN, body_len)?;
+    head.put_tag_len(5 << 3 | LEN, any_len)?;
+    head.put_over(severity, severity_len)?;
+    if now != 0 {
+        head.put_array(fixed64_field(1, now))?;
+    }
+    let record_len = BODY_AT - head.room.len() + body_len + after_len;
+    head.put_tag_len((SCOPE_LOGS_RECORD_FIELD as u8) << 3 | LEN, record_len)?;
+    head.put_over(&template.scope, template.scope_len)
+}
+
+/// Encodes the template of `record`'s call site into its slot; None when the site's strings do
+/// not fit one.
+#[cold]
+#[inline(never)]
+fn new_template(
+    sites: &mut Vec<Template>,
+    aside: &mut Vec<u8>,
+    slot: usize,
+    key: SiteKey,
+    record: &Record<'_>,
+) -> Option<()> {
+    if sites.is_empty() {
+        sites.resize_with(SITES, Template::empty);
+    }
+    let template = sites.get_mut(slot)?;
+    template.key = SiteKey::default();
+    let target = record.target();
+    let scope_len = 2 + target.len();
+    let scope_start = SCOPE_ROOM.checked_sub(scope_len)?;
+    let scope = &mut template.scope[scope_start..];
+    scope[0] = 1 << 3 | LEN;
+    scope[1] = target.len() as u8;
+    scope[2..].copy_from_slice(target.as_bytes());
+    template.scope_len = scope_len;
+    // The code location as the general path writes it: a view with nothing else in it.
+    let module = record.module_path_static();
+    let location = LogRecordView {
+        time_unix_nanos: 0,
+        observed_unix_nanos: 0,
+        severity_number: 0,
+        severity_text: "",
+        body: Body::Format(format_args!("")),
+        scope: "",
+        file: record.file_static(),
+        line: record.line(),
+        namespace: module.filter(|module| *module != target),
+        attributes: &[],
+        encoded_attributes: &[],
+        dropped_attributes: 0,
+        context: Ids::default(),
+    };
+    template.tail_len = after_body(
+        &mut Region::new(template.tail.as_flattened_mut()),
+        &location,
+        aside,
+    )
+    .ok()?;
+    template.key = key;
+    Some(())
+}
