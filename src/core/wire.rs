@@ -270,6 +270,105 @@ impl<'a> Tail<'a> {
     }
 }
 
+/// [`Tail`] without a bound checked per write, for a writer whose pieces' lengths are summed up
+/// front in the same function: room made once for `room` bytes, written front to back, joining
+/// the buffer when dropped. A debug build checks that the pieces filled the room exactly.
+pub(crate) struct Exact<'a> {
+    buf: &'a mut Vec<u8>,
+    /// Where the next write goes.
+    at: *mut u8,
+    /// The buffer's end when the room was made.
+    #[cfg(debug_assertions)]
+    base: *mut u8,
+    len: usize,
+    room: usize,
+}
+
+impl<'a> Exact<'a> {
+    /// # Safety
+    /// The writes made through it total exactly `room` bytes (the room joins the buffer whole
+    /// when the writer is dropped, whatever was written).
+    #[inline(always)]
+    pub(crate) unsafe fn new(buf: &'a mut Vec<u8>, room: usize) -> Self {
+        buf.reserve(room);
+        let len = buf.len();
+        // SAFETY: as in `Tail::new`: `len` is within the allocation, which nothing reallocates
+        // while this writer holds the buffer.
+        let base = unsafe { buf.as_mut_ptr().add(len) };
+        Exact {
+            buf,
+            at: base,
+            #[cfg(debug_assertions)]
+            base,
+            len,
+            room,
+        }
+    }
+
+    /// Bytes written so far.
+    #[cfg(debug_assertions)]
+    #[inline(always)]
+    fn written(&self) -> usize {
+        self.at as usize - self.base as usize
+    }
+
+    #[inline(always)]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        #[cfg(debug_assertions)]
+        assert!(
+            self.written() + bytes.len() <= self.room,
+            "wire: write past the room"
+        );
+        // SAFETY: the writes total the reserved `room` bytes after `base` (`new`'s contract),
+        // which `bytes` (borrowed elsewhere) cannot overlap.
+        unsafe {
+            copy_short(bytes, self.at);
+            self.at = self.at.add(bytes.len());
+        }
+    }
+
+    /// The first `n` bytes of `bytes`, written as all of them (one fixed-size store): the room
+    /// must have space for all `N` even though only `n` count, and the next write (or the end)
+    /// overwrites or drops the others.
+    #[inline(always)]
+    pub(crate) fn put_first<const N: usize>(&mut self, bytes: [u8; N], n: usize) {
+        debug_assert!(n <= N);
+        #[cfg(debug_assertions)]
+        assert!(self.written() + N <= self.room, "wire: write past the room");
+        // SAFETY: as in `put`, for the `N` bytes stored (within the room, as the caller
+        // promises); only `n` are counted as written.
+        unsafe {
+            self.at.cast::<[u8; N]>().write_unaligned(bytes);
+            self.at = self.at.add(n);
+        }
+    }
+}
+
+impl Drop for Exact<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // A debug build checks the contract, and a write past the room that panicked there
+        // keeps only what was written.
+        #[cfg(debug_assertions)]
+        let written = if std::thread::panicking() {
+            self.written()
+        } else {
+            assert_eq!(
+                self.written(),
+                self.room,
+                "wire: the pieces fill the room exactly"
+            );
+            self.room
+        };
+        #[cfg(not(debug_assertions))]
+        let written = self.room;
+        // SAFETY: the `room` bytes after the old end were written front to back with no gap
+        // (`new`'s contract; in a debug build, what was written when a check panicked), so
+        // they are initialized, and they were reserved.
+        unsafe { self.buf.set_len(self.len + written) };
+    }
+}
+
 /// Copies `bytes` to `dst`. A copy of up to 32 bytes (a key, a short value, a name) is two
 /// overlapping moves of the widest size that fits, inline: a call to `memcpy` costs more than
 /// such a copy. Longer ones are `memcpy`'s.
@@ -545,35 +644,20 @@ fn short_key_value(
         }
     };
     let value_head = &value_head[..value_head_len];
-    buf.reserve(total);
-    let len = buf.len();
-    debug_assert_eq!(
-        head_len + key.len() + value_head.len() + string.len(),
-        total,
-        "wire: the pieces of a short entry fill its room"
-    );
-    // SAFETY: `total` bytes after `len` are reserved, and the pieces fill exactly that many:
-    // `body_len` is the key field (0, or 2 + the key's length: the head's last two bytes and
-    // the key) plus 2 + `value_len` (the value's tag and length, then its `AnyValue`:
-    // the member's tag and, for a string, its length byte and its bytes, else the member's
-    // bytes, all in `value_head` or `string`), and `total` is that plus the head's first two
-    // bytes; `key_values_match_prost_for_every_scalar_and_length_width` covers every member
-    // and both sides of each length bound, where the debug check above runs. The pieces are
-    // borrowed from elsewhere, so they cannot overlap the room. The head is written whole
-    // even when only its first two bytes count (an empty key): the room is at least 6 bytes
-    // (`value_len` is at least 2), and the pieces after it overwrite the other two. The
-    // written bytes are then initialized and within capacity, so the length can take them in.
-    unsafe {
-        let mut at = buf.as_mut_ptr().add(len);
-        at.cast::<[u8; 4]>().write_unaligned(head);
-        at = at.add(head_len);
-        copy_short(key.as_bytes(), at);
-        at = at.add(key.len());
-        copy_short(value_head, at);
-        at = at.add(value_head.len());
-        copy_short(string, at);
-        buf.set_len(len + total);
-    }
+    // SAFETY: the pieces fill `total` bytes exactly: `body_len` is the key field (0, or 2 + the
+    // key's length: the head's last two bytes and the key) plus 2 + `value_len` (the value's
+    // tag and length, then its `AnyValue`: the member's tag and, for a string, its length byte
+    // and its bytes, else the member's bytes, all in `value_head` or `string`), and `total` is
+    // that plus the head's first two bytes. The head is stored whole even when only its first
+    // two bytes count (an empty key): the room is at least 6 bytes (`value_len` is at least
+    // 2), and the pieces after it overwrite the other two.
+    // `key_values_match_prost_for_every_scalar_and_length_width` covers every member and both
+    // sides of each length bound, where the writer checks the sum.
+    let mut w = unsafe { Exact::new(buf, total) };
+    w.put_first(head, head_len);
+    w.put(key.as_bytes());
+    w.put(value_head);
+    w.put(string);
 }
 
 /// Reads a varint at `*at`, moving past it; `None` on a truncated or overlong one.
@@ -637,6 +721,39 @@ mod tests {
         }));
         assert!(past.is_err(), "a write past the room panics");
         assert_eq!(&buf[7..], b"xy", "the writes before it are kept");
+    }
+
+    /// A debug build checks an exact writer's pieces: past the room panics, and so does a room
+    /// left partly unwritten; pieces that fill it join the buffer whole.
+    #[test]
+    fn an_exact_writer_is_checked_in_debug_builds() {
+        let mut buf = b"ab".to_vec();
+        {
+            // SAFETY: 2 + 3 + 1 = 6 bytes.
+            let mut w = unsafe { Exact::new(&mut buf, 6) };
+            w.put_first([1, 2, 0xff], 2);
+            w.put(b"cde");
+            w.put(&[3]);
+        }
+        assert_eq!(buf, [b'a', b'b', 1, 2, b'c', b'd', b'e', 3]);
+        if cfg!(debug_assertions) {
+            let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut buf = Vec::new();
+                // SAFETY: checked in this (debug) build: the second write panics first.
+                let mut w = unsafe { Exact::new(&mut buf, 3) };
+                w.put(b"xy");
+                w.put(b"zw");
+            }));
+            assert!(past.is_err(), "a write past the room panics");
+            let short = std::panic::catch_unwind(|| {
+                let mut buf = Vec::new();
+                // SAFETY: checked in this (debug) build: the drop panics before the length
+                // takes the unwritten byte in.
+                let mut w = unsafe { Exact::new(&mut buf, 3) };
+                w.put(b"xy");
+            });
+            assert!(short.is_err(), "a room left partly unwritten panics");
+        }
     }
 
     /// Every length a short copy picks its moves by (and either side of each bound), at every

@@ -9,7 +9,7 @@ use super::record::SPAN_ATTRIBUTES;
 use super::record::{Attributes, Recording};
 use super::span::{Event, Link, SpanData, SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::{key_values, varint_len, Tail, Writer, FIXED32, FIXED64, LEN};
+use crate::core::wire::{key_values, varint_len, Exact, Tail, Writer, FIXED32, FIXED64, LEN};
 use crate::proto::common::v1::{any_value, AnyValue};
 use crate::proto::trace::v1 as pt;
 use prost::Message;
@@ -83,22 +83,62 @@ pub(crate) fn write_head(
     let start = name_at + field_len(name.len()) + KIND_AND_TIMES_LEN;
     let bytes = &mut r.attributes.bytes;
     bytes.clear();
-    let mut t = Tail::new(bytes, start);
-    t.put(&[0; HEAD_ROOM]);
-    t.put(&self::ids(ids.trace_id, ids.span_id));
-    t.field_bytes(3, trace_state.as_bytes());
-    if has_parent {
+    if trace_state.len() < 0x80 && name.len() < 0x80 {
+        // The usual head: every length in it takes one byte.
+        let mut head = [0u8; HEAD_ROOM + IDS_LEN];
+        head[HEAD_ROOM..].copy_from_slice(&self::ids(ids.trace_id, ids.span_id));
         let mut parent = [0u8; PARENT_LEN];
         parent[0] = 4 << 3 | LEN as u8;
         parent[1] = 8;
         parent[2..].copy_from_slice(&parent_span_id.to_bytes());
-        t.put(&parent);
+        // SAFETY: the pieces fill `start` bytes exactly: `start` is the room and the ids (the
+        // first piece), the tracestate field (a tag, a one-byte length and the text, or
+        // nothing when empty), the parent field if any, the name field (likewise) and the
+        // room for the times. `every_entry_length_width_is_written_as_prost_writes_it` writes
+        // each combination, where the writer checks the sum.
+        let mut w = unsafe { Exact::new(bytes, start) };
+        w.put(&head);
+        if !trace_state.is_empty() {
+            w.put(&[3 << 3 | LEN as u8, trace_state.len() as u8]);
+            w.put(trace_state.as_bytes());
+        }
+        if has_parent {
+            w.put(&parent);
+        }
+        if !name.is_empty() {
+            w.put(&[5 << 3 | LEN as u8, name.len() as u8]);
+            w.put(name.as_bytes());
+        }
+        w.put(&[0; KIND_AND_TIMES_LEN]);
+    } else {
+        long_head(bytes, name, ids, parent_span_id, trace_state, start);
+    }
+    r.name_at = name_at;
+    r.attributes.start = start;
+}
+
+/// [`write_head`] with a tracestate or a name of 128 bytes or more.
+#[cold]
+#[inline(never)]
+fn long_head(
+    bytes: &mut Vec<u8>,
+    name: &str,
+    ids: &Ids,
+    parent_span_id: SpanId,
+    trace_state: &str,
+    len: usize,
+) {
+    let mut t = Tail::new(bytes, len);
+    t.put(&[0; HEAD_ROOM]);
+    t.put(&self::ids(ids.trace_id, ids.span_id));
+    t.field_bytes(3, trace_state.as_bytes());
+    if parent_span_id.is_valid() {
+        t.byte(4 << 3 | LEN as u8);
+        t.byte(8);
+        t.put(&parent_span_id.to_bytes());
     }
     t.field_bytes(5, name.as_bytes());
     t.put(&[0; KIND_AND_TIMES_LEN]);
-    drop(t);
-    r.name_at = name_at;
-    r.attributes.start = start;
 }
 
 /// Completes the record of the span ended at `end_unix_nanos` into one `ScopeSpans.spans` entry
@@ -643,8 +683,18 @@ mod tests {
                     })
                 })
         {
-            let name = if named { "x" } else { "" };
-            let trace_state = trace_state.then_some("k=v");
+            let long = "n".repeat(130 + value_len % 3);
+            let name = match (named, value_len % 4) {
+                (false, _) => "",
+                (true, 0) => long.as_str(),
+                _ => "x",
+            };
+            let long_state = format!("k={}", "v".repeat(200));
+            let trace_state = match (trace_state, value_len % 3) {
+                (false, _) => None,
+                (true, 0) => Some(long_state.as_str()),
+                _ => Some("k=v"),
+            };
             let parent_span_id = if parent { SpanId(5) } else { SpanId::INVALID };
             let ids = Ids {
                 trace_id: TraceId(3),
