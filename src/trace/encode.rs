@@ -66,7 +66,7 @@ const PARENT_LEN: usize = 10;
 
 /// Writes the head of a span's record (what its start knows: fields 1 to 5, and room for 6 to
 /// 8) into its emptied bytes, and where its parts are.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_head(
     r: &mut Recording,
     name: &str,
