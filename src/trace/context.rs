@@ -295,6 +295,18 @@ impl Packed {
         }
     }
 
+    /// What a child of these ids records of its parent: the parent span id (invalid when
+    /// these are no ids: a root) and whether the parent is remote.
+    #[inline]
+    pub(crate) fn as_parent(&self) -> (SpanId, bool) {
+        let span_id = if self.is_valid() {
+            self.span_id()
+        } else {
+            SpanId::INVALID
+        };
+        (span_id, self.bits & REMOTE != 0)
+    }
+
     /// The ids, computed if still derived (the tracestate bit as the frame has it).
     #[inline]
     pub(crate) fn ids(&self) -> Ids {

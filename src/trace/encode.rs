@@ -145,7 +145,7 @@ fn long_head(
 /// (tag, length, `Span`), exactly as prost writes it, and returns it: kind and times into their
 /// room, the rare fields and the flags after the attributes, the tag and length in front. Once
 /// per record: the record is done afterwards.
-#[inline]
+#[inline(always)]
 pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
     if !r.has_head() {
         r.add_head();

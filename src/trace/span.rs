@@ -251,7 +251,8 @@ fn start_recording(
     trace_state: Option<Arc<str>>,
 ) -> Span {
     let record = RecordBox::new(handoff::span_limits(), context::thread_key(), |data| {
-        data.start_as(name.as_str(), kind, &ids, &parent, trace_state.as_deref())
+        let parent = (parent_span_id(&parent), parent.is_remote);
+        data.start_as(name.as_str(), kind, &ids, parent, trace_state.as_deref())
     });
     Span::entered(ids, trace_state, Some(record))
 }
@@ -262,29 +263,30 @@ fn start_recording(
 fn start_literal_recording(name: &'static str, kind: SpanKind, ids: Packed, top: Top) -> Span {
     // Its own closure, not one shared with `start_recording`: called once, it is inlined.
     let record = RecordBox::new(handoff::span_limits(), top.thread, |data| {
-        data.start_as(name, kind, &ids, &top.ids.ids(), None)
+        data.start_as(name, kind, &ids, top.ids.as_parent(), None)
     });
     let entered = context::enter_common(&top, ids, Some(record.pointer()));
     Span::new(ids, Some(record), entered, None)
 }
 
 impl Recording {
-    /// [`start`](Self::start) for a span with the ids `ids` (sampled: computed) under `parent`.
+    /// [`start`](Self::start) for a span with the ids `ids` (sampled: computed) under the
+    /// parent span id and remoteness `parent`.
     #[inline(always)]
     fn start_as(
         &mut self,
         name: &str,
         kind: SpanKind,
         ids: &Packed,
-        parent: &Ids,
+        parent: (SpanId, bool),
         trace_state: Option<&str>,
     ) {
         self.start(
             name,
             kind,
             &ids.computed_ids(),
-            parent_span_id(parent),
-            parent.is_remote,
+            parent.0,
+            parent.1,
             trace_state,
         );
     }
