@@ -131,13 +131,15 @@ const fn severity_fields(number: u8, text: &str) -> ([u8; 16], usize) {
 impl FrameBuffer {
     /// The frame of `record` (one without key-values) at `now`, correlated with `context` when
     /// it is valid, from its call site's template: where it lies in the buffer, or None when the
-    /// site can have none (strings not `'static`, a target or path too long for a template).
+    /// site can have none (strings not `'static`, a target or path too long for a template, a
+    /// target `accepts` refuses: only those it accepts get templates).
     #[inline(always)]
     pub(crate) fn site_frame(
         &mut self,
         record: &Record<'_>,
         context: Ids,
         now: u64,
+        accepts: impl FnOnce(&str) -> bool,
     ) -> Option<(usize, usize)> {
         let (file, module) = (record.file_static()?, record.module_path_static()?);
         let target = record.target();
@@ -155,6 +157,9 @@ impl FrameBuffer {
             t.key == key && (key.target_is_module() || t.target() == target.as_bytes())
         });
         if !known {
+            if !accepts(target) {
+                return None;
+            }
             new_template(&mut self.sites, &mut self.aside, slot, key, record)?;
         }
         let template = self.sites.get(slot)?;
