@@ -455,10 +455,13 @@ fn copy_bytes(to: &mut [u8], from: &[u8]) {
 fn copy_short(to: &mut [u8], from: &[u8]) {
     let n = from.len();
     debug_assert!(to.len() == n && n <= SHORT);
-    if n >= 16 {
-        copy_ends::<16>(to, from);
-    } else if n >= 8 {
-        copy_ends::<8>(to, from);
+    // Pieces under 16 bytes (most message pieces, most numbers) are told apart in two tests.
+    if n >= 8 {
+        if n >= 16 {
+            copy_ends::<16>(to, from);
+        } else {
+            copy_ends::<8>(to, from);
+        }
     } else if n >= 4 {
         copy_ends::<4>(to, from);
     } else if n > 0 {
