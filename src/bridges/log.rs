@@ -142,6 +142,11 @@ impl EncodedKvs {
         self.repeated = false;
     }
 
+    /// The entries written and how many keys were dropped.
+    fn written(&self) -> (&[u8], u32) {
+        (&self.entries, self.dropped)
+    }
+
     fn seen(&self, key: &str) -> bool {
         let mut start = 0;
         self.key_ends.iter().any(|&end| {
@@ -240,7 +245,7 @@ fn frame<'f>(
         // A template is made only for a target that is not this crate's own: finding one
         // settles it.
         if let Some(range) =
-            frames.site_frame(record, context, now, |target| !is_own_target(target))
+            frames.site_frame(record, context, now, |target| !is_own_target(target), None)
         {
             return Some(frames.framed(range));
         }
@@ -283,6 +288,12 @@ fn frame_with_key_values<'f>(
                 let _ = record.key_values().visit(&mut KvCollector(&mut collected));
                 (&[][..], collected.dropped)
             } else {
+                // The caller has settled that the target is exported.
+                let site = frames.site_frame(record, context, now, |_| true, Some(kvs.written()));
+                if let Some(range) = site {
+                    kvs.reset();
+                    return Some(frames.framed(range));
+                }
                 (&kvs.entries[..], kvs.dropped)
             };
             let bytes = frames.frame(&view(
@@ -683,8 +694,8 @@ mod tests {
     /// One thread's call-site templates over many sites: more sites than slots, sites that
     /// differ only by line, file, module or target (run-time targets among them, one with the
     /// module's text in another string), sites too long for a template, every level, records
-    /// of one site back to back and sites taking turns, messages past the buffer's room: each
-    /// record's bytes are still prost's.
+    /// of one site back to back and sites taking turns, messages past the buffer's room,
+    /// key-values (past the limit too): each record's bytes are still prost's.
     #[test]
     fn call_site_templates_serve_only_their_own_site() {
         let run_time: Vec<String> = (0..3).map(|i| format!("run::time{i}")).collect();
@@ -783,6 +794,42 @@ mod tests {
             .expect("written")
             .to_vec();
             assert_eq!(ours, theirs, "a message of {n} bytes");
+        }
+        // Key-values from the same site, with its template: some, past the limit, none, some.
+        let keys: Vec<String> = (0..130).map(|i| format!("k{i}")).collect();
+        let pairs: Vec<(&str, log::kv::Value<'_>)> = keys
+            .iter()
+            .map(|k| (k.as_str(), log::kv::Value::from(7i64)))
+            .collect();
+        for n in [1, 130, 0, 2] {
+            let mut attributes = code("src/orders.rs", 7);
+            attributes.extend(keys[..n.min(128)].iter().map(|k| kv(k, Any::IntValue(7))));
+            let theirs = Expected {
+                scope: "shop::orders",
+                severity: (9, "INFO"),
+                body: "kv",
+                attributes,
+                context: sampled,
+                dropped: n.saturating_sub(128) as u32,
+            }
+            .bytes();
+            let ours = frame(
+                &mut frames,
+                &Record::builder()
+                    .args(format_args!("kv"))
+                    .level(Level::Info)
+                    .target("shop::orders")
+                    .module_path_static(Some("shop::orders"))
+                    .file_static(Some("src/orders.rs"))
+                    .line(Some(7))
+                    .key_values(&&pairs[..n])
+                    .build(),
+                sampled,
+                NOW,
+            )
+            .expect("written")
+            .to_vec();
+            assert_eq!(ours, theirs, "{n} key-values");
         }
     }
 
