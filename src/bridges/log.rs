@@ -283,27 +283,28 @@ fn frame_with_key_values<'f>(
         .try_with(move |kvs| {
             let mut kvs = kvs.try_borrow_mut().ok()?;
             let _ = record.key_values().visit(&mut *kvs);
-            let mut collected = RecordAttributes::default();
-            let (encoded, dropped) = if kvs.repeated {
+            let bytes = if kvs.repeated {
+                let mut collected = RecordAttributes::default();
                 let _ = record.key_values().visit(&mut KvCollector(&mut collected));
-                (&[][..], collected.dropped)
+                let attributes = &collected.list;
+                frames.frame(&view(
+                    record,
+                    context,
+                    now,
+                    attributes,
+                    &[],
+                    collected.dropped,
+                ))
             } else {
                 // The caller has settled that the target is exported.
-                let site = frames.site_frame(record, context, now, |_| true, Some(kvs.written()));
-                if let Some(range) = site {
-                    kvs.reset();
-                    return Some(frames.framed(range));
+                match frames.site_frame(record, context, now, |_| true, Some(kvs.written())) {
+                    Some(range) => frames.framed(range),
+                    None => {
+                        let (encoded, dropped) = kvs.written();
+                        frames.frame(&view(record, context, now, &[], encoded, dropped))
+                    }
                 }
-                (&kvs.entries[..], kvs.dropped)
             };
-            let bytes = frames.frame(&view(
-                record,
-                context,
-                now,
-                &collected.list,
-                encoded,
-                dropped,
-            ));
             kvs.reset();
             Some(bytes)
         })
