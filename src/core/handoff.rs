@@ -330,7 +330,7 @@ impl Shared {
     }
 
     /// Parks an exiting thread's chunk for the exporter's next sweep if the bound has room (else
-    /// drops and counts it, as `enqueue` would); wakes the exporter only when the parked records
+    /// drops and counts it, as a full queue does); wakes the exporter only when the parked records
     /// reach one hand-off's worth, so a burst of exits still reaches it promptly.
     fn park(&self, chunk: Chunk) {
         let wake = {
