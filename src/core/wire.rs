@@ -229,9 +229,7 @@ impl<'a> Tail<'a> {
         );
         // SAFETY: `at + bytes.len() <= room`, and the `room` bytes after `base` are reserved
         // capacity of `buf`, which `bytes` (borrowed elsewhere) cannot overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(self.at), bytes.len())
-        };
+        unsafe { copy_short(bytes, self.base.add(self.at)) };
         self.at += bytes.len();
     }
 
@@ -268,6 +266,47 @@ impl<'a> Tail<'a> {
         if value != 0 {
             self.byte((field << 3 | VARINT) as u8);
             self.varint(value);
+        }
+    }
+}
+
+/// Copies `bytes` to `dst`. A copy of up to 32 bytes (a key, a short value, a name) is two
+/// overlapping moves of the widest size that fits, inline: a call to `memcpy` costs more than
+/// such a copy. Longer ones are `memcpy`'s.
+///
+/// # Safety
+/// `dst` must be valid for `bytes.len()` writes and not overlap `bytes`.
+#[inline(always)]
+unsafe fn copy_short(bytes: &[u8], dst: *mut u8) {
+    let n = bytes.len();
+    let src = bytes.as_ptr();
+    // SAFETY (all arms): every read is inside `bytes` (from `src` up to `src + n`) and every
+    // write inside the `n` bytes at `dst`, as the caller promises; the two moves of an arm
+    // overlap when `n` is under twice their width, writing the same bytes twice.
+    unsafe {
+        if n > 32 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n >= 16 {
+            let head = src.cast::<[u8; 16]>().read_unaligned();
+            let tail = src.add(n - 16).cast::<[u8; 16]>().read_unaligned();
+            dst.cast::<[u8; 16]>().write_unaligned(head);
+            dst.add(n - 16).cast::<[u8; 16]>().write_unaligned(tail);
+        } else if n >= 8 {
+            let head = src.cast::<u64>().read_unaligned();
+            let tail = src.add(n - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(head);
+            dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+        } else if n >= 4 {
+            let head = src.cast::<u32>().read_unaligned();
+            let tail = src.add(n - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(head);
+            dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+        } else if n > 0 {
+            // 1 to 3 bytes: the first, the middle and the last (some the same byte).
+            let (first, middle, last) = (*src, *src.add(n / 2), *src.add(n - 1));
+            *dst = first;
+            *dst.add(n / 2) = middle;
+            *dst.add(n - 1) = last;
         }
     }
 }
@@ -453,8 +492,9 @@ fn array_entry(
 }
 
 /// A `KeyValue` entry whose body is under 128 bytes, in a field under 16: every tag and length
-/// then takes one byte, so the entry is written in room made once, as fixed-size pieces and the
-/// two strings.
+/// then takes one byte, so the entry is four pieces, written into room made once with no bound
+/// checked per piece: its head (tag, length, the key's tag and length), the key, the value's
+/// head (tag, length, the member's tag, and the member itself unless a string), the string.
 #[inline(always)]
 fn short_key_value(
     buf: &mut Vec<u8>,
@@ -467,28 +507,72 @@ fn short_key_value(
     const KEY: u8 = 1 << 3 | LEN as u8;
     const VALUE: u8 = 2 << 3 | LEN as u8;
     let entry = (field << 3 | LEN) as u8;
+    let total = 2 + body_len;
     let (body_len, value_len) = (body_len as u8, value_len as u8);
-    let mut t = Tail::new(buf, 2 + body_len as usize);
-    if key.is_empty() {
-        t.put(&[entry, body_len]);
-    } else {
-        t.put(&[entry, body_len, KEY, key.len() as u8]);
-        t.put(key.as_bytes());
-    }
-    match member {
+    let head = [entry, body_len, KEY, key.len() as u8];
+    // An empty key is left out (proto3 default): the head is then the entry's tag and length.
+    let head_len = if key.is_empty() { 2 } else { 4 };
+    let mut value_head = [0u8; 16];
+    value_head[0] = VALUE;
+    value_head[1] = value_len;
+    let (value_head_len, string) = match member {
         OneOf::Str(s) => {
-            t.put(&[VALUE, value_len, 1 << 3 | LEN as u8, s.len() as u8]);
-            t.put(s.as_bytes());
+            value_head[2] = 1 << 3 | LEN as u8;
+            value_head[3] = s.len() as u8;
+            (4, s.as_bytes())
         }
-        OneOf::Bool(b) => t.put(&[VALUE, value_len, 2 << 3, u8::from(b)]),
+        OneOf::Bool(b) => {
+            value_head[2] = 2 << 3;
+            value_head[3] = u8::from(b);
+            (4, &[][..])
+        }
         OneOf::Int(i) => {
-            t.put(&[VALUE, value_len, 3 << 3]);
-            t.varint(i as u64);
+            value_head[2] = 3 << 3;
+            let mut value = i as u64;
+            let mut at = 3;
+            while value >= 0x80 {
+                value_head[at] = (value as u8) | 0x80;
+                value >>= 7;
+                at += 1;
+            }
+            value_head[at] = value as u8;
+            (at + 1, &[][..])
         }
         OneOf::Double(f) => {
-            t.put(&[VALUE, value_len, 4 << 3 | FIXED64 as u8]);
-            t.put(&f.to_le_bytes());
+            value_head[2] = 4 << 3 | FIXED64 as u8;
+            value_head[3..11].copy_from_slice(&f.to_le_bytes());
+            (11, &[][..])
         }
+    };
+    let value_head = &value_head[..value_head_len];
+    buf.reserve(total);
+    let len = buf.len();
+    debug_assert_eq!(
+        head_len + key.len() + value_head.len() + string.len(),
+        total,
+        "wire: the pieces of a short entry fill its room"
+    );
+    // SAFETY: `total` bytes after `len` are reserved, and the pieces fill exactly that many:
+    // `body_len` is the key field (0, or 2 + the key's length: the head's last two bytes and
+    // the key) plus 2 + `value_len` (the value's tag and length, then its `AnyValue`:
+    // the member's tag and, for a string, its length byte and its bytes, else the member's
+    // bytes, all in `value_head` or `string`), and `total` is that plus the head's first two
+    // bytes; `key_values_match_prost_for_every_scalar_and_length_width` covers every member
+    // and both sides of each length bound, where the debug check above runs. The pieces are
+    // borrowed from elsewhere, so they cannot overlap the room. The head is written whole
+    // even when only its first two bytes count (an empty key): the room is at least 6 bytes
+    // (`value_len` is at least 2), and the pieces after it overwrite the other two. The
+    // written bytes are then initialized and within capacity, so the length can take them in.
+    unsafe {
+        let mut at = buf.as_mut_ptr().add(len);
+        at.cast::<[u8; 4]>().write_unaligned(head);
+        at = at.add(head_len);
+        copy_short(key.as_bytes(), at);
+        at = at.add(key.len());
+        copy_short(value_head, at);
+        at = at.add(value_head.len());
+        copy_short(string, at);
+        buf.set_len(len + total);
     }
 }
 
@@ -553,6 +637,31 @@ mod tests {
         }));
         assert!(past.is_err(), "a write past the room panics");
         assert_eq!(&buf[7..], b"xy", "the writes before it are kept");
+    }
+
+    /// Every length a short copy picks its moves by (and either side of each bound), at every
+    /// offset into the source and the destination: the bytes land exactly, none outside.
+    #[test]
+    fn short_copies_write_exactly_their_bytes() {
+        let source: Vec<u8> = (1..=80).collect();
+        for n in 0..=40 {
+            for from in 0..4 {
+                for to in 0..4 {
+                    let mut buf = vec![0u8; 2];
+                    {
+                        let mut t = Tail::new(&mut buf, to + n + 1);
+                        t.put(&vec![0xee; to]);
+                        t.put(&source[from..from + n]);
+                        t.byte(0xff);
+                    }
+                    let mut expected = vec![0u8; 2];
+                    expected.extend(std::iter::repeat_n(0xee, to));
+                    expected.extend_from_slice(&source[from..from + n]);
+                    expected.push(0xff);
+                    assert_eq!(buf, expected, "{n} bytes from {from} to {to}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! module path itself (the usual record); any other target is compared by its text.
 
 use super::record::{
-    after_body, context_and_observed, grow, write_body, Back, Body, BodySink, Full, LogRecordView,
-    Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
+    after_body, correlation, fixed64_field, grow, write_body, Back, Body, BodySink, Full,
+    LogRecordView, Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
 };
 use super::FrameBuffer;
 use crate::trace::Ids;
@@ -43,30 +43,37 @@ const AFTER_ROOM: usize = TAIL_ROOM + 33 + 9;
 const _: () = assert!(TAIL_ROOM % PIECE == 0 && BODY_AT - 51 >= SCOPE_ROOM);
 const _: () = assert!(FIRST_FRAME_BYTES >= BODY_AT + AFTER_ROOM);
 
-/// A call site, by the addresses and lengths of its static strings.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A call site, by the addresses and lengths of its static strings; all zeros in an empty slot
+/// (no string is at address 0).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 struct SiteKey {
-    file: (usize, usize),
-    module: (usize, usize),
-    line: Option<u32>,
-    /// The target is the module path's own string: no text to compare.
-    target_is_module: bool,
+    file: usize,
+    file_len: usize,
+    module: usize,
+    module_len: usize,
+    /// The line (bit 33 set when there is none), and in bit 32 whether the target is the module
+    /// path's own string (no text to compare then).
+    line_and_target: u64,
 }
 
+const NO_LINE: u64 = 1 << 33;
+const TARGET_IS_MODULE: u64 = 1 << 32;
+
 impl SiteKey {
+    fn target_is_module(&self) -> bool {
+        self.line_and_target & TARGET_IS_MODULE != 0
+    }
+
+    /// Sites in one file differ by line, and files mostly by the lengths of their names.
     fn slot(&self) -> usize {
-        // Sites in one file differ by line; files by address (their strings are 8-aligned or
-        // packed, hence the shift).
-        ((self.file.0 >> 3) ^ self.module.0.rotate_left(7) ^ self.line.unwrap_or(0) as usize)
-            % SITES
+        (self.line_and_target as usize ^ self.file_len ^ self.module_len << 3) % SITES
     }
 }
 
 /// One call site's shared fields, encoded.
 #[derive(Clone)]
 pub(crate) struct Template {
-    /// None: an empty slot.
-    key: Option<SiteKey>,
+    key: SiteKey,
     /// The scope field (`ScopeLogs` frame field 1: the target), in the last `scope_len` bytes.
     scope: [u8; SCOPE_ROOM],
     scope_len: usize,
@@ -78,7 +85,7 @@ pub(crate) struct Template {
 impl Template {
     fn empty() -> Self {
         Template {
-            key: None,
+            key: SiteKey::default(),
             scope: [0; SCOPE_ROOM],
             scope_len: 0,
             tail: [[0; PIECE]; TAIL_ROOM / PIECE],
@@ -124,28 +131,35 @@ const fn severity_fields(number: u8, text: &str) -> ([u8; 16], usize) {
 impl FrameBuffer {
     /// The frame of `record` (one without key-values) at `now`, correlated with `context` when
     /// it is valid, from its call site's template: where it lies in the buffer, or None when the
-    /// site can have none (strings not `'static`, a target or path too long for a template).
+    /// site can have none (strings not `'static`, a target or path too long for a template, a
+    /// target `accepts` refuses: only those it accepts get templates).
     #[inline(always)]
     pub(crate) fn site_frame(
         &mut self,
         record: &Record<'_>,
         context: Ids,
         now: u64,
+        accepts: impl FnOnce(&str) -> bool,
     ) -> Option<(usize, usize)> {
         let (file, module) = (record.file_static()?, record.module_path_static()?);
         let target = record.target();
+        let line = record.line().map_or(NO_LINE, u64::from);
         let key = SiteKey {
-            file: (file.as_ptr().addr(), file.len()),
-            module: (module.as_ptr().addr(), module.len()),
-            line: record.line(),
-            target_is_module: std::ptr::eq(target, module),
+            file: file.as_ptr().addr(),
+            file_len: file.len(),
+            module: module.as_ptr().addr(),
+            module_len: module.len(),
+            line_and_target: line | (u64::from(std::ptr::eq(target, module)) * TARGET_IS_MODULE),
         };
         let severity = SEVERITIES.get(record.level() as usize)?;
         let slot = key.slot();
         let known = self.sites.get(slot).is_some_and(|t| {
-            t.key == Some(key) && (key.target_is_module || t.target() == target.as_bytes())
+            t.key == key && (key.target_is_module() || t.target() == target.as_bytes())
         });
         if !known {
+            if !accepts(target) {
+                return None;
+            }
             new_template(&mut self.sites, &mut self.aside, slot, key, record)?;
         }
         let template = self.sites.get(slot)?;
@@ -164,7 +178,8 @@ impl FrameBuffer {
         }
         let (head, after) = bytes.split_at_mut(body_end);
         let after = after.first_chunk_mut::<AFTER_ROOM>()?;
-        let tail_len = template.tail_len;
+        // Every position below is bounded by the rooms' sizes: no index can fail.
+        let tail_len = template.tail_len.min(TAIL_ROOM);
         for (i, piece) in template
             .tail
             .iter()
@@ -173,25 +188,25 @@ impl FrameBuffer {
         {
             after[i * PIECE..(i + 1) * PIECE].copy_from_slice(piece);
         }
-        let mut out = Region::new(after.get_mut(tail_len..)?);
-        context_and_observed(&mut out, context, now).ok()?;
-        let after_len = tail_len + out.written();
-
-        // What follows the message cannot fail: the room for it is fixed above. (Were it to,
-        // the record would be written again the general way.)
-        let mut head = Back {
-            room: head.get_mut(..BODY_AT)?,
-        };
-        site_head(
-            &mut head,
+        let mut after_len = tail_len;
+        if context.is_valid() {
+            let (fields, len) = correlation(context);
+            after[after_len..after_len + 33].copy_from_slice(&fields);
+            after_len += len;
+        }
+        if now != 0 {
+            after[after_len..after_len + 9].copy_from_slice(&fixed64_field(11, now));
+            after_len += 9;
+        }
+        let start = site_head(
+            head.first_chunk_mut::<BODY_AT>()?,
             template,
             severity,
             now,
             body_end - BODY_AT,
             after_len,
-        )
-        .ok()?;
-        Some((head.room.len(), body_end + after_len))
+        )?;
+        Some((start, body_end + after_len))
     }
 
     /// The frame [`FrameBuffer::site_frame`] placed at `range`.
@@ -202,27 +217,81 @@ impl FrameBuffer {
 }
 
 /// The frame's bytes up to the message, written backwards from it: the body's own head, the
-/// severity and the time, the record's tag and length, the scope name.
+/// severity and the time, the record's tag and length, the scope name. Returns where the frame
+/// starts.
 #[inline(always)]
 fn site_head(
-    head: &mut Back<'_>,
+    head: &mut [u8; BODY_AT],
     template: &Template,
     (severity, severity_len): &([u8; 16], usize),
+    now: u64,
+    body_len: usize,
+    after_len: usize,
+) -> Option<usize> {
+    let severity_len = (*severity_len).min(16);
+    let time_len = if now != 0 { 9 } else { 0 };
+    let record_len = 4 + body_len + severity_len + time_len + after_len;
+    // The usual record: the body's lengths in one byte each, the record's in at most two, each
+    // piece at a position the rooms' sizes bound.
+    if body_len < 0x80 - 2 && record_len < 0x4000 {
+        head[BODY_AT - 4..].copy_from_slice(&[
+            5 << 3 | LEN,
+            body_len as u8 + 2,
+            1 << 3 | LEN,
+            body_len as u8,
+        ]);
+        head[BODY_AT - 20..BODY_AT - 4].copy_from_slice(severity);
+        let mut at = BODY_AT - 4 - severity_len;
+        if now != 0 {
+            head[at - 9..at].copy_from_slice(&fixed64_field(1, now));
+            at -= 9;
+        }
+        let tag = (SCOPE_LOGS_RECORD_FIELD as u8) << 3 | LEN;
+        if record_len < 0x80 {
+            head[at - 2..at].copy_from_slice(&[tag, record_len as u8]);
+            at -= 2;
+        } else {
+            let length = [record_len as u8 | 0x80, (record_len >> 7) as u8];
+            head[at - 3..at].copy_from_slice(&[tag, length[0], length[1]]);
+            at -= 3;
+        }
+        head[at - SCOPE_ROOM..at].copy_from_slice(&template.scope);
+        return Some(at - template.scope_len.min(SCOPE_ROOM));
+    }
+    let mut back = Back {
+        room: &mut head[..],
+    };
+    long_site_head(
+        &mut back,
+        template,
+        severity,
+        severity_len,
+        now,
+        body_len,
+        after_len,
+    )
+    .ok()?;
+    Some(back.room.len())
+}
+
+/// [`site_head`] for a long message or record: varints of any length.
+#[inline(never)]
+fn long_site_head(
+    head: &mut Back<'_>,
+    template: &Template,
+    severity: &[u8; 16],
+    severity_len: usize,
     now: u64,
     body_len: usize,
     after_len: usize,
 ) -> Result<(), Full> {
     // An `AnyValue` holding the string member, written even when empty.
     let any_len = 1 + super::record::length_len(body_len) + body_len;
-    if any_len < 0x80 {
-        head.put_array([5 << 3 | LEN, any_len as u8, 1 << 3 | LEN, body_len as u8])?;
-    } else {
-        head.put_tag_len(1 << 3 | LEN, body_len)?;
-        head.put_tag_len(5 << 3 | LEN, any_len)?;
-    }
-    head.put_over(severity, *severity_len)?;
+    head.put_tag_len(1 << 3 | LEN, body_len)?;
+    head.put_tag_len(5 << 3 | LEN, any_len)?;
+    head.put_over(severity, severity_len)?;
     if now != 0 {
-        head.put_array(super::record::fixed64_field(1, now))?;
+        head.put_array(fixed64_field(1, now))?;
     }
     let record_len = BODY_AT - head.room.len() + body_len + after_len;
     head.put_tag_len((SCOPE_LOGS_RECORD_FIELD as u8) << 3 | LEN, record_len)?;
@@ -244,7 +313,7 @@ fn new_template(
         sites.resize_with(SITES, Template::empty);
     }
     let template = sites.get_mut(slot)?;
-    template.key = None;
+    template.key = SiteKey::default();
     let target = record.target();
     let scope_len = 2 + target.len();
     let scope_start = SCOPE_ROOM.checked_sub(scope_len)?;
@@ -276,6 +345,6 @@ fn new_template(
         aside,
     )
     .ok()?;
-    template.key = Some(key);
+    template.key = key;
     Some(())
 }

@@ -279,6 +279,22 @@ impl Packed {
         }
     }
 
+    /// [`ids`](Self::ids) for a sampled span's, which are computed when it starts (see
+    /// [`root`](Self::root) and [`child`](Self::child)): read as they are, on one test.
+    #[inline]
+    pub(crate) fn computed_ids(&self) -> Ids {
+        if self.bits & DERIVED != 0 {
+            return self.ids();
+        }
+        Ids {
+            trace_id: TraceId(self.trace_id),
+            span_id: SpanId(self.tag),
+            flags: self.bits as u8,
+            is_remote: self.bits & REMOTE != 0,
+            has_trace_state: self.bits & HAS_TRACE_STATE != 0,
+        }
+    }
+
     /// The ids, computed if still derived (the tracestate bit as the frame has it).
     #[inline]
     pub(crate) fn ids(&self) -> Ids {
@@ -325,6 +341,9 @@ struct Local {
     tags: [Cell<u64>; INLINE_FRAMES],
     bits: [Cell<u32>; INLINE_FRAMES],
     records: [Cell<Option<NonNull<SharedRecord>>>; INLINE_FRAMES],
+    /// A record kept for this thread's next sampled span (see [`keep_spare`]), here where
+    /// reaching it costs no lifetime check and no borrow flag. Freed by the thread's teardown.
+    spare: Cell<Option<NonNull<SharedRecord>>>,
 }
 
 impl Local {
@@ -420,11 +439,16 @@ impl Drop for Aside {
     fn drop(&mut self) {
         // First no frame is reachable and nothing is entered any more, so no frame of this
         // thread can reach a record freed below, or by a poster once the mailbox is closed.
-        LOCAL.with(|l| {
+        let spare = LOCAL.with(|l| {
             l.torn_down.set(true);
             l.key.set(0);
             l.depth.set(0);
+            l.spare.take()
         });
+        if let Some(spare) = spare {
+            // SAFETY: kept by `keep_spare`, so owned by the slot alone, which let go of it.
+            unsafe { super::record::free_spare(spare) };
+        }
         if let Some(mailbox) = self.mailbox.take() {
             let mut state = mailbox.state.lock();
             state.closed = true;
@@ -469,6 +493,7 @@ thread_local! {
             tags: [const { Cell::new(0) }; INLINE_FRAMES],
             bits: [const { Cell::new(0) }; INLINE_FRAMES],
             records: [const { Cell::new(None) }; INLINE_FRAMES],
+            spare: Cell::new(None),
         }
     };
     static ASIDE: RefCell<Aside> = const {
@@ -506,6 +531,28 @@ fn receive_remote_ends_now() {
             }
         }
     });
+}
+
+/// Takes the record kept for this thread's next span, if there is one: it is the caller's
+/// now (made by `Box::into_raw`, owned by nobody else).
+#[inline]
+pub(crate) fn take_spare() -> Option<NonNull<SharedRecord>> {
+    LOCAL.with(|l| l.spare.take())
+}
+
+/// Keeps `record` (made by `Box::into_raw`, owned by the caller) for this thread's next span,
+/// to be freed by the thread's teardown if no span takes it. Gives it back when a record is
+/// kept already, or when the thread has no key: before its first key nothing would free it at
+/// teardown, and after teardown nothing will.
+#[inline]
+pub(crate) fn keep_spare(record: NonNull<SharedRecord>) -> Option<NonNull<SharedRecord>> {
+    LOCAL.with(|l| {
+        if l.key.get() == 0 || l.spare.get().is_some() {
+            return Some(record);
+        }
+        l.spare.set(Some(record));
+        None
+    })
 }
 
 /// This thread's key (0 during thread teardown): what a span remembers to know whether it is
@@ -663,7 +710,8 @@ impl Saved {
 pub(crate) struct Top {
     pub(crate) ids: Packed,
     depth: u32,
-    thread: u64,
+    /// This thread's key.
+    pub(crate) thread: u64,
 }
 
 /// The current frame for a span start on the common path: no end posted from another thread
@@ -691,11 +739,12 @@ pub(crate) fn common_top() -> Option<Top> {
     })
 }
 
-/// Makes `ids` (no tracestate, no record) current in the frame `top` found free.
+/// Makes `ids` (no tracestate) current in the frame `top` found free, with its span's record
+/// if it has one.
 #[inline(always)]
-pub(crate) fn enter_common(top: &Top, ids: Packed) -> Saved {
+pub(crate) fn enter_common(top: &Top, ids: Packed, record: Option<NonNull<SharedRecord>>) -> Saved {
     LOCAL.with(|l| {
-        l.write_inline(top.depth as usize, Frame { ids, record: None });
+        l.write_inline(top.depth as usize, Frame { ids, record });
         l.depth.set(top.depth + 1);
     });
     Saved {

@@ -117,12 +117,8 @@ pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
     } else {
         unusual_times(r, end_unix_nanos);
     }
-    // Dropped counts, events, links, a status: few spans have any, and one test skips them all.
-    let rare = (r.attributes.dropped | r.dropped_events | r.dropped_links) != 0
-        || !r.events.is_empty()
-        || !r.links.is_empty()
-        || !matches!(r.status, Status::Unset);
-    if rare {
+    // Dropped counts, events, links, a status: few spans have any.
+    if r.attributes.dropped != 0 || r.extras {
         write_rare_fields(r);
     }
     let flags = r.flags.to_le_bytes();
@@ -137,6 +133,25 @@ pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
         flags[3],
     ]);
     let len = bytes.len() - HEAD_ROOM;
+    const TAG: u8 = (SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8;
+    // Nearly every span is under 16 KiB long: its length then takes one or two bytes.
+    let at = if len < 0x80 {
+        bytes[HEAD_ROOM - 2..HEAD_ROOM].copy_from_slice(&[TAG, len as u8]);
+        HEAD_ROOM - 2
+    } else if len < 0x4000 {
+        bytes[HEAD_ROOM - 3..HEAD_ROOM].copy_from_slice(&[TAG, len as u8 | 0x80, (len >> 7) as u8]);
+        HEAD_ROOM - 3
+    } else {
+        place_entry_head(bytes, len)
+    };
+    &bytes[at..]
+}
+
+/// Writes the tag and the varint length `len` of a span's entry right before its body, and
+/// returns where they start.
+#[cold]
+#[inline(never)]
+fn place_entry_head(bytes: &mut [u8], len: usize) -> usize {
     let at = HEAD_ROOM - 1 - varint_len(len as u64);
     bytes[at] = (SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8;
     let mut value = len as u64;
@@ -147,7 +162,7 @@ pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
         i += 1;
     }
     bytes[i] = value as u8;
-    &bytes[at..]
+    at
 }
 
 /// Fields 6 to 8 when a time is 0 (left out, as prost leaves it out): shorter than their room,
@@ -324,6 +339,7 @@ pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
     }
     r.dropped_links = s.dropped_links;
     r.status = s.status.clone();
+    r.extras = true;
     buf.extend_from_slice(finish_span(&mut r, s.end_unix_nanos));
 }
 
@@ -542,7 +558,7 @@ mod tests {
         r.add_link(&linked, &[KeyValue::new("batch", 3i64)], limits);
         r.add_link(&linked, &[], limits); // past the link limit
         r.add_link(&SpanContext::none(), &[], limits); // invalid
-        r.status.update(Status::error("bad"));
+        r.set_status(Status::error("bad"));
         // Renamed after its attributes were set: the head is rewritten in front of them.
         r.update_name("GET /users/{id}");
 
@@ -610,5 +626,74 @@ mod tests {
         }
         .encode_to_vec();
         assert_eq!(ours, theirs, "same bytes as prost");
+    }
+
+    /// A span's entry head (its tag and length, written in front of its body at the end) on
+    /// both sides of each width of the length, with and without a name, parent, tracestate,
+    /// attributes and times: what prost writes.
+    #[test]
+    fn every_entry_length_width_is_written_as_prost_writes_it() {
+        let limits = SpanLimits::default();
+        for (value_len, named, parent, trace_state, start) in
+            [0usize, 1, 20, 40, 50, 16_250, 16_300, 16_400, 70_000]
+                .into_iter()
+                .flat_map(|n| {
+                    (n.saturating_sub(3)..n + 3).map(move |len| {
+                        (len, len % 2 == 0, len % 3 != 0, len % 5 == 0, len % 7 != 0)
+                    })
+                })
+        {
+            let name = if named { "x" } else { "" };
+            let trace_state = trace_state.then_some("k=v");
+            let parent_span_id = if parent { SpanId(5) } else { SpanId::INVALID };
+            let ids = Ids {
+                trace_id: TraceId(3),
+                span_id: SpanId(4),
+                flags: FLAG_SAMPLED,
+                is_remote: false,
+                has_trace_state: trace_state.is_some(),
+            };
+            let mut r = Recording::empty();
+            r.start(
+                name,
+                SpanKind::Internal,
+                &ids,
+                parent_span_id,
+                false,
+                trace_state,
+            );
+            r.start_unix_nanos = if start { 1 } else { 0 };
+            if value_len > 0 {
+                r.set_attribute(&"k".into(), &"v".repeat(value_len).into(), limits);
+            }
+            let ours = finish_span(&mut r, 2).to_vec();
+            let expected = pt::Span {
+                trace_id: TraceId(3).to_bytes().to_vec(),
+                span_id: SpanId(4).to_bytes().to_vec(),
+                trace_state: trace_state.unwrap_or_default().into(),
+                parent_span_id: if parent {
+                    SpanId(5).to_bytes().to_vec()
+                } else {
+                    Vec::new()
+                },
+                flags: u32::from(FLAG_SAMPLED) | SPAN_FLAGS_HAS_IS_REMOTE,
+                name: name.into(),
+                kind: pt::span::SpanKind::Internal as i32,
+                start_time_unix_nano: if start { 1 } else { 0 },
+                end_time_unix_nano: 2,
+                attributes: if value_len > 0 {
+                    vec![kv("k", text(&"v".repeat(value_len)))]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            };
+            let theirs = pt::ScopeSpans {
+                spans: vec![expected],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            assert_eq!(ours, theirs, "value of {value_len} bytes");
+        }
     }
 }

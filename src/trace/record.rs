@@ -263,6 +263,10 @@ pub(crate) struct Recording {
     link_count: u32,
     pub(crate) dropped_links: u32,
     pub(crate) status: Status,
+    /// Whether the span has more than attributes: an event or a link (kept or dropped), or a
+    /// status. Few spans do; for the others the end skips fields 10 to 15 and the recycle the
+    /// lists they come from on one test.
+    pub(crate) extras: bool,
     /// An event's attributes while they are limited, kept for its capacity.
     event_attributes: Attributes,
 }
@@ -283,6 +287,7 @@ impl Recording {
             link_count: 0,
             dropped_links: 0,
             status: Status::Unset,
+            extras: false,
             event_attributes: Attributes::default(),
         }
     }
@@ -359,9 +364,22 @@ impl Recording {
 
     /// Empties the record for another span, its buffers' capacity kept unless a big span made
     /// them big: a recycled record should not hold one long value's memory for good.
+    #[inline]
     fn clear(&mut self) {
         self.attributes.clear();
         self.name_at = 0;
+        if self.extras {
+            self.clear_extras();
+        }
+        // The other lists grow only with extras.
+        if self.attributes.bytes.capacity() > RECYCLED_BYTES {
+            self.shrink();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear_extras(&mut self) {
         self.events.clear();
         self.event_count = 0;
         self.dropped_events = 0;
@@ -369,20 +387,13 @@ impl Recording {
         self.link_count = 0;
         self.dropped_links = 0;
         self.status = Status::Unset;
-        let largest = [
-            self.attributes.bytes.capacity(),
-            self.events.capacity(),
-            self.links.capacity(),
-            self.event_attributes.bytes.capacity(),
-        ]
-        .into_iter()
-        .fold(0, usize::max);
-        if largest > RECYCLED_BYTES {
-            self.shrink();
-        }
+        self.extras = false;
+        self.shrink();
     }
 
+    /// Lets go of the buffers that a big span made bigger than a recycled record keeps.
     #[cold]
+    #[inline(never)]
     fn shrink(&mut self) {
         for bytes in [
             &mut self.attributes.bytes,
@@ -420,7 +431,14 @@ impl Recording {
             .set_scalar(SPAN_ATTRIBUTES, key, member, limits.max_attributes);
     }
 
+    /// Applies a later status (see [`Status::update`]).
+    pub(crate) fn set_status(&mut self, status: Status) {
+        self.status.update(status);
+        self.extras |= !matches!(self.status, Status::Unset);
+    }
+
     pub(crate) fn add_event(&mut self, name: &Str, attributes: &[KeyValue], limits: SpanLimits) {
+        self.extras = true;
         if self.event_count >= limits.max_events {
             self.dropped_events = self.dropped_events.saturating_add(1);
             return;
@@ -446,6 +464,7 @@ impl Recording {
         attributes: &[KeyValue],
         limits: SpanLimits,
     ) {
+        self.extras = true;
         if self.link_count >= limits.max_links || !context.is_valid() {
             self.dropped_links = self.dropped_links.saturating_add(1);
             return;
@@ -455,6 +474,7 @@ impl Recording {
     }
 
     /// Ends the span now and hands it to the installed pipeline. Once: the record is done.
+    #[inline(always)]
     pub(crate) fn end_now(&mut self) {
         let end = now_unix_nanos().max(self.start_unix_nanos);
         super::span::submit(self, end);
@@ -468,6 +488,18 @@ pub(crate) struct SharedRecord {
     limits: SpanLimits,
     /// `None` once the span has ended.
     data: UnsafeCell<Option<Recording>>,
+    /// Counted in [`tests::MARKED_LIVE`] (made with [`tests::MARK`] limits).
+    #[cfg(test)]
+    marked: bool,
+}
+
+#[cfg(test)]
+impl Drop for SharedRecord {
+    fn drop(&mut self) {
+        if self.marked {
+            tests::MARKED_LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Held while the record is touched off its origin thread or through the frame.
@@ -514,24 +546,43 @@ thread_local! {
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
     /// capacity kept) when this thread has one, so the span's data is never moved.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
-        let recycled = RECYCLED
-            .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
-            .ok()
-            .flatten();
+        let recycled = match super::context::take_spare() {
+            // SAFETY: made by `Box::into_raw` (in `end_and_recycle`), and `take_spare` gave the
+            // one owner's pointer to us.
+            Some(spare) => Some(unsafe { Box::from_raw(spare.as_ptr()) }),
+            None => Self::take_recycled(),
+        };
         let mut record = recycled.unwrap_or_else(|| {
+            #[cfg(test)]
+            let marked = limits.max_links == tests::MARK;
+            #[cfg(test)]
+            if marked {
+                tests::MARKED_LIVE.fetch_add(1, Ordering::Relaxed);
+            }
             Box::new(SharedRecord {
                 lock: AtomicBool::new(false),
                 origin,
                 limits,
                 data: UnsafeCell::new(None),
+                #[cfg(test)]
+                marked,
             })
         });
         record.origin = origin;
         record.limits = limits;
         start(record.data.get_mut().get_or_insert_with(Recording::empty));
         RecordBox(NonNull::from(Box::leak(record)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_recycled() -> Option<Box<SharedRecord>> {
+        RECYCLED
+            .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()))
+            .ok()
+            .flatten()
     }
 
     /// Where the frame of the origin thread keeps it.
@@ -575,6 +626,7 @@ impl RecordBox {
     ///
     /// # Safety
     /// No frame may reach it any more (rule 2 of the module doc).
+    #[inline]
     pub(crate) unsafe fn end_and_recycle(self, end: impl FnOnce(&mut Recording)) {
         // SAFETY: as the caller promises.
         let mut record = unsafe { self.into_box() };
@@ -583,6 +635,17 @@ impl RecordBox {
         };
         end(data);
         data.clear();
+        let record = NonNull::from(Box::leak(record));
+        if let Some(refused) = super::context::keep_spare(record) {
+            // SAFETY: made by `Box::leak` just above, and given back by `keep_spare`.
+            Self::recycle(unsafe { Box::from_raw(refused.as_ptr()) });
+        }
+    }
+
+    /// Keeps `record` among this thread's recycled records, or frees it when they are many.
+    #[cold]
+    #[inline(never)]
+    fn recycle(record: Box<SharedRecord>) {
         let _ = RECYCLED.try_with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 if r.len() < RECYCLED_PER_THREAD {
@@ -599,6 +662,15 @@ impl RecordBox {
         // so this is the one `Box` for it.
         unsafe { Box::from_raw(self.0.as_ptr()) }
     }
+}
+
+/// Frees a record kept by [`super::context::keep_spare`] (at the thread's teardown).
+///
+/// # Safety
+/// `record` was made by `Box::into_raw` (or `Box::leak`) and nobody else owns it.
+pub(crate) unsafe fn free_spare(record: NonNull<SharedRecord>) {
+    // SAFETY: as the caller promises.
+    drop(unsafe { Box::from_raw(record.as_ptr()) });
 }
 
 /// Runs `f` on the record a frame points to, if its span has not ended.
@@ -620,8 +692,43 @@ pub(crate) unsafe fn with_frame_record<R>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// The link limit that marks the records one test counts (no other test uses it).
+    pub(crate) const MARK: u32 = 0x5eed;
+    /// Marked records alive.
+    pub(crate) static MARKED_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    /// The spare record sits in a thread-local that has no destructor of its own: the thread's
+    /// teardown must free it, as the recycled list's destructor frees the others.
+    #[test]
+    fn a_thread_frees_the_records_it_kept_when_it_ends() {
+        let limits = SpanLimits::default().max_links(MARK);
+        std::thread::spawn(move || {
+            let origin = super::super::context::thread_key();
+            let first = RecordBox::new(limits, origin, |_| {});
+            let second = RecordBox::new(limits, origin, |_| {});
+            let third = RecordBox::new(limits, origin, |_| {});
+            let kept = first.pointer();
+            // SAFETY (each): never entered in a frame.
+            unsafe { first.end_and_recycle(|_| {}) };
+            let again = RecordBox::new(limits, origin, |_| {});
+            assert_eq!(again.pointer(), kept, "the spare is taken first");
+            unsafe { again.end_and_recycle(|_| {}) };
+            unsafe { second.end_and_recycle(|_| {}) };
+            unsafe { third.end_and_recycle(|_| {}) };
+            assert_eq!(MARKED_LIVE.load(Ordering::Relaxed), 3, "all kept");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            MARKED_LIVE.load(Ordering::Relaxed),
+            0,
+            "the spare and the recycled records are freed with their thread"
+        );
+    }
 
     #[test]
     fn a_recycled_record_keeps_no_big_buffer() {

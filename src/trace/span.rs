@@ -1,6 +1,6 @@
 //! Spans: started by name, made current while they live, ended explicitly or on drop.
 
-use super::context::{self, Ids, Packed, Saved, SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
+use super::context::{self, Ids, Packed, Saved, SpanContext, Top, FLAG_RANDOM, FLAG_SAMPLED};
 use super::id::{self, SpanId, TraceId};
 use super::record::{RecordBox, Recording};
 use crate::attributes::{KeyValue, Str, Value};
@@ -209,7 +209,7 @@ impl SpanBuilder {
         };
         let ids = identity(&parent);
         if ids.is_sampled() {
-            return start_recording(self.name, self.kind, ids, parent, trace_state);
+            return start_recording(self.name, self.kind, ids, parent.ids(), trace_state);
         }
         Span::entered(ids, trace_state, None)
     }
@@ -225,9 +225,9 @@ fn start_literal(name: &'static str, kind: SpanKind) -> Span {
         let ids = identity_from(&top.ids, seed);
         id::take(seed, draws_for(&top.ids));
         if ids.is_sampled() {
-            return start_recording(Str::Static(name), kind, ids, top.ids, None);
+            return start_literal_recording(name, kind, ids, top);
         }
-        let entered = context::enter_common(&top, ids);
+        let entered = context::enter_common(&top, ids, None);
         return Span::new(ids, None, entered, None);
     }
     start_literal_in_general(name, kind)
@@ -247,22 +247,47 @@ fn start_recording(
     name: Str,
     kind: SpanKind,
     ids: Packed,
-    parent: Packed,
+    parent: Ids,
     trace_state: Option<Arc<str>>,
 ) -> Span {
-    let limits = handoff::span_limits();
-    let record = RecordBox::new(limits, context::thread_key(), |data| {
-        let parent = parent.ids();
-        data.start(
-            name.as_str(),
-            kind,
-            &ids.ids(),
-            parent_span_id(&parent),
-            parent.is_remote,
-            trace_state.as_deref(),
-        )
+    let record = RecordBox::new(handoff::span_limits(), context::thread_key(), |data| {
+        data.start_as(name.as_str(), kind, &ids, &parent, trace_state.as_deref())
     });
     Span::entered(ids, trace_state, Some(record))
+}
+
+/// [`start_recording`] on the common path of [`start_literal`] (no tracestate, the frame
+/// `top` free on this thread), with what that path already knows.
+#[inline(never)]
+fn start_literal_recording(name: &'static str, kind: SpanKind, ids: Packed, top: Top) -> Span {
+    // Its own closure, not one shared with `start_recording`: called once, it is inlined.
+    let record = RecordBox::new(handoff::span_limits(), top.thread, |data| {
+        data.start_as(name, kind, &ids, &top.ids.ids(), None)
+    });
+    let entered = context::enter_common(&top, ids, Some(record.pointer()));
+    Span::new(ids, Some(record), entered, None)
+}
+
+impl Recording {
+    /// [`start`](Self::start) for a span with the ids `ids` (sampled: computed) under `parent`.
+    #[inline(always)]
+    fn start_as(
+        &mut self,
+        name: &str,
+        kind: SpanKind,
+        ids: &Packed,
+        parent: &Ids,
+        trace_state: Option<&str>,
+    ) {
+        self.start(
+            name,
+            kind,
+            &ids.computed_ids(),
+            parent_span_id(parent),
+            parent.is_remote,
+            trace_state,
+        );
+    }
 }
 
 /// A span's identity and, when sampled, its record: what the `tracing` bridge starts from
@@ -297,7 +322,7 @@ impl Begun {
 
     pub(crate) fn set_status(&mut self, status: Status) {
         if let Some(data) = &mut self.data {
-            data.status.update(status);
+            data.set_status(status);
         }
     }
 
@@ -650,7 +675,7 @@ fn add_event_on(record: &mut RecordBox, name: Str, attributes: Vec<KeyValue>) {
 
 #[inline(never)]
 fn set_status_on(record: &mut RecordBox, status: Status) {
-    record.with(|data, _| data.status.update(status));
+    record.with(|data, _| data.set_status(status));
 }
 
 #[inline(never)]
@@ -700,20 +725,29 @@ impl Span {
         }
     }
 
-    #[inline(never)]
-    fn finish_recorded(&mut self, mut record: RecordBox) {
+    /// The end of a span with a record, inline in [`finish_general`]: on the thread that
+    /// started it, the frame is left, the span handed off and the record kept for the next one,
+    /// in one function.
+    #[inline(always)]
+    fn finish_recorded(&mut self, record: RecordBox) {
         if self.entered.is_here() {
             context::restore(&mut self.entered);
             // SAFETY: its frame (on this thread) was just left: marked ended, no longer
             // reachable (rule 2 in `record`).
             unsafe { record.end_and_recycle(Recording::end_now) };
         } else {
-            let data = record.take();
-            context::leave_from_elsewhere(&self.entered, Some(record));
-            self.entered = Saved::default();
-            if let Some(mut data) = data {
-                data.end_now();
-            }
+            self.finish_elsewhere(record);
+        }
+    }
+
+    /// The end of a span with a record on another thread than the one that started it.
+    #[inline(never)]
+    fn finish_elsewhere(&mut self, mut record: RecordBox) {
+        let data = record.take();
+        context::leave_from_elsewhere(&self.entered, Some(record));
+        self.entered = Saved::default();
+        if let Some(mut data) = data {
+            data.end_now();
         }
     }
 }
@@ -816,7 +850,7 @@ impl CurrentSpan {
 
     /// See [`Span::set_status`].
     pub fn set_status(self, status: Status) {
-        self.with(|data, _| data.status.update(status));
+        self.with(|data, _| data.set_status(status));
     }
 
     /// See [`Span::record_error`].
@@ -830,6 +864,7 @@ impl CurrentSpan {
 /// Hands a finished span to the installed pipeline, encoded into this thread's buffer (nothing
 /// happens when none is installed). The one way a finished span leaves, the `tracing` bridge's
 /// included.
+#[inline]
 pub(crate) fn submit(record: &mut Recording, end_unix_nanos: u64) {
     // Completed before the thread's buffer is taken: the hand-off holds it for one copy.
     let entry = super::encode::finish_span(record, end_unix_nanos);
