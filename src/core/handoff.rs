@@ -23,7 +23,7 @@ use super::counters::{Counters, SignalCounters};
 use super::spin::{SpinGuard, SpinLock};
 use super::{SignalConfig, SpanLimits};
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -166,6 +166,12 @@ pub(crate) struct Shared {
     /// sweep. `closed` is set under this lock, so a chunk is either parked before the close (and
     /// the close accounts for it) or refused after it.
     parked: Mutex<Parked>,
+    /// Held (shared) by a thread from admitting a full buffer to sending it, and (exclusive) by
+    /// `close`: once `close` returns, every chunk admitted before it is in the queue, where the
+    /// exporter's last drain finds it, and none is admitted after it. Without it a chunk admitted
+    /// just before the close and sent just after that drain would be counted as queued and vanish
+    /// with the queue.
+    gate: RwLock<()>,
     /// `parked.items` as of its last change: the exporter looks here before taking the lock.
     parked_hint: AtomicUsize,
 }
@@ -196,6 +202,7 @@ impl Shared {
             slots: Mutex::new(Vec::new()),
             handoff_items: handoff_items.max(1),
             parked: Mutex::new(Parked::default()),
+            gate: RwLock::new(()),
             parked_hint: AtomicUsize::new(0),
         }
     }
@@ -204,6 +211,7 @@ impl Shared {
     /// records no exporter collected are dropped too (and counted), as a closing exporter drops
     /// what it holds.
     pub(crate) fn close(&self) {
+        let _shut = self.gate.write();
         let chunks = {
             let mut parked = self.parked.lock();
             self.closed.store(true, Ordering::Release);
@@ -266,6 +274,11 @@ impl Shared {
             SignalCounters::add(outcome, n);
         }
         admitted
+    }
+
+    /// Held from admitting a full buffer to sending it: see `gate`.
+    fn open(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read()
     }
 
     /// Hands an admitted chunk to the exporter.
@@ -522,6 +535,7 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
             || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
         {
             let mut chunk = std::mem::take(&mut *pending);
+            let _open = shared.open();
             if shared.admit(&chunk) {
                 // A thread that fills buffers gets its next one at full size: grown from the
                 // first buffer's size, it would be copied at each doubling.
@@ -645,6 +659,56 @@ mod tests {
             93
         );
         assert!(!shared.has_parked());
+    }
+
+    /// Threads handing over full buffers while the pipeline closes: every chunk admitted before
+    /// the close is in the queue when the exporter drains it for the last time, so nothing
+    /// counted as queued vanishes with the queue.
+    #[test]
+    fn every_chunk_admitted_before_the_close_reaches_the_last_drain() {
+        for _ in 0..300 {
+            let (queue, exporter) = crossbeam_channel::unbounded();
+            let shared = Arc::new(Shared::new(
+                shared().signals,
+                Arc::default(),
+                queue,
+                1 << 30,
+                1,
+            ));
+            let started = Arc::new(std::sync::Barrier::new(3));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (shared, started) = (Arc::clone(&shared), Arc::clone(&started));
+                    std::thread::spawn(move || {
+                        started.wait();
+                        while !shared.is_closed() {
+                            // As `submit` hands over a full buffer.
+                            let chunk = slot_with(1).chunk.into_inner();
+                            let _open = shared.open();
+                            if shared.admit(&chunk) {
+                                std::hint::spin_loop();
+                                shared.send(chunk);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            started.wait();
+            std::thread::yield_now();
+            // As the exporter's `abandon`: close, drain, and the queue goes with the exporter.
+            shared.close();
+            let received: usize = exporter.try_iter().map(|c| c.items()).sum();
+            drop(exporter);
+            for t in threads {
+                t.join().unwrap();
+            }
+            let logs = &shared.counters.logs;
+            assert_eq!(
+                logs.enqueued.load(Ordering::Relaxed) as usize,
+                received,
+                "admitted, counted as queued, and never received"
+            );
+        }
     }
 
     /// Closing drops and counts what no exporter collected, and what is handed over afterwards
