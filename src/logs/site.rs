@@ -5,8 +5,10 @@
 //!
 //! A site is known by its file, line and module path, all of them `'static` (as the `log`
 //! macros give them): a static string's address and length name its text for good, so the key
-//! is compared without reading the strings. The target is one more static string when it is the
-//! module path itself (the usual record); any other target is compared by its text.
+//! is compared without reading the strings (a leaked string changed afterwards would leave its
+//! old text in the template: wrong bytes, never anything unsound). The target is one more static
+//! string when it is the module path itself (the usual record); any other target is compared by
+//! its text.
 
 use super::record::{
     after_body, context_and_observed, correlation, fixed64_field, grow, write_body, Back, Body,
