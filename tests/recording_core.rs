@@ -17,6 +17,15 @@ fn start(
     receiver: &TestReceiver,
     tune: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
 ) -> Telemetry {
+    start_with_env(receiver, tune, &[])
+}
+
+/// As `start`, with OTEL_* variables (read from `env`, not the process's environment).
+fn start_with_env(
+    receiver: &TestReceiver,
+    tune: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
+    env: &[(&str, &str)],
+) -> Telemetry {
     static BRIDGE: Once = Once::new();
     BRIDGE.call_once(|| plain_connect::logs::install(None).expect("the first logger"));
     let settings = tune(
@@ -26,8 +35,93 @@ fn start(
             .log_level("info"),
     )
     .build()
-    .expect("valid settings");
+    .expect("valid settings")
+    .with_env_from(|name| {
+        Ok(env
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string()))
+    })
+    .expect("valid variables");
     Telemetry::start(settings, Resource::new("core-tests", "1.0.0")).expect("pipeline starts")
+}
+
+/// Runs `threads` short-lived threads, each one span and one log record, `tag` in both.
+fn short_lived_threads(threads: usize, tag: &'static str) {
+    for i in 0..threads {
+        std::thread::spawn(move || {
+            let mut span = trace::span(tag).start();
+            span.set_attribute("i", i as i64);
+            log::info!("{tag} {i}");
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// Neither timer fires during the test: nothing leaves unless an exit wakes the exporter, a
+/// flush or a shutdown.
+const NO_TIMERS: &[(&str, &str)] = &[
+    ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ("OTEL_BLRP_SCHEDULE_DELAY", "600000"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "600000"),
+];
+
+#[test]
+fn flush_and_shutdown_deliver_the_records_of_threads_that_exited() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    // Far fewer records than one hand-off: the exits wake nothing.
+    let telemetry = start_with_env(&receiver, |b| b, NO_TIMERS);
+    short_lived_threads(10, "flushed");
+    telemetry.flush(Duration::from_secs(10)).unwrap();
+    let counts = telemetry.counters();
+    assert_eq!(
+        (counts.spans.exported, counts.logs.exported),
+        (10, 10),
+        "{counts:?}"
+    );
+    short_lived_threads(10, "at-shutdown");
+    telemetry.shutdown(Duration::from_secs(10)).unwrap();
+    let named = |name: &str| receiver.spans().iter().filter(|s| s.name == name).count();
+    assert_eq!((named("flushed"), named("at-shutdown")), (10, 10));
+    let logged = |tag: &str| {
+        receiver
+            .log_records()
+            .iter()
+            .filter(|r| body(r).starts_with(tag))
+            .count()
+    };
+    assert_eq!((logged("flushed "), logged("at-shutdown ")), (10, 10));
+}
+
+#[test]
+fn a_burst_of_exits_reaches_the_exporter_without_waiting_for_its_timer() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    // A hand-off and a batch of 10 records: 5 exits wake the exporter, 10 make a batch.
+    let telemetry = start_with_env(
+        &receiver,
+        |b| b.max_queue_size(160).max_export_batch_size(10),
+        NO_TIMERS,
+    );
+    short_lived_threads(40, "burst");
+    assert!(
+        receiver.wait_for(Duration::from_secs(10), |r| {
+            r.spans().iter().filter(|s| s.name == "burst").count() >= 30
+        }),
+        "the exits never woke the exporter: {:?}",
+        telemetry.counters()
+    );
+    telemetry.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        receiver
+            .spans()
+            .iter()
+            .filter(|s| s.name == "burst")
+            .count(),
+        40
+    );
 }
 
 fn counter_total(receiver: &TestReceiver, name: &str) -> f64 {

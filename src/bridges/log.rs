@@ -12,8 +12,7 @@
 //! panic). The wrapped logger, called first, formats the record its own way.
 
 use super::{
-    from_exported_source, is_exported, reaches_app_output, severity, RecordAttributes,
-    MAX_LOG_ATTRIBUTES,
+    is_exported, is_own_target, reaches_app_output, severity, RecordAttributes, MAX_LOG_ATTRIBUTES,
 };
 use crate::attributes::{KeyValue, Value};
 use crate::core::wire::{scalar_key_value, OneOf, Writer};
@@ -143,6 +142,11 @@ impl EncodedKvs {
         self.repeated = false;
     }
 
+    /// The entries written and how many keys were dropped.
+    fn written(&self) -> (&[u8], u32) {
+        (&self.entries, self.dropped)
+    }
+
     fn seen(&self, key: &str) -> bool {
         let mut start = 0;
         self.key_ends.iter().any(|&end| {
@@ -225,8 +229,9 @@ fn same_str(a: &str, b: &str) -> bool {
 }
 
 /// A `log` record's frame at `now`, correlated with the span `context` names when it is valid,
-/// written in `frames`; its message is formatted as the frame is written. None when the record
-/// has key-values and a format argument of the record being exported logs this one.
+/// written in `frames`; its message is formatted as the frame is written. None for a record of
+/// this crate's own targets, and for one with key-values when a format argument of the record
+/// being exported logs it.
 #[inline(always)]
 fn frame<'f>(
     frames: &'f mut FrameBuffer,
@@ -235,11 +240,20 @@ fn frame<'f>(
     now: u64,
 ) -> Option<&'f [u8]> {
     // Counting is a leaf call on the usual record without key-values; visiting is not.
-    if record.key_values().count() == 0 {
-        Some(match frames.site_frame(record, context, now) {
-            Some(range) => frames.framed(range),
-            None => frame_field_by_field(frames, record, context, now),
-        })
+    let plain = record.key_values().count() == 0;
+    if plain {
+        // A template is made only for a target that is not this crate's own: finding one
+        // settles it.
+        if let Some(range) =
+            frames.site_frame(record, context, now, |target| !is_own_target(target), None)
+        {
+            return Some(frames.framed(range));
+        }
+    }
+    if is_own_target(record.target()) {
+        None
+    } else if plain {
+        Some(frame_field_by_field(frames, record, context, now))
     } else {
         frame_with_key_values(frames, record, context, now)
     }
@@ -269,21 +283,28 @@ fn frame_with_key_values<'f>(
         .try_with(move |kvs| {
             let mut kvs = kvs.try_borrow_mut().ok()?;
             let _ = record.key_values().visit(&mut *kvs);
-            let mut collected = RecordAttributes::default();
-            let (encoded, dropped) = if kvs.repeated {
+            let bytes = if kvs.repeated {
+                let mut collected = RecordAttributes::default();
                 let _ = record.key_values().visit(&mut KvCollector(&mut collected));
-                (&[][..], collected.dropped)
+                let attributes = &collected.list;
+                frames.frame(&view(
+                    record,
+                    context,
+                    now,
+                    attributes,
+                    &[],
+                    collected.dropped,
+                ))
             } else {
-                (&kvs.entries[..], kvs.dropped)
+                // The caller has settled that the target is exported.
+                match frames.site_frame(record, context, now, |_| true, Some(kvs.written())) {
+                    Some(range) => frames.framed(range),
+                    None => {
+                        let (encoded, dropped) = kvs.written();
+                        frames.frame(&view(record, context, now, &[], encoded, dropped))
+                    }
+                }
             };
-            let bytes = frames.frame(&view(
-                record,
-                context,
-                now,
-                &collected.list,
-                encoded,
-                dropped,
-            ));
             kvs.reset();
             Some(bytes)
         })
@@ -339,7 +360,9 @@ impl Log for LogBridge {
             }
         }
         // The level check comes first: a filtered record costs one comparison and no clock read.
-        if level as usize > crate::core::log_floor_number() || !from_exported_source(target) {
+        // Whether the target is this crate's own is settled in `frame`, mostly by finding the
+        // call site's template.
+        if level as usize > crate::core::log_floor_number() || crate::core::is_exporter_thread() {
             return;
         }
         let (context, now) = (crate::trace::current_ids(), crate::core::now_unix_nanos());
@@ -672,8 +695,8 @@ mod tests {
     /// One thread's call-site templates over many sites: more sites than slots, sites that
     /// differ only by line, file, module or target (run-time targets among them, one with the
     /// module's text in another string), sites too long for a template, every level, records
-    /// of one site back to back and sites taking turns, messages past the buffer's room: each
-    /// record's bytes are still prost's.
+    /// of one site back to back and sites taking turns, messages past the buffer's room,
+    /// key-values (past the limit too): each record's bytes are still prost's.
     #[test]
     fn call_site_templates_serve_only_their_own_site() {
         let run_time: Vec<String> = (0..3).map(|i| format!("run::time{i}")).collect();
@@ -772,6 +795,76 @@ mod tests {
             .expect("written")
             .to_vec();
             assert_eq!(ours, theirs, "a message of {n} bytes");
+        }
+        // Key-values from the same site, with its template: some, past the limit, none, some.
+        let keys: Vec<String> = (0..130).map(|i| format!("k{i}")).collect();
+        let pairs: Vec<(&str, log::kv::Value<'_>)> = keys
+            .iter()
+            .map(|k| (k.as_str(), log::kv::Value::from(7i64)))
+            .collect();
+        for n in [1, 130, 0, 2] {
+            let mut attributes = code("src/orders.rs", 7);
+            attributes.extend(keys[..n.min(128)].iter().map(|k| kv(k, Any::IntValue(7))));
+            let theirs = Expected {
+                scope: "shop::orders",
+                severity: (9, "INFO"),
+                body: "kv",
+                attributes,
+                context: sampled,
+                dropped: n.saturating_sub(128) as u32,
+            }
+            .bytes();
+            let ours = frame(
+                &mut frames,
+                &Record::builder()
+                    .args(format_args!("kv"))
+                    .level(Level::Info)
+                    .target("shop::orders")
+                    .module_path_static(Some("shop::orders"))
+                    .file_static(Some("src/orders.rs"))
+                    .line(Some(7))
+                    .key_values(&&pairs[..n])
+                    .build(),
+                sampled,
+                NOW,
+            )
+            .expect("written")
+            .to_vec();
+            assert_eq!(ours, theirs, "{n} key-values");
+        }
+    }
+
+    /// This crate's own records get no frame, whether through a call site (twice: the second
+    /// would find a template), field by field or with key-values; a look-alike target does.
+    #[test]
+    fn this_crates_own_records_have_no_frame() {
+        let mut frames = FrameBuffer::new();
+        let kvs: [(&str, log::kv::Value<'_>); 1] = [("k", 1i64.into())];
+        for (target, own) in [
+            ("plain_connect", true),
+            ("plain_connect::export", true),
+            ("plain_connectx", false),
+        ] {
+            for module in [Some(target), Some("app"), None] {
+                for kvs in [&kvs[..0], &kvs[..]] {
+                    for _ in 0..2 {
+                        let framed = frame(
+                            &mut frames,
+                            &Record::builder()
+                                .args(format_args!("m"))
+                                .target(target)
+                                .module_path_static(module)
+                                .file_static(Some("src/x.rs"))
+                                .line(Some(1))
+                                .key_values(&kvs)
+                                .build(),
+                            Ids::default(),
+                            NOW,
+                        );
+                        assert_eq!(framed.is_none(), own, "{target} {module:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -3,9 +3,13 @@
 //!
 //! A finished span or log record is written in the OTLP wire format into a buffer owned by the
 //! recording thread (an uncontended lock, no channel operation, nothing allocated per record).
-//! A full buffer, or the buffer of a thread that exits, is handed to the exporter as one
-//! [`Chunk`] if the queue has room for its items; the exporter also sweeps every thread's buffer
-//! on its timer and on flush, so an idle thread's records still leave within the export delay.
+//! A full buffer is handed to the exporter as one [`Chunk`] if the queue has room for its items;
+//! the exporter also sweeps every thread's buffer on its timer and on flush, so an idle thread's
+//! records still leave within the export delay. The buffer of a thread that exits (or moves to
+//! another pipeline) is parked in its pipeline's [`Shared`] instead, for the exporter to collect
+//! on the same sweep: waking a blocked thread costs more than a short-lived thread's records
+//! themselves, so only the hand-over that brings the parked records to one hand-off's worth wakes
+//! it.
 //! The bound counts records, whatever the size of the chunks they travel in: every record
 //! handed over and not yet sent (or dropped) by the exporter counts against it. Nothing here
 //! blocks; a full queue drops the chunk and counts its records.
@@ -19,7 +23,7 @@ use super::counters::{Counters, SignalCounters};
 use super::spin::{SpinGuard, SpinLock};
 use super::{SignalConfig, SpanLimits};
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -158,6 +162,24 @@ pub(crate) struct Shared {
     spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     slots: Mutex<Vec<Weak<Slot>>>,
     handoff_items: usize,
+    /// Chunks handed over by threads that exited, admitted and waiting for the exporter's next
+    /// sweep. `closed` is set under this lock, so a chunk is either parked before the close (and
+    /// the close accounts for it) or refused after it.
+    parked: Mutex<Parked>,
+    /// Held (shared) by a thread from admitting a full buffer to sending it, and (exclusive) by
+    /// `close`: once `close` returns, every chunk admitted before it is in the queue, where the
+    /// exporter's last drain finds it, and none is admitted after it. Without it a chunk admitted
+    /// just before the close and sent just after that drain would be counted as queued and vanish
+    /// with the queue.
+    gate: RwLock<()>,
+    /// `parked.items` as of its last change: the exporter looks here before taking the lock.
+    parked_hint: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Parked {
+    chunks: Vec<Chunk>,
+    items: usize,
 }
 
 impl Shared {
@@ -179,12 +201,29 @@ impl Shared {
             spare: crossbeam_channel::bounded(SPARE_BUFFERS),
             slots: Mutex::new(Vec::new()),
             handoff_items: handoff_items.max(1),
+            parked: Mutex::new(Parked::default()),
+            gate: RwLock::new(()),
+            parked_hint: AtomicUsize::new(0),
         }
     }
 
-    /// After this, nothing more is queued: handed-over records are counted as dropped.
+    /// After this, nothing more is queued: handed-over records are counted as dropped. Parked
+    /// records no exporter collected are dropped too (and counted), as a closing exporter drops
+    /// what it holds.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        let _shut = self.gate.write();
+        let chunks = {
+            let mut parked = self.parked.lock();
+            self.closed.store(true, Ordering::Release);
+            parked.items = 0;
+            self.parked_hint.store(0, Ordering::Relaxed);
+            std::mem::take(&mut parked.chunks)
+        };
+        for chunk in chunks {
+            SignalCounters::add(&self.counters.spans.dropped_send_failed, chunk.spans.count);
+            SignalCounters::add(&self.counters.logs.dropped_send_failed, chunk.logs.count);
+            self.release(chunk.items());
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -237,11 +276,9 @@ impl Shared {
         admitted
     }
 
-    /// Hands a chunk to the exporter, or drops and counts it when the queue is full.
-    fn enqueue(&self, chunk: Chunk) {
-        if self.admit(&chunk) {
-            self.send(chunk);
-        }
+    /// Held from admitting a full buffer to sending it: see `gate`.
+    fn open(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read()
     }
 
     /// Hands an admitted chunk to the exporter.
@@ -305,10 +342,48 @@ impl Shared {
         self.spare.0.len()
     }
 
-    /// Takes every thread's buffered records into `into`, as far as the bound allows (the
-    /// exporter's sweep); returns how many records were taken.
+    /// Parks an exiting thread's chunk for the exporter's next sweep if the bound has room (else
+    /// drops and counts it, as a full queue does); wakes the exporter only when the parked records
+    /// reach one hand-off's worth, so a burst of exits still reaches it promptly.
+    fn park(&self, chunk: Chunk) {
+        let wake = {
+            let mut parked = self.parked.lock();
+            // Under the lock: see `parked`.
+            if !self.admit(&chunk) {
+                return;
+            }
+            let before = parked.items;
+            parked.items += chunk.items();
+            parked.chunks.push(chunk);
+            self.parked_hint.store(parked.items, Ordering::Relaxed);
+            before < self.handoff_items && parked.items >= self.handoff_items
+        };
+        if wake {
+            // An empty chunk: the exporter collects the parked ones whenever it receives one. A
+            // gone exporter closed this pipeline first, so nothing is parked for it.
+            let _ = self.queue.send(Chunk::default());
+        }
+    }
+
+    /// Whether any chunk may be parked (a look without the lock, for the exporter's wake-ups).
+    pub(crate) fn has_parked(&self) -> bool {
+        self.parked_hint.load(Ordering::Relaxed) > 0
+    }
+
+    /// Moves the parked chunks into `into` (they were admitted when parked); returns how many
+    /// records that was.
+    pub(crate) fn collect_parked(&self, into: &mut Vec<Chunk>) -> usize {
+        let mut parked = self.parked.lock();
+        // `append` leaves the parked list its capacity for the next burst of exits.
+        into.append(&mut parked.chunks);
+        self.parked_hint.store(0, Ordering::Relaxed);
+        std::mem::take(&mut parked.items)
+    }
+
+    /// Takes every thread's buffered records into `into`, as far as the bound allows, and the
+    /// parked chunks (the exporter's sweep); returns how many records were taken.
     pub(crate) fn sweep(&self, into: &mut Vec<Chunk>) -> usize {
-        let mut taken = 0;
+        let mut taken = self.collect_parked(into);
         let mut slots = self.slots.lock();
         slots.retain(|weak| match weak.upgrade() {
             Some(slot) => {
@@ -335,7 +410,7 @@ impl Shared {
         slot
     }
 
-    /// Hands over whatever `slot` holds (a thread that exits or moves to a new pipeline),
+    /// Hands over whatever `slot` holds (a thread that exits or moves to a new pipeline), parked,
     /// trimmed so a nearly empty buffer does not hold a full one's memory in the queue.
     fn hand_over(&self, slot: &Slot) {
         let mut chunk = std::mem::take(&mut *slot.lock());
@@ -345,7 +420,7 @@ impl Shared {
                     encoded.bytes.shrink_to_fit();
                 }
             }
-            self.enqueue(chunk);
+            self.park(chunk);
         }
     }
 }
@@ -460,6 +535,7 @@ pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
             || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
         {
             let mut chunk = std::mem::take(&mut *pending);
+            let _open = shared.open();
             if shared.admit(&chunk) {
                 // A thread that fills buffers gets its next one at full size: grown from the
                 // first buffer's size, it would be copied at each doubling.
@@ -528,6 +604,130 @@ mod tests {
         };
         let (queue, _) = crossbeam_channel::unbounded();
         Shared::new(signals, Arc::default(), queue, 1 << 20, 1024)
+    }
+
+    /// A slot holding `n` log records of one byte each, as an exiting thread leaves it.
+    fn slot_with(n: usize) -> Slot {
+        let slot = Slot::new();
+        let mut chunk = slot.lock();
+        chunk.logs.bytes = vec![0; n];
+        chunk.logs.count = n;
+        drop(chunk);
+        slot
+    }
+
+    /// Exiting threads' records are parked, admitted against the bound, and wake the exporter
+    /// once, when they reach one hand-off's worth; the sweep (timer, flush, shutdown) takes them
+    /// all, however few.
+    #[test]
+    fn exits_are_parked_and_wake_the_exporter_once_per_hand_off() {
+        let (queue, woken) = crossbeam_channel::unbounded();
+        let shared = Shared::new(shared().signals, Arc::default(), queue, 100, 4);
+        for _ in 0..3 {
+            shared.hand_over(&slot_with(1));
+        }
+        assert!(
+            woken.is_empty(),
+            "three records, below the hand-off of four"
+        );
+        assert!(shared.has_parked());
+        assert_eq!(shared.counters.logs.enqueued.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.queued.load(Ordering::Relaxed), 3);
+        // A flush or a timer finds them without any wake-up.
+        let mut chunks = Vec::new();
+        assert_eq!(shared.sweep(&mut chunks), 3);
+        assert_eq!(chunks.iter().map(Chunk::items).sum::<usize>(), 3);
+        assert!(!shared.has_parked());
+        // Five exits cross the hand-off once: one wake-up, with the records parked, not sent.
+        for _ in 0..5 {
+            shared.hand_over(&slot_with(1));
+        }
+        let wakes: Vec<Chunk> = woken.try_iter().collect();
+        assert_eq!(wakes.len(), 1);
+        assert_eq!(wakes[0].items(), 0);
+        let mut chunks = Vec::new();
+        assert_eq!(shared.collect_parked(&mut chunks), 5);
+        assert_eq!(chunks.len(), 5);
+        // The bound counts parked records as queued ones: what does not fit is dropped.
+        shared.hand_over(&slot_with(93));
+        assert_eq!(
+            shared
+                .counters
+                .logs
+                .dropped_queue_full
+                .load(Ordering::Relaxed),
+            93
+        );
+        assert!(!shared.has_parked());
+    }
+
+    /// Threads handing over full buffers while the pipeline closes: every chunk admitted before
+    /// the close is in the queue when the exporter drains it for the last time, so nothing
+    /// counted as queued vanishes with the queue.
+    #[test]
+    fn every_chunk_admitted_before_the_close_reaches_the_last_drain() {
+        for _ in 0..300 {
+            let (queue, exporter) = crossbeam_channel::unbounded();
+            let shared = Arc::new(Shared::new(
+                shared().signals,
+                Arc::default(),
+                queue,
+                1 << 30,
+                1,
+            ));
+            let started = Arc::new(std::sync::Barrier::new(3));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (shared, started) = (Arc::clone(&shared), Arc::clone(&started));
+                    std::thread::spawn(move || {
+                        started.wait();
+                        while !shared.is_closed() {
+                            // As `submit` hands over a full buffer.
+                            let chunk = slot_with(1).chunk.into_inner();
+                            let _open = shared.open();
+                            if shared.admit(&chunk) {
+                                std::hint::spin_loop();
+                                shared.send(chunk);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            started.wait();
+            std::thread::yield_now();
+            // As the exporter's `abandon`: close, drain, and the queue goes with the exporter.
+            shared.close();
+            let received: usize = exporter.try_iter().map(|c| c.items()).sum();
+            drop(exporter);
+            for t in threads {
+                t.join().unwrap();
+            }
+            let logs = &shared.counters.logs;
+            assert_eq!(
+                logs.enqueued.load(Ordering::Relaxed) as usize,
+                received,
+                "admitted, counted as queued, and never received"
+            );
+        }
+    }
+
+    /// Closing drops and counts what no exporter collected, and what is handed over afterwards
+    /// is refused, never parked.
+    #[test]
+    fn closing_accounts_for_parked_records_and_refuses_later_ones() {
+        let (queue, _woken) = crossbeam_channel::unbounded();
+        let shared = Shared::new(shared().signals, Arc::default(), queue, 100, 4);
+        shared.hand_over(&slot_with(2));
+        shared.close();
+        let logs = &shared.counters.logs;
+        assert_eq!(logs.dropped_send_failed.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.queued.load(Ordering::Relaxed), 0);
+        shared.hand_over(&slot_with(3));
+        assert_eq!(logs.dropped_queue_full.load(Ordering::Relaxed), 3);
+        assert_eq!(logs.enqueued.load(Ordering::Relaxed), 2);
+        let mut chunks = Vec::new();
+        assert_eq!(shared.sweep(&mut chunks), 0);
+        assert!(chunks.is_empty());
     }
 
     /// The stock is topped up to its size and never beyond, however often the exporter runs,

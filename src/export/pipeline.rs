@@ -350,6 +350,7 @@ impl Exporter {
                     Err(_) => {
                         self.stop_deadline = Some(Instant::now() + super::DEFAULT_SHUTDOWN_TIMEOUT);
                         self.export_everything();
+                        self.abandon();
                         return;
                     }
                 },
@@ -394,8 +395,10 @@ impl Exporter {
     }
 
     /// Counts what is still held as dropped (a shutdown that ran out of time, or a closed
-    /// pipeline), so the counters add up.
+    /// pipeline), so the counters add up. Closes the pipeline first: a thread that exits from
+    /// here on would park its records where no exporter collects them.
     fn abandon(&mut self) {
+        self.shared.close();
         while let Ok(chunk) = self.queue.try_recv() {
             self.take(chunk);
         }
@@ -414,6 +417,15 @@ impl Exporter {
     fn accept(&mut self, chunk: Chunk) {
         self.stocking |= chunk.holds_full_buffer();
         self.take(chunk);
+        // An empty chunk is an exiting thread's wake-up; any other leaves no reason to wait for
+        // the timer with parked records either.
+        if self.shared.has_parked() {
+            let mut parked = Vec::new();
+            self.shared.collect_parked(&mut parked);
+            for chunk in parked {
+                self.take(chunk);
+            }
+        }
         if self.spans.count >= self.config.max_export_batch {
             self.export_spans(false);
         }

@@ -321,20 +321,20 @@ impl<'a> Region<'a> {
     }
 
     #[inline(always)]
-    fn put(&mut self, piece: &[u8]) -> Result<(), Full> {
+    pub(super) fn put(&mut self, piece: &[u8]) -> Result<(), Full> {
         copy_bytes(self.room(piece.len())?, piece);
         Ok(())
     }
 
     #[inline(always)]
-    fn put_array<const N: usize>(&mut self, piece: [u8; N]) -> Result<(), Full> {
+    pub(super) fn put_array<const N: usize>(&mut self, piece: [u8; N]) -> Result<(), Full> {
         self.room(N)?.copy_from_slice(&piece);
         Ok(())
     }
 
     /// Lengths are mostly one or two bytes: those skip the general loop.
     #[inline(always)]
-    fn put_varint(&mut self, value: u64) -> Result<(), Full> {
+    pub(super) fn put_varint(&mut self, value: u64) -> Result<(), Full> {
         if value < 0x80 {
             self.put_array([value as u8])
         } else if value < 0x4000 {
@@ -455,10 +455,13 @@ fn copy_bytes(to: &mut [u8], from: &[u8]) {
 fn copy_short(to: &mut [u8], from: &[u8]) {
     let n = from.len();
     debug_assert!(to.len() == n && n <= SHORT);
-    if n >= 16 {
-        copy_ends::<16>(to, from);
-    } else if n >= 8 {
-        copy_ends::<8>(to, from);
+    // Pieces under 16 bytes (most message pieces, most numbers) are told apart in two tests.
+    if n >= 8 {
+        if n >= 16 {
+            copy_ends::<16>(to, from);
+        } else {
+            copy_ends::<8>(to, from);
+        }
     } else if n >= 4 {
         copy_ends::<4>(to, from);
     } else if n > 0 {

@@ -5,12 +5,14 @@
 //!
 //! A site is known by its file, line and module path, all of them `'static` (as the `log`
 //! macros give them): a static string's address and length name its text for good, so the key
-//! is compared without reading the strings. The target is one more static string when it is the
-//! module path itself (the usual record); any other target is compared by its text.
+//! is compared without reading the strings (a leaked string changed afterwards would leave its
+//! old text in the template: wrong bytes, never anything unsound). The target is one more static
+//! string when it is the module path itself (the usual record); any other target is compared by
+//! its text.
 
 use super::record::{
-    after_body, correlation, fixed64_field, grow, write_body, Back, Body, BodySink, Full,
-    LogRecordView, Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
+    after_body, context_and_observed, correlation, fixed64_field, grow, write_body, Back, Body,
+    BodySink, Full, LogRecordView, Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
 };
 use super::FrameBuffer;
 use crate::trace::Ids;
@@ -129,15 +131,19 @@ const fn severity_fields(number: u8, text: &str) -> ([u8; 16], usize) {
 }
 
 impl FrameBuffer {
-    /// The frame of `record` (one without key-values) at `now`, correlated with `context` when
-    /// it is valid, from its call site's template: where it lies in the buffer, or None when the
-    /// site can have none (strings not `'static`, a target or path too long for a template).
+    /// The frame of `record` at `now`, correlated with `context` when it is valid, from its call
+    /// site's template, with its key-values' `attributes` (written as `LogRecord.attributes`
+    /// entries, and how many were dropped) when it has some: where the frame lies in the buffer,
+    /// or None when the site can have no template (strings not `'static`, a target or path too
+    /// long for one, a target `accepts` refuses: only those it accepts get templates).
     #[inline(always)]
     pub(crate) fn site_frame(
         &mut self,
         record: &Record<'_>,
         context: Ids,
         now: u64,
+        accepts: impl FnOnce(&str) -> bool,
+        attributes: Option<(&[u8], u32)>,
     ) -> Option<(usize, usize)> {
         let (file, module) = (record.file_static()?, record.module_path_static()?);
         let target = record.target();
@@ -155,6 +161,9 @@ impl FrameBuffer {
             t.key == key && (key.target_is_module() || t.target() == target.as_bytes())
         });
         if !known {
+            if !accepts(target) {
+                return None;
+            }
             new_template(&mut self.sites, &mut self.aside, slot, key, record)?;
         }
         let template = self.sites.get(slot)?;
@@ -168,31 +177,42 @@ impl FrameBuffer {
             write_body(&mut sink, Body::Format(*record.args()));
             sink.at
         };
-        if bytes.len() < body_end + AFTER_ROOM {
-            grow(bytes, body_end + AFTER_ROOM);
+        // The record's key-values (already written as entries) and their dropped count's field.
+        let extra = attributes.map_or(0, |(encoded, _)| encoded.len() + 11);
+        if bytes.len() < body_end + AFTER_ROOM + extra {
+            grow(bytes, body_end + AFTER_ROOM + extra);
         }
         let (head, after) = bytes.split_at_mut(body_end);
-        let after = after.first_chunk_mut::<AFTER_ROOM>()?;
-        // Every position below is bounded by the rooms' sizes: no index can fail.
         let tail_len = template.tail_len.min(TAIL_ROOM);
-        for (i, piece) in template
-            .tail
-            .iter()
-            .enumerate()
-            .take(tail_len.div_ceil(PIECE))
-        {
-            after[i * PIECE..(i + 1) * PIECE].copy_from_slice(piece);
-        }
-        let mut after_len = tail_len;
-        if context.is_valid() {
-            let (fields, len) = correlation(context);
-            after[after_len..after_len + 33].copy_from_slice(&fields);
-            after_len += len;
-        }
-        if now != 0 {
-            after[after_len..after_len + 9].copy_from_slice(&fixed64_field(11, now));
-            after_len += 9;
-        }
+        let after_len = match attributes {
+            None => {
+                // Every position here is bounded by the room's size: no index can fail.
+                let after = after.first_chunk_mut::<AFTER_ROOM>()?;
+                copy_tail(after.first_chunk_mut()?, template, tail_len);
+                let mut after_len = tail_len;
+                if context.is_valid() {
+                    let (fields, len) = correlation(context);
+                    after[after_len..after_len + 33].copy_from_slice(&fields);
+                    after_len += len;
+                }
+                if now != 0 {
+                    after[after_len..after_len + 9].copy_from_slice(&fixed64_field(11, now));
+                    after_len += 9;
+                }
+                after_len
+            }
+            Some((encoded, dropped)) => {
+                copy_tail(after.first_chunk_mut()?, template, tail_len);
+                let mut out = Region::new(after.get_mut(tail_len..)?);
+                out.put(encoded).ok()?;
+                if dropped != 0 {
+                    out.put_array([7 << 3]).ok()?;
+                    out.put_varint(u64::from(dropped)).ok()?;
+                }
+                context_and_observed(&mut out, context, now).ok()?;
+                tail_len + out.written()
+            }
+        };
         let start = site_head(
             head.first_chunk_mut::<BODY_AT>()?,
             template,
@@ -208,6 +228,19 @@ impl FrameBuffer {
     #[inline(always)]
     pub(crate) fn framed(&self, (start, end): (usize, usize)) -> &[u8] {
         &self.bytes[start..end]
+    }
+}
+
+/// The template's code location into `to`, in whole pieces (the last one's end is slack).
+#[inline(always)]
+fn copy_tail(to: &mut [u8; TAIL_ROOM], template: &Template, tail_len: usize) {
+    for (i, piece) in template
+        .tail
+        .iter()
+        .enumerate()
+        .take(tail_len.div_ceil(PIECE))
+    {
+        to[i * PIECE..(i + 1) * PIECE].copy_from_slice(piece);
     }
 }
 
