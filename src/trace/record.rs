@@ -486,6 +486,9 @@ pub(crate) struct SharedRecord {
     /// The thread key (`context::thread_key`) of the thread that started the span.
     origin: u64,
     limits: SpanLimits,
+    /// The install generation `limits` were read in ([`NO_GENERATION`] when given): a recycled
+    /// record whose generation is still current keeps them, unread.
+    generation: u64,
     /// `None` once the span has ended.
     data: UnsafeCell<Option<Recording>>,
     /// Counted in [`tests::MARKED_LIVE`] (made with [`tests::MARK`] limits).
@@ -499,6 +502,17 @@ impl Drop for SharedRecord {
         if self.marked {
             tests::MARKED_LIVE.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl SharedRecord {
+    /// The installed pipeline's span limits, read in `generation` (or a later one, which makes
+    /// the next record read them again).
+    #[cold]
+    #[inline(never)]
+    fn read_limits(&mut self, generation: u64) {
+        self.limits = crate::core::handoff::span_limits();
+        self.generation = generation;
     }
 }
 
@@ -543,37 +557,61 @@ thread_local! {
     static RECYCLED: RefCell<Vec<Box<SharedRecord>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// No install generation: limits given, not read from a pipeline.
+const NO_GENERATION: u64 = u64::MAX;
+
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
-    /// capacity kept) when this thread has one, so the span's data is never moved.
+    /// capacity kept) when this thread has one, so the span's data is never moved. Its limits
+    /// are `limits`, or with `None` the installed pipeline's (read once per record and install).
     #[inline(always)]
-    pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
+    pub(crate) fn new(
+        limits: Option<SpanLimits>,
+        origin: u64,
+        start: impl FnOnce(&mut Recording),
+    ) -> Self {
         let recycled = match super::context::take_spare() {
             // SAFETY: made by `Box::into_raw` (in `end_and_recycle`), and `take_spare` gave the
             // one owner's pointer to us.
             Some(spare) => Some(unsafe { Box::from_raw(spare.as_ptr()) }),
             None => Self::take_recycled(),
         };
-        let mut record = recycled.unwrap_or_else(|| {
-            #[cfg(test)]
-            let marked = limits.max_links == tests::MARK;
-            #[cfg(test)]
-            if marked {
-                tests::MARKED_LIVE.fetch_add(1, Ordering::Relaxed);
-            }
-            Box::new(SharedRecord {
-                lock: AtomicBool::new(false),
-                origin,
-                limits,
-                data: UnsafeCell::new(None),
-                #[cfg(test)]
-                marked,
-            })
-        });
+        let mut record = recycled.unwrap_or_else(|| Self::allocate(limits));
         record.origin = origin;
-        record.limits = limits;
+        match limits {
+            Some(limits) => {
+                record.limits = limits;
+                record.generation = NO_GENERATION;
+            }
+            None => {
+                let generation = crate::core::generation();
+                if record.generation != generation {
+                    record.read_limits(generation);
+                }
+            }
+        }
         start(record.data.get_mut().get_or_insert_with(Recording::empty));
         RecordBox(NonNull::from(Box::leak(record)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate(limits: Option<SpanLimits>) -> Box<SharedRecord> {
+        #[cfg(test)]
+        let marked = limits.is_some_and(|l| l.max_links == tests::MARK);
+        #[cfg(test)]
+        if marked {
+            tests::MARKED_LIVE.fetch_add(1, Ordering::Relaxed);
+        }
+        Box::new(SharedRecord {
+            lock: AtomicBool::new(false),
+            origin: 0,
+            limits: limits.unwrap_or_default(),
+            generation: NO_GENERATION,
+            data: UnsafeCell::new(None),
+            #[cfg(test)]
+            marked,
+        })
     }
 
     #[cold]
@@ -705,7 +743,7 @@ pub(super) mod tests {
     /// teardown must free it, as the recycled list's destructor frees the others.
     #[test]
     fn a_thread_frees_the_records_it_kept_when_it_ends() {
-        let limits = SpanLimits::default().max_links(MARK);
+        let limits = Some(SpanLimits::default().max_links(MARK));
         std::thread::spawn(move || {
             let origin = super::super::context::thread_key();
             let first = RecordBox::new(limits, origin, |_| {});
