@@ -548,7 +548,8 @@ pub(crate) struct RecordBox(NonNull<SharedRecord>);
 unsafe impl Send for RecordBox {}
 
 /// Records a thread keeps for its next spans, so a sampled span allocates nothing once the
-/// thread is warm (the record and its attribute list are reused, not freed and allocated).
+/// thread is warm (the record and its attribute list are reused, not freed and allocated): the
+/// one spare in the context block first (`context::keep_spare`), then up to this many here.
 const RECYCLED_PER_THREAD: usize = 32;
 
 thread_local! {
