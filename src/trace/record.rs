@@ -104,6 +104,33 @@ impl Attributes {
             Str::Static(s) => (s, s.as_ptr() as usize),
             Str::Owned(s) => (s, 0),
         };
+        let length = 1u64 << (text.len() % 64);
+        // A key of a length not in the list yet is new: the usual case, decided here.
+        if self.lengths & length != 0 || self.keys.len() >= max_count as usize {
+            return self.set_slow(field, text, literal, value, max_count, max_chars);
+        }
+        self.lengths |= length;
+        let at = self.bytes.len() - self.start;
+        key_value_entry(&mut self.bytes, field, text, value, max_chars);
+        self.keys.push(Key {
+            literal,
+            len: text.len(),
+            at,
+        });
+    }
+
+    /// [`set`](Self::set) for a key that may be in the list already, or past the count limit.
+    #[cold]
+    #[inline(never)]
+    fn set_slow(
+        &mut self,
+        field: u32,
+        text: &str,
+        literal: usize,
+        value: &Value,
+        max_count: u32,
+        max_chars: Option<u32>,
+    ) {
         let place = self.place(text, literal, max_count);
         if let Some(written_at) = self.written_at(&place) {
             key_value_entry(&mut self.bytes, field, text, value, max_chars);
@@ -115,6 +142,33 @@ impl Attributes {
     /// limit): the common attribute, its encoding picked by the caller.
     #[inline(always)]
     pub(crate) fn set_scalar(
+        &mut self,
+        field: u32,
+        key: &'static str,
+        member: OneOf<'_>,
+        max_count: u32,
+    ) {
+        let literal = key.as_ptr() as usize;
+        let length = 1u64 << (key.len() % 64);
+        // A key of a length not in the list yet is new: the usual case, decided here.
+        if self.lengths & length != 0 || self.keys.len() >= max_count as usize {
+            return self.set_scalar_slow(field, key, member, max_count);
+        }
+        self.lengths |= length;
+        let at = self.bytes.len() - self.start;
+        scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
+        self.keys.push(Key {
+            literal,
+            len: key.len(),
+            at,
+        });
+    }
+
+    /// [`set_scalar`](Self::set_scalar) for a key that may be in the list already, or past the
+    /// count limit.
+    #[cold]
+    #[inline(never)]
+    fn set_scalar_slow(
         &mut self,
         field: u32,
         key: &'static str,
