@@ -449,6 +449,8 @@ struct Local {
 
 impl Local {
     fn refresh(&mut self, generation: u64) {
+        // Before the Arcs the cache points into can go: see `HOT`.
+        forget_hot();
         self.hand_over();
         self.shared = super::installed_shared();
         self.slot = self.shared.as_ref().map(|s| s.new_slot());
@@ -465,6 +467,8 @@ impl Local {
 impl Drop for Local {
     /// A thread that ends hands its buffered records over rather than losing them.
     fn drop(&mut self) {
+        // Before the Arcs the cache points into go: see `HOT`.
+        forget_hot();
         self.hand_over();
     }
 }
@@ -475,9 +479,46 @@ thread_local! {
     };
 }
 
+/// What `HOT` holds: `LOCAL`'s generation and pointers to the `Shared` and `Slot` its Arcs hold,
+/// both null when no pipeline is installed.
+type Hot = (u64, *const Shared, *const Slot);
+
+/// No generation: `GENERATION` starts at 1 and only grows, so a cache holding it is never used.
+const NO_HOT: Hot = (0, std::ptr::null(), std::ptr::null());
+/// Marks the cache while `submit`'s fast path holds the slot (`GENERATION` never reaches it): a
+/// submission from inside `write` (an allocator that records, say) takes the slow path, which
+/// refuses it, as `LOCAL`'s borrow refuses one there; it would otherwise spin on its own lock.
+const BUSY: u64 = u64::MAX;
+
+thread_local! {
+    /// A copy of this thread's view (`LOCAL`) for `submit`'s common path: one load of a
+    /// destructor-free thread-local instead of `LOCAL`'s lifetime check, borrow and `Option`s.
+    ///
+    /// The pointers are valid whenever the generation in here is not `NO_HOT`'s or `BUSY`:
+    /// - they are written only by `with_local`, while it borrows `LOCAL`, from the Arcs `LOCAL`
+    ///   holds then (after any refresh), with the generation `LOCAL` holds them for, and after
+    ///   its `f` returns (so never while `f` holds the slot);
+    /// - those Arcs leave `LOCAL` only in `Local::refresh` and `Local::drop`, and both reset this
+    ///   cache first, so no pointer outlives the Arc it was read from (other holders of the
+    ///   Arcs may keep them longer: that only makes the pointers valid for longer);
+    /// - after `Local::drop` (thread teardown) nothing sets it again: `LOCAL.try_with` fails from
+    ///   the start of its destructor, so `with_local` never reaches the store;
+    /// - `submit`'s fast path marks it `BUSY` while it uses them, and `with_local` refuses to
+    ///   run while it is marked, so no refresh (and no drop: that only runs at thread exit,
+    ///   outside any submission) runs in between.
+    static HOT: Cell<Hot> = const { Cell::new(NO_HOT) };
+}
+
+fn forget_hot() {
+    let _ = HOT.try_with(|hot| hot.set(NO_HOT));
+}
+
 /// Runs `f` with this thread's view of the installed pipeline; `None` when none is installed
-/// (or during thread teardown).
+/// (or during thread teardown, or from inside a submission).
 fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
+    if HOT.try_with(|hot| hot.get().0 == BUSY).unwrap_or(true) {
+        return None;
+    }
     LOCAL
         .try_with(|cell| {
             let generation = super::GENERATION.load(Ordering::Relaxed);
@@ -486,7 +527,21 @@ fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
             if local.generation != generation {
                 local.refresh(generation);
             }
-            Some(f(local.shared.as_deref()?, local.slot.as_deref()?))
+            let (shared, slot) = (local.shared.as_deref(), local.slot.as_deref());
+            let result = match (shared, slot) {
+                (Some(shared), Some(slot)) => Some(f(shared, slot)),
+                _ => None,
+            };
+            // After `f`: a submission from inside it must not find the cache ready and lock
+            // the slot `f` may hold.
+            let hot = match (shared, slot) {
+                (Some(shared), Some(slot)) => {
+                    (local.generation, shared as *const _, slot as *const _)
+                }
+                _ => (local.generation, std::ptr::null(), std::ptr::null()),
+            };
+            let _ = HOT.try_with(|c| c.set(hot));
+            result
         })
         .ok()
         .flatten()
@@ -523,37 +578,80 @@ fn read_span_limits(generation: u64) -> SpanLimits {
 /// nothing happens when no pipeline is installed. Returns whether it was written.
 #[inline]
 pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
-    with_local(|shared, slot| {
-        let mut pending = slot.lock();
-        let encoded = pending.of(kind);
-        if encoded.bytes.capacity() == 0 {
-            encoded.bytes = Vec::with_capacity(FIRST_BUFFER_BYTES);
-        }
-        write(&mut encoded.bytes);
-        encoded.count += 1;
-        if pending.items() >= shared.handoff_items
-            || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
-        {
-            let mut chunk = std::mem::take(&mut *pending);
-            let _open = shared.open();
-            if shared.admit(&chunk) {
-                // A thread that fills buffers gets its next one at full size: grown from the
-                // first buffer's size, it would be copied at each doubling.
-                pending.of(kind).bytes = shared.full_buffer();
-                drop(pending);
-                shared.send(chunk);
-            } else {
-                // Dropped, and counted by `admit`: its buffers, already written, serve again
-                // rather than taking spare ones while the queue is full.
-                for encoded in [&mut chunk.spans, &mut chunk.logs] {
-                    encoded.bytes.clear();
-                    encoded.count = 0;
-                }
-                *pending = chunk;
+    let generation = super::GENERATION.load(Ordering::Relaxed);
+    let (seen, shared, slot) = HOT.try_with(Cell::get).unwrap_or(NO_HOT);
+    if seen != generation {
+        return submit_slow(kind, write);
+    }
+    if slot.is_null() {
+        // No pipeline installed, as of this generation.
+        return false;
+    }
+    let _busy = Busy::mark(generation, shared, slot);
+    // SAFETY: `seen` is the current generation, neither `NO_HOT`'s nor `BUSY`, and `slot` is not
+    // null, so both pointers are valid (see `HOT`) until `_busy` unmarks the cache, after the
+    // last use of these references.
+    let (shared, slot) = unsafe { (&*shared, &*slot) };
+    write_into(shared, slot, kind, write);
+    true
+}
+
+/// Marks `HOT` busy (see `BUSY`) until dropped, which puts back what it held, also when `write`
+/// panics. Nothing changes the cache meanwhile: only `with_local` sets it, and it refuses to.
+struct Busy(Hot);
+
+impl Busy {
+    #[inline]
+    fn mark(generation: u64, shared: *const Shared, slot: *const Slot) -> Self {
+        let _ = HOT.try_with(|hot| hot.set((BUSY, shared, slot)));
+        Busy((generation, shared, slot))
+    }
+}
+
+impl Drop for Busy {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = HOT.try_with(|hot| hot.set(self.0));
+    }
+}
+
+/// `submit` for a new generation, a new thread, or a thread being torn down.
+#[cold]
+#[inline(never)]
+fn submit_slow(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    with_local(|shared, slot| write_into(shared, slot, kind, write)).is_some()
+}
+
+#[inline]
+fn write_into(shared: &Shared, slot: &Slot, kind: Kind, write: impl FnOnce(&mut Vec<u8>)) {
+    let mut pending = slot.lock();
+    let encoded = pending.of(kind);
+    if encoded.bytes.capacity() == 0 {
+        encoded.bytes = Vec::with_capacity(FIRST_BUFFER_BYTES);
+    }
+    write(&mut encoded.bytes);
+    encoded.count += 1;
+    if pending.items() >= shared.handoff_items
+        || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
+    {
+        let mut chunk = std::mem::take(&mut *pending);
+        let _open = shared.open();
+        if shared.admit(&chunk) {
+            // A thread that fills buffers gets its next one at full size: grown from the
+            // first buffer's size, it would be copied at each doubling.
+            pending.of(kind).bytes = shared.full_buffer();
+            drop(pending);
+            shared.send(chunk);
+        } else {
+            // Dropped, and counted by `admit`: its buffers, already written, serve again
+            // rather than taking spare ones while the queue is full.
+            for encoded in [&mut chunk.spans, &mut chunk.logs] {
+                encoded.bytes.clear();
+                encoded.count = 0;
             }
+            *pending = chunk;
         }
-    })
-    .is_some()
+    }
 }
 
 #[cfg(test)]
