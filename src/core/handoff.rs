@@ -627,30 +627,43 @@ fn write_into(shared: &Shared, slot: &Slot, kind: Kind, write: impl FnOnce(&mut 
     let mut pending = slot.lock();
     let encoded = pending.of(kind);
     if encoded.bytes.capacity() == 0 {
-        encoded.bytes = Vec::with_capacity(FIRST_BUFFER_BYTES);
+        first_buffer(&mut encoded.bytes);
     }
     write(&mut encoded.bytes);
     encoded.count += 1;
-    if pending.items() >= shared.handoff_items
-        || pending.spans.bytes.len().max(pending.logs.bytes.len()) >= HANDOFF_BYTES
-    {
-        let mut chunk = std::mem::take(&mut *pending);
-        let _open = shared.open();
-        if shared.admit(&chunk) {
-            // A thread that fills buffers gets its next one at full size: grown from the
-            // first buffer's size, it would be copied at each doubling.
-            pending.of(kind).bytes = shared.full_buffer();
-            drop(pending);
-            shared.send(chunk);
-        } else {
-            // Dropped, and counted by `admit`: its buffers, already written, serve again
-            // rather than taking spare ones while the queue is full.
-            for encoded in [&mut chunk.spans, &mut chunk.logs] {
-                encoded.bytes.clear();
-                encoded.count = 0;
-            }
-            *pending = chunk;
+    // Only this kind's length: the other one's was below the mark when it was last written
+    // (or its buffer was handed over then), and nothing but a write makes it grow.
+    if encoded.bytes.len() >= HANDOFF_BYTES || pending.items() >= shared.handoff_items {
+        hand_off_full(shared, pending, kind);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn first_buffer(bytes: &mut Vec<u8>) {
+    *bytes = Vec::with_capacity(FIRST_BUFFER_BYTES);
+}
+
+/// Hands a full buffer to the exporter (or drops it if the queue has no room).
+#[cold]
+#[inline(never)]
+fn hand_off_full(shared: &Shared, mut pending: SlotGuard<'_>, kind: Kind) {
+    let mut chunk = std::mem::take(&mut *pending);
+    let _open = shared.open();
+    if shared.admit(&chunk) {
+        // A thread that fills buffers gets its next one at full size: grown from the first
+        // buffer's size, it would be copied at each doubling.
+        pending.of(kind).bytes = shared.full_buffer();
+        drop(pending);
+        shared.send(chunk);
+    } else {
+        // Dropped, and counted by `admit`: its buffers, already written, serve again rather
+        // than taking spare ones while the queue is full.
+        for encoded in [&mut chunk.spans, &mut chunk.logs] {
+            encoded.bytes.clear();
+            encoded.count = 0;
         }
+        *pending = chunk;
     }
 }
 
