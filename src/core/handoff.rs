@@ -939,6 +939,102 @@ mod tests {
         assert!(touched <= 4, "{touched} faults filling a touched buffer");
     }
 
+    /// Points this thread's view at `shared`, as a refresh under an installed pipeline would (no
+    /// unit test installs one: installing is process-wide).
+    fn view(shared: &Arc<Shared>) {
+        forget_hot();
+        LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            local.hand_over();
+            local.generation = super::super::GENERATION.load(Ordering::Relaxed);
+            local.shared = Some(Arc::clone(shared));
+            local.slot = Some(shared.new_slot());
+        });
+    }
+
+    fn hot_is_ready() -> bool {
+        HOT.with(|hot| {
+            let (seen, _, slot) = hot.get();
+            seen == super::super::GENERATION.load(Ordering::Relaxed) && !slot.is_null()
+        })
+    }
+
+    /// The cache's pointers never outlive the Arcs of the thread's view: not after a refresh
+    /// replaces them (a thread that outlives its pipeline), not after the view is destroyed at
+    /// thread exit (a later thread-local destructor that records). A stale cache would take the
+    /// fast path and report the record written, into a freed slot.
+    #[test]
+    fn the_cache_never_outlives_the_threads_view() {
+        struct Late(Arc<Mutex<Option<(bool, bool)>>>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                let view_gone = LOCAL.try_with(|_| ()).is_err();
+                let written = submit(Kind::Log, |b| b.push(1));
+                *self.0.lock() = Some((view_gone, written));
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+        }
+        let shared = Arc::new(shared());
+        let late = Arc::new(Mutex::new(None));
+        let (s, l) = (Arc::clone(&shared), Arc::clone(&late));
+        std::thread::spawn(move || {
+            // Registered before the view, so destroyed after it.
+            LATE.with(|late| *late.borrow_mut() = Some(Late(l)));
+            view(&s);
+            assert!(submit(Kind::Span, |b| b.push(1)), "the slow path");
+            assert!(hot_is_ready());
+            assert!(submit(Kind::Span, |b| b.push(1)), "the fast path");
+            // The pipeline goes and nothing replaces it: the refresh frees the slot.
+            LOCAL.with(|local| local.borrow_mut().refresh(u64::MAX - 1));
+            assert!(!hot_is_ready());
+            assert!(
+                !submit(Kind::Span, |b| b.push(1)),
+                "written after the refresh"
+            );
+            view(&s);
+            assert!(submit(Kind::Log, |b| b.push(1)));
+            assert!(submit(Kind::Log, |b| b.push(1)));
+            assert!(hot_is_ready());
+        })
+        .join()
+        .unwrap();
+        let (view_gone, written) = late.lock().expect("the late destructor ran");
+        assert!(view_gone, "the view was destroyed first: the case tested");
+        assert!(!written, "written after the view was destroyed");
+        // Every record written was handed over: two spans by the refresh, two logs at exit.
+        let mut chunks = Vec::new();
+        assert_eq!(shared.sweep(&mut chunks), 4);
+        let spans: usize = chunks.iter().map(|c| c.spans.count).sum();
+        assert_eq!(spans, 2);
+    }
+
+    /// A record submitted from inside a submission's write (say, by an allocator that records)
+    /// is refused, on the slow path and the fast one: it never spins on its own thread's slot.
+    #[test]
+    fn a_submission_inside_a_submission_is_refused() {
+        let shared = Arc::new(shared());
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            view(&s);
+            for _ in 0..2 {
+                let mut inner = None;
+                assert!(submit(Kind::Span, |b| {
+                    b.push(1);
+                    inner = Some(submit(Kind::Log, |b| b.push(2)));
+                    assert_eq!(span_limits(), SpanLimits::DEFAULT);
+                }));
+                assert_eq!(inner, Some(false));
+                assert!(hot_is_ready());
+            }
+        })
+        .join()
+        .unwrap();
+        let mut chunks = Vec::new();
+        assert_eq!(shared.sweep(&mut chunks), 2);
+    }
+
     /// A writer that panics gives the slot back: the thread's next record, and the sweep, go on.
     #[test]
     fn a_panicking_writer_releases_the_slot() {
