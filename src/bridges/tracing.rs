@@ -728,8 +728,11 @@ where
                 .push("exception.message", Value::from(error.clone()));
         }
         let body = fields.message.or(error_text).unwrap_or_default();
-        let (scope, code) = match origin {
-            Some(origin) => origin.scope_and_code(&mut fields.attributes),
+        let (scope, code, site) = match origin {
+            Some(origin) => {
+                let (scope, code) = origin.scope_and_code(&mut fields.attributes);
+                (scope, code, None)
+            }
             None => (
                 Str::Static(target),
                 CodeLocation {
@@ -737,6 +740,7 @@ where
                     line: metadata.line(),
                     namespace: metadata.module_path().filter(|module| *module != target),
                 },
+                Some(std::ptr::from_ref(metadata).addr()),
             ),
         };
         Bridged {
@@ -745,6 +749,7 @@ where
             scope,
             code,
             attributes: fields.attributes,
+            site,
         }
         .submit(context);
     }

@@ -9,12 +9,19 @@
 //! old text in the template: wrong bytes, never anything unsound). The target is one more static
 //! string when it is the module path itself (the usual record); any other target is compared by
 //! its text.
+//!
+//! A `tracing` event's call site is known by its `'static` metadata, which fixes its target,
+//! file, line and module path: the key is the metadata's address.
 
 use super::record::{
     after_body, context_and_observed, correlation, fixed64_field, grow, write_body, Back, Body,
     BodySink, Full, LogRecordView, Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
 };
 use super::FrameBuffer;
+#[cfg(feature = "tracing")]
+use super::record::written_aside;
+#[cfg(feature = "tracing")]
+use crate::core::wire::key_values;
 use crate::trace::Ids;
 use log::Record;
 
@@ -54,12 +61,17 @@ struct SiteKey {
     module: usize,
     module_len: usize,
     /// The line (bit 33 set when there is none), and in bit 32 whether the target is the module
-    /// path's own string (no text to compare then).
+    /// path's own string or fixed by the key (no text to compare then).
     line_and_target: u64,
 }
 
 const NO_LINE: u64 = 1 << 33;
 const TARGET_IS_MODULE: u64 = 1 << 32;
+/// Set in the key of a `tracing` call site, whose `file` is its metadata's address, not a
+/// string's: no `log` site's key is the same. Its metadata fixes the target, so the key has
+/// `TARGET_IS_MODULE` set too (no text to compare).
+#[cfg(feature = "tracing")]
+const EVENT_SITE: u64 = 1 << 34;
 
 impl SiteKey {
     fn target_is_module(&self) -> bool {
@@ -164,64 +176,78 @@ impl FrameBuffer {
             if !accepts(target) {
                 return None;
             }
-            new_template(&mut self.sites, &mut self.aside, slot, key, record)?;
+            let module = record.module_path_static();
+            let site = Site {
+                scope: target,
+                file: record.file_static(),
+                line: record.line(),
+                namespace: module.filter(|module| *module != target),
+            };
+            new_template(&mut self.sites, &mut self.aside, slot, key, &site)?;
         }
         let template = self.sites.get(slot)?;
-
-        let bytes = &mut self.bytes;
-        let body_end = {
-            let mut sink = BodySink {
-                bytes: &mut *bytes,
-                at: BODY_AT,
-            };
-            write_body(&mut sink, Body::Format(*record.args()));
-            sink.at
-        };
-        // The record's key-values (already written as entries) and their dropped count's field.
-        let extra = attributes.map_or(0, |(encoded, _)| encoded.len() + 11);
-        if bytes.len() < body_end + AFTER_ROOM + extra {
-            grow(bytes, body_end + AFTER_ROOM + extra);
-        }
-        let (head, after) = bytes.split_at_mut(body_end);
-        let tail_len = template.tail_len.min(TAIL_ROOM);
-        let after_len = match attributes {
-            None => {
-                // Every position here is bounded by the room's size: no index can fail.
-                let after = after.first_chunk_mut::<AFTER_ROOM>()?;
-                copy_tail(after.first_chunk_mut()?, template, tail_len);
-                let mut after_len = tail_len;
-                if context.is_valid() {
-                    let (fields, len) = correlation(context);
-                    after[after_len..after_len + 33].copy_from_slice(&fields);
-                    after_len += len;
-                }
-                if now != 0 {
-                    after[after_len..after_len + 9].copy_from_slice(&fixed64_field(11, now));
-                    after_len += 9;
-                }
-                after_len
-            }
-            Some((encoded, dropped)) => {
-                copy_tail(after.first_chunk_mut()?, template, tail_len);
-                let mut out = Region::new(after.get_mut(tail_len..)?);
-                out.put(encoded).ok()?;
-                if dropped != 0 {
-                    out.put_array([7 << 3]).ok()?;
-                    out.put_varint(u64::from(dropped)).ok()?;
-                }
-                context_and_observed(&mut out, context, now).ok()?;
-                tail_len + out.written()
-            }
-        };
-        let start = site_head(
-            head.first_chunk_mut::<BODY_AT>()?,
+        fill(
+            &mut self.bytes,
             template,
             severity,
+            Body::Format(*record.args()),
+            context,
             now,
-            body_end - BODY_AT,
-            after_len,
-        )?;
-        Some((start, body_end + after_len))
+            attributes,
+        )
+    }
+
+    /// The frame of a `tracing` event `r` (at `level`) from its call site's template, the site
+    /// known by the address of its `'static` metadata, which fixes the view's scope, file, line
+    /// and namespace: where the frame lies in the buffer, or None when the site can have no
+    /// template (a target or path too long for one) or the view is one a template cannot give
+    /// (two different times, attributes already encoded).
+    #[cfg(feature = "tracing")]
+    #[inline(always)]
+    pub(crate) fn event_site_frame(
+        &mut self,
+        site: usize,
+        level: log::Level,
+        r: &LogRecordView<'_>,
+    ) -> Option<(usize, usize)> {
+        if r.time_unix_nanos != r.observed_unix_nanos || !r.encoded_attributes.is_empty() {
+            return None;
+        }
+        let key = SiteKey {
+            file: site,
+            file_len: r.file.map_or(0, str::len),
+            module: 0,
+            module_len: r.namespace.map_or(0, str::len),
+            line_and_target: r.line.map_or(NO_LINE, u64::from) | TARGET_IS_MODULE | EVENT_SITE,
+        };
+        let severity = SEVERITIES.get(level as usize)?;
+        let slot = key.slot();
+        if self.sites.get(slot).is_none_or(|t| t.key != key) {
+            let site = Site {
+                scope: r.scope,
+                file: r.file,
+                line: r.line,
+                namespace: r.namespace,
+            };
+            new_template(&mut self.sites, &mut self.aside, slot, key, &site)?;
+        }
+        // The event's fields other than the code location, written as entries after it.
+        let attributes = if r.attributes.is_empty() && r.dropped_attributes == 0 {
+            None
+        } else {
+            let encoded = written_aside(&mut self.aside, |w| key_values(w, 6, r.attributes));
+            Some((&encoded[..], r.dropped_attributes))
+        };
+        let template = self.sites.get(slot)?;
+        fill(
+            &mut self.bytes,
+            template,
+            severity,
+            r.body,
+            r.context,
+            r.time_unix_nanos,
+            attributes,
+        )
     }
 
     /// The frame [`FrameBuffer::site_frame`] placed at `range`.
@@ -229,6 +255,73 @@ impl FrameBuffer {
     pub(crate) fn framed(&self, (start, end): (usize, usize)) -> &[u8] {
         &self.bytes[start..end]
     }
+}
+
+/// The frame of a record from `template`'s call site with its own `body`, severity, correlation,
+/// time and encoded `attributes` (and how many were dropped), written in `bytes`: where it lies.
+#[inline(always)]
+fn fill(
+    bytes: &mut Vec<u8>,
+    template: &Template,
+    severity: &([u8; 16], usize),
+    body: Body<'_>,
+    context: Ids,
+    now: u64,
+    attributes: Option<(&[u8], u32)>,
+) -> Option<(usize, usize)> {
+    let body_end = {
+        let mut sink = BodySink {
+            bytes: &mut *bytes,
+            at: BODY_AT,
+        };
+        write_body(&mut sink, body);
+        sink.at
+    };
+    // The record's key-values (already written as entries) and their dropped count's field.
+    let extra = attributes.map_or(0, |(encoded, _)| encoded.len() + 11);
+    if bytes.len() < body_end + AFTER_ROOM + extra {
+        grow(bytes, body_end + AFTER_ROOM + extra);
+    }
+    let (head, after) = bytes.split_at_mut(body_end);
+    let tail_len = template.tail_len.min(TAIL_ROOM);
+    let after_len = match attributes {
+        None => {
+            // Every position here is bounded by the room's size: no index can fail.
+            let after = after.first_chunk_mut::<AFTER_ROOM>()?;
+            copy_tail(after.first_chunk_mut()?, template, tail_len);
+            let mut after_len = tail_len;
+            if context.is_valid() {
+                let (fields, len) = correlation(context);
+                after[after_len..after_len + 33].copy_from_slice(&fields);
+                after_len += len;
+            }
+            if now != 0 {
+                after[after_len..after_len + 9].copy_from_slice(&fixed64_field(11, now));
+                after_len += 9;
+            }
+            after_len
+        }
+        Some((encoded, dropped)) => {
+            copy_tail(after.first_chunk_mut()?, template, tail_len);
+            let mut out = Region::new(after.get_mut(tail_len..)?);
+            out.put(encoded).ok()?;
+            if dropped != 0 {
+                out.put_array([7 << 3]).ok()?;
+                out.put_varint(u64::from(dropped)).ok()?;
+            }
+            context_and_observed(&mut out, context, now).ok()?;
+            tail_len + out.written()
+        }
+    };
+    let start = site_head(
+        head.first_chunk_mut::<BODY_AT>()?,
+        template,
+        severity,
+        now,
+        body_end - BODY_AT,
+        after_len,
+    )?;
+    Some((start, body_end + after_len))
 }
 
 /// The template's code location into `to`, in whole pieces (the last one's end is slack).
@@ -326,8 +419,16 @@ fn long_site_head(
     head.put_over(&template.scope, template.scope_len)
 }
 
-/// Encodes the template of `record`'s call site into its slot; None when the site's strings do
-/// not fit one.
+/// What a call site fixes, as its template encodes it: the scope name and the code location.
+struct Site<'a> {
+    scope: &'a str,
+    file: Option<&'a str>,
+    line: Option<u32>,
+    namespace: Option<&'a str>,
+}
+
+/// Encodes the template of a call site into its slot; None when the site's strings do not fit
+/// one.
 #[cold]
 #[inline(never)]
 fn new_template(
@@ -335,14 +436,14 @@ fn new_template(
     aside: &mut Vec<u8>,
     slot: usize,
     key: SiteKey,
-    record: &Record<'_>,
+    site: &Site<'_>,
 ) -> Option<()> {
     if sites.is_empty() {
         sites.resize_with(SITES, Template::empty);
     }
     let template = sites.get_mut(slot)?;
     template.key = SiteKey::default();
-    let target = record.target();
+    let target = site.scope;
     let scope_len = 2 + target.len();
     let scope_start = SCOPE_ROOM.checked_sub(scope_len)?;
     let scope = &mut template.scope[scope_start..];
@@ -351,7 +452,6 @@ fn new_template(
     scope[2..].copy_from_slice(target.as_bytes());
     template.scope_len = scope_len;
     // The code location as the general path writes it: a view with nothing else in it.
-    let module = record.module_path_static();
     let location = LogRecordView {
         time_unix_nanos: 0,
         observed_unix_nanos: 0,
@@ -359,9 +459,9 @@ fn new_template(
         severity_text: "",
         body: Body::Format(format_args!("")),
         scope: "",
-        file: record.file_static(),
-        line: record.line(),
-        namespace: module.filter(|module| *module != target),
+        file: site.file,
+        line: site.line,
+        namespace: site.namespace,
         attributes: &[],
         encoded_attributes: &[],
         dropped_attributes: 0,
