@@ -476,3 +476,156 @@ fn new_template(
     template.key = key;
     Some(())
 }
+
+#[cfg(all(test, feature = "tracing"))]
+mod tests {
+    //! A `tracing` event's frame from its site's template is the general path's, which the
+    //! encoder's oracle tests check against prost, and what prost writes for what it decodes to.
+    use super::*;
+    use crate::attributes::{KeyValue, Value};
+    use crate::proto::logs::v1::LogRecord;
+    use crate::trace::{SpanContext, SpanId, TraceId};
+    use log::Level;
+    use prost::Message;
+
+    /// A frame as it sits in a thread's buffer: the scope name, then the record.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Frame {
+        #[prost(string, tag = "1")]
+        scope: String,
+        #[prost(message, optional, tag = "2")]
+        record: Option<LogRecord>,
+    }
+
+    const NOW: u64 = 1_700_000_000_123_456_789;
+
+    struct Event {
+        site: usize,
+        level: Level,
+        scope: &'static str,
+        file: Option<&'static str>,
+        line: Option<u32>,
+        namespace: Option<&'static str>,
+    }
+
+    fn view<'a>(
+        event: &Event,
+        body: &'a str,
+        attributes: &'a [KeyValue],
+        dropped: u32,
+        context: Ids,
+        now: u64,
+    ) -> LogRecordView<'a> {
+        let (severity_number, severity_text) = match event.level {
+            Level::Trace => (1, "TRACE"),
+            Level::Debug => (5, "DEBUG"),
+            Level::Info => (9, "INFO"),
+            Level::Warn => (13, "WARN"),
+            Level::Error => (17, "ERROR"),
+        };
+        LogRecordView {
+            time_unix_nanos: now,
+            observed_unix_nanos: now,
+            severity_number,
+            severity_text,
+            body: Body::Text(body),
+            scope: event.scope,
+            file: event.file,
+            line: event.line,
+            namespace: event.namespace,
+            attributes,
+            encoded_attributes: &[],
+            dropped_attributes: dropped,
+            context,
+        }
+    }
+
+    #[test]
+    fn event_sites_give_the_general_paths_bytes() {
+        let path = "src/checkout/orders.rs";
+        let long_path: &'static str = format!("src/{}.rs", "p".repeat(200)).leak();
+        let long_scope: &'static str = "t".repeat(70).leak();
+        // Sites 1 and 2 share their slot (same line and lengths): each keeps its own text.
+        let events = [
+            (1, Level::Info, "app::orders", Some(path), Some(42), None),
+            (2, Level::Warn, "app::ordexs", Some(path), Some(42), None),
+            (3, Level::Error, "billing", Some(path), Some(300), Some("app::billing")),
+            (4, Level::Debug, "app", None, None, None),
+            (5, Level::Trace, "app", Some(path), Some(70_000), Some("app::deep")),
+            (6, Level::Info, "app", Some(long_path), Some(1), None),
+            (7, Level::Info, long_scope, Some(path), Some(2), None),
+        ]
+        .map(|(site, level, scope, file, line, namespace)| Event {
+            site,
+            level,
+            scope,
+            file,
+            line,
+            namespace,
+        });
+        let sampled = SpanContext::new_remote(TraceId(7), SpanId(9), 1).ids();
+        let unsampled = SpanContext::new_remote(TraceId(u128::MAX), SpanId(u64::MAX), 0).ids();
+        let bodies = [
+            String::new(),
+            "order placed".to_owned(),
+            "b".repeat(300),
+            "h".repeat(70_000),
+        ];
+        let attributes = [
+            KeyValue::new("order", Value::I64(-5)),
+            KeyValue::new("name", "alice"),
+            KeyValue::new("vip", true),
+            KeyValue::new("ratio", 0.25),
+            KeyValue::new("exception.message", "x".repeat(200)),
+        ];
+        let mut frames = FrameBuffer::new();
+        let mut templated = 0;
+        for round in 0..2 {
+            for (e, event) in events.iter().enumerate() {
+                for (b, body) in bodies.iter().enumerate() {
+                    for (n, dropped) in [(0, 0), (0, 3), (1, 0), (5, 200)] {
+                        let context = [Ids::default(), sampled, unsampled][(e + b + n) % 3];
+                        let now = if (round + e + b) % 5 == 4 { 0 } else { NOW };
+                        let r = view(event, body, &attributes[..n], dropped, context, now);
+                        let theirs = FrameBuffer::new().frame(&r).to_vec();
+                        let ours = match frames.event_site_frame(event.site, event.level, &r) {
+                            Some(range) => {
+                                templated += 1;
+                                frames.framed(range).to_vec()
+                            }
+                            None => {
+                                assert!(e >= 5, "event {e} has a template");
+                                frames.frame(&r).to_vec()
+                            }
+                        };
+                        assert_eq!(ours, theirs, "event {e}, body {b}, {n} attributes");
+                        let decoded = Frame::decode(&ours[..]).expect("decodes");
+                        assert_eq!(decoded.scope, event.scope);
+                        assert_eq!(decoded.encode_to_vec(), ours, "prost's bytes");
+                    }
+                }
+            }
+        }
+        assert_eq!(templated, 2 * 5 * 4 * 4);
+    }
+
+    #[test]
+    fn views_a_template_cannot_give_take_the_general_path() {
+        let event = Event {
+            site: 1,
+            level: Level::Info,
+            scope: "app",
+            file: Some("src/main.rs"),
+            line: Some(3),
+            namespace: None,
+        };
+        let mut frames = FrameBuffer::new();
+        let mut r = view(&event, "hi", &[], 0, Ids::default(), NOW);
+        assert!(frames.event_site_frame(1, Level::Info, &r).is_some());
+        r.observed_unix_nanos += 1;
+        assert!(frames.event_site_frame(1, Level::Info, &r).is_none());
+        r.observed_unix_nanos = NOW;
+        r.encoded_attributes = &[0x3a, 0];
+        assert!(frames.event_site_frame(1, Level::Info, &r).is_none());
+    }
+}
