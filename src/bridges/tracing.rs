@@ -461,8 +461,8 @@ impl Conventions {
     }
 }
 
-/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`], an event's to its
-/// [`EventFields`].
+/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`] (an event's are
+/// visited by its [`EventFields`], typed the same way).
 struct Fields<F: FnMut(&'static str, Value)>(F);
 
 impl<F: FnMut(&'static str, Value)> Visit for Fields<F> {
@@ -560,6 +560,16 @@ impl LogOrigin {
 }
 
 impl EventFields {
+    /// Where the field `name` goes when it is kept as text: the message or the error (no
+    /// `log` record's metadata field has either name).
+    fn text_of(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "message" => Some(&mut self.message),
+            ERROR_FIELD => Some(&mut self.error),
+            _ => None,
+        }
+    }
+
     fn push(&mut self, name: &'static str, value: Value) {
         if let Some(origin) = &mut self.log_origin {
             if origin.take(name, &value) {
@@ -570,6 +580,42 @@ impl EventFields {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
             name => self.attributes.push(Str::Static(name), value),
+        }
+    }
+}
+
+/// An event's fields as they are visited. The message and the error are kept as the text they
+/// are formatted to, with no attribute value made of them first; every other field goes through
+/// [`EventFields::push`], typed as [`Fields`] types it.
+impl Visit for EventFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field.name(), Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field.name(), Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field.name(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field.name(), Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match self.text_of(field.name()) {
+            Some(text) => *text = Some(value.to_owned()),
+            None => self.push(field.name(), Value::from(value.to_owned())),
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        match self.text_of(field.name()) {
+            Some(text) => *text = Some(value.to_string()),
+            None => self.push(field.name(), Value::from(value.to_string())),
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match self.text_of(field.name()) {
+            Some(text) => *text = Some(format!("{value:?}")),
+            None => self.push(field.name(), Value::from(format!("{value:?}"))),
         }
     }
 }
@@ -695,7 +741,7 @@ where
             log_origin: LogOrigin::of(metadata),
             ..EventFields::default()
         };
-        event.record(&mut Fields(|name, value| fields.push(name, value)));
+        event.record(&mut fields);
         let origin = fields.log_origin.take();
         let record_target = origin.as_ref().and_then(|o| o.target.as_deref());
         // A `log` record is this crate's own (never exported) by the target it was logged with.
