@@ -98,7 +98,7 @@ struct Bridged {
 impl Bridged {
     /// Hands the record to the installed pipeline, correlated with the span `context` names
     /// when it is valid.
-    fn submit(self, context: Ids) {
+    fn submit(&self, context: Ids) {
         let now = crate::core::now_unix_nanos();
         let (severity_number, severity_text) = severity(self.level);
         let record = LogRecordView {

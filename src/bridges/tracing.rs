@@ -98,8 +98,8 @@ use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
 use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind, Status};
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::fmt;
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
 use std::time::Instant;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -196,6 +196,25 @@ const ERROR_FIELD: &str = "error";
 thread_local! {
     /// Contexts replaced by entered tracing spans, restored on exit (entries can nest).
     static ENTERED: RefCell<Vec<trace::Saved>> = const { RefCell::new(Vec::new()) };
+    /// The last exported event's message text, cleared: the next one is formatted into its
+    /// room rather than into a new allocation grown piece by piece.
+    static MESSAGE_ROOM: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// A message grown past this is not kept for the next one.
+const MAX_KEPT_MESSAGE_BYTES: usize = 1024;
+
+/// An empty string to format an event's message or error into: the room the last one left.
+fn message_room() -> String {
+    MESSAGE_ROOM.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Keeps `text`'s room for the next event's message.
+fn keep_message_room(mut text: String) {
+    if text.capacity() <= MAX_KEPT_MESSAGE_BYTES {
+        text.clear();
+        let _ = MESSAGE_ROOM.try_with(|room| room.set(text));
+    }
 }
 
 /// A tracing span's counterpart, kept in its extensions: the one place this bridge touches the
@@ -614,7 +633,11 @@ impl Visit for EventFields {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match self.text_of(field.name()) {
-            Some(text) => *text = Some(format!("{value:?}")),
+            Some(text) => {
+                let mut room = message_room();
+                let _ = write!(room, "{value:?}");
+                *text = Some(room);
+            }
             None => self.push(field.name(), Value::from(format!("{value:?}"))),
         }
     }
@@ -789,14 +812,17 @@ where
                 Some(std::ptr::from_ref(metadata).addr()),
             ),
         };
-        Bridged {
+        let record = Bridged {
             level,
             body: Cow::Owned(body),
             scope,
             code,
             attributes: fields.attributes,
             site,
+        };
+        record.submit(context);
+        if let Cow::Owned(body) = record.body {
+            keep_message_room(body);
         }
-        .submit(context);
     }
 }
