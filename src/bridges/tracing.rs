@@ -199,7 +199,12 @@ thread_local! {
     /// The last exported event's message text, cleared: the next one is formatted into its
     /// room rather than into a new allocation grown piece by piece.
     static MESSAGE_ROOM: Cell<String> = const { Cell::new(String::new()) };
+    /// The last exported event's attribute list, cleared, for the next one's fields.
+    static ATTRIBUTE_ROOM: Cell<Vec<KeyValue>> = const { Cell::new(Vec::new()) };
 }
+
+/// An attribute list with room for more than this many is not kept for the next event.
+const MAX_KEPT_ATTRIBUTES: usize = 32;
 
 /// A message grown past this is not kept for the next one.
 const MAX_KEPT_MESSAGE_BYTES: usize = 1024;
@@ -207,6 +212,20 @@ const MAX_KEPT_MESSAGE_BYTES: usize = 1024;
 /// An empty string to format an event's message or error into: the room the last one left.
 fn message_room() -> String {
     MESSAGE_ROOM.try_with(Cell::take).unwrap_or_default()
+}
+
+/// An empty list for an event's attributes: the room the last one left.
+fn attribute_room() -> Vec<KeyValue> {
+    ATTRIBUTE_ROOM.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Keeps the room of an exported event's `list` for the next one's attributes (an event
+/// without any took none).
+fn keep_attribute_room(mut list: Vec<KeyValue>) {
+    if list.capacity() != 0 && list.capacity() <= MAX_KEPT_ATTRIBUTES {
+        list.clear();
+        let _ = ATTRIBUTE_ROOM.try_with(|room| room.set(list));
+    }
 }
 
 /// Keeps `text`'s room for the next event's message.
@@ -598,7 +617,12 @@ impl EventFields {
         match name {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
-            name => self.attributes.push(Str::Static(name), value),
+            name => {
+                if self.attributes.list.capacity() == 0 {
+                    self.attributes.list = attribute_room();
+                }
+                self.attributes.push(Str::Static(name), value)
+            }
         }
     }
 }
@@ -821,8 +845,12 @@ where
             site,
         };
         record.submit(context);
-        if let Cow::Owned(body) = record.body {
+        let Bridged {
+            body, attributes, ..
+        } = record;
+        if let Cow::Owned(body) = body {
             keep_message_room(body);
         }
+        keep_attribute_room(attributes.list);
     }
 }

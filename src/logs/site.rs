@@ -13,13 +13,13 @@
 //! A `tracing` event's call site is known by its `'static` metadata, which fixes its target,
 //! file, line and module path: the key is the metadata's address.
 
+#[cfg(feature = "tracing")]
+use super::record::written_aside;
 use super::record::{
     after_body, context_and_observed, correlation, fixed64_field, grow, write_body, Back, Body,
     BodySink, Full, LogRecordView, Region, FIRST_FRAME_BYTES, LEN, SCOPE_LOGS_RECORD_FIELD,
 };
 use super::FrameBuffer;
-#[cfg(feature = "tracing")]
-use super::record::written_aside;
 #[cfg(feature = "tracing")]
 use crate::core::wire::key_values;
 use crate::trace::Ids;
@@ -549,9 +549,23 @@ mod tests {
         let events = [
             (1, Level::Info, "app::orders", Some(path), Some(42), None),
             (2, Level::Warn, "app::ordexs", Some(path), Some(42), None),
-            (3, Level::Error, "billing", Some(path), Some(300), Some("app::billing")),
+            (
+                3,
+                Level::Error,
+                "billing",
+                Some(path),
+                Some(300),
+                Some("app::billing"),
+            ),
             (4, Level::Debug, "app", None, None, None),
-            (5, Level::Trace, "app", Some(path), Some(70_000), Some("app::deep")),
+            (
+                5,
+                Level::Trace,
+                "app",
+                Some(path),
+                Some(70_000),
+                Some("app::deep"),
+            ),
             (6, Level::Info, "app", Some(long_path), Some(1), None),
             (7, Level::Info, long_scope, Some(path), Some(2), None),
         ]
