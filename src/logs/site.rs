@@ -236,7 +236,7 @@ impl FrameBuffer {
             None
         } else {
             let encoded = written_aside(&mut self.aside, |w| key_values(w, 6, r.attributes));
-            Some((&encoded[..], r.dropped_attributes))
+            Some((encoded, r.dropped_attributes))
         };
         let template = self.sites.get(slot)?;
         fill(
