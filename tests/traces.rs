@@ -121,6 +121,38 @@ fn attributes_events_status_and_limits_arrive_as_set() {
     assert_eq!(status.message, "failed to write");
 }
 
+/// A thread reuses its span records from pipeline to pipeline: each span follows the limits
+/// of the pipeline installed when it starts, not those its record was last read with.
+#[test]
+fn a_reinstalled_pipeline_s_span_limits_apply_to_the_next_span() {
+    let _serial = common::serial();
+    let spans_under = |max_attributes: u32| {
+        let receiver = TestReceiver::start();
+        let settings = Settings::builder()
+            .export_url(receiver.endpoint())
+            .export_token("t")
+            .span_limits(trace::SpanLimits::default().max_attributes(max_attributes))
+            .build()
+            .unwrap();
+        let telemetry = Telemetry::start(settings, Resource::new("trace-tests", "0.1.0")).unwrap();
+        for _ in 0..3 {
+            let mut span = trace::span("limited").start();
+            for key in ["a", "b", "c", "d"] {
+                span.set_attribute(key, 1);
+            }
+        }
+        telemetry.shutdown(Duration::from_secs(5)).unwrap();
+        receiver
+            .spans()
+            .iter()
+            .map(|s| (s.attributes.len(), s.dropped_attributes_count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(spans_under(1), [(1, 3); 3]);
+    assert_eq!(spans_under(3), [(3, 1); 3]);
+    assert_eq!(spans_under(2), [(2, 2); 3]);
+}
+
 #[test]
 fn rate_zero_exports_no_span_but_keeps_valid_contexts() {
     let _serial = common::serial();

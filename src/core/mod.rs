@@ -103,6 +103,13 @@ struct Installed {
 
 /// Bumped on every install and uninstall, so threads notice with one relaxed load.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// The current install generation: a value cached with it is the installed pipeline's while
+/// the generation is unchanged.
+#[inline]
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
 /// Whether any pipeline is installed: the disabled path is this one load and nothing else.
 static INSTALLED_ANY: AtomicBool = AtomicBool::new(false);
 /// Read-locked while an exporter acts on process-wide state in its generation's name, so an

@@ -383,13 +383,15 @@ unsafe fn copy_short(bytes: &[u8], dst: *mut u8) {
     // write inside the `n` bytes at `dst`, as the caller promises; the two moves of an arm
     // overlap when `n` is under twice their width, writing the same bytes twice.
     unsafe {
-        if n > 32 {
-            std::ptr::copy_nonoverlapping(src, dst, n);
-        } else if n >= 16 {
-            let head = src.cast::<[u8; 16]>().read_unaligned();
-            let tail = src.add(n - 16).cast::<[u8; 16]>().read_unaligned();
-            dst.cast::<[u8; 16]>().write_unaligned(head);
-            dst.add(n - 16).cast::<[u8; 16]>().write_unaligned(tail);
+        if n > 16 {
+            if n > 32 {
+                std::ptr::copy_nonoverlapping(src, dst, n);
+            } else {
+                let head = src.cast::<[u8; 16]>().read_unaligned();
+                let tail = src.add(n - 16).cast::<[u8; 16]>().read_unaligned();
+                dst.cast::<[u8; 16]>().write_unaligned(head);
+                dst.add(n - 16).cast::<[u8; 16]>().write_unaligned(tail);
+            }
         } else if n >= 8 {
             let head = src.cast::<u64>().read_unaligned();
             let tail = src.add(n - 8).cast::<u64>().read_unaligned();

@@ -40,7 +40,7 @@ impl Encoder {
     }
 
     /// An `ExportTraceServiceRequest` around spans already encoded as `ScopeSpans.spans`
-    /// entries (written by `trace::encode::write_span` at hand-off).
+    /// entries (completed by `trace::encode::finish_span` at hand-off).
     pub(crate) fn traces(&self, entries: &[&[u8]]) -> Vec<u8> {
         let scope_spans =
             field_len(self.encoded_scope.len()) + entries.iter().map(|e| e.len()).sum::<usize>();

@@ -1123,8 +1123,9 @@ mod tests {
     #[test]
     fn a_recording_frame_reaches_its_record_until_it_is_left_from_anywhere() {
         let limits = crate::core::SpanLimits::default();
-        let named =
-            |name: &'static str| RecordBox::new(limits, thread_key(), move |d| d.update_name(name));
+        let named = |name: &'static str| {
+            RecordBox::new(Some(limits), thread_key(), move |d| d.update_name(name))
+        };
         let name = || with_current_record(|d, _| d.name());
         let outer = named("outer");
         let mut outer_saved = enter_with_record(&context(1, None), Some(outer.pointer()));
@@ -1172,7 +1173,7 @@ mod tests {
                 let work = move || {
                     let torn_down = thread_key() == 0;
                     let mut kept = enter(&context(1, Some("vendor=a")));
-                    let record = RecordBox::new(limits, thread_key(), |_| {});
+                    let record = RecordBox::new(Some(limits), thread_key(), |_| {});
                     let mut saved = enter_with_record(&context(2, None), Some(record.pointer()));
                     let _ = current();
                     let _ = with_current_record(|_, _| ());
@@ -1180,7 +1181,7 @@ mod tests {
                     // SAFETY: its frame was just left (or never entered, after teardown).
                     unsafe { record.free() };
                     restore(&mut kept);
-                    let moved = RecordBox::new(limits, thread_key(), |_| {});
+                    let moved = RecordBox::new(Some(limits), thread_key(), |_| {});
                     let saved = enter_with_record(&context(3, None), Some(moved.pointer()));
                     // Left from the main thread after this thread is gone.
                     let _ = to_main.send((torn_down, saved, SendRecord(moved)));
@@ -1207,7 +1208,7 @@ mod tests {
         let (to_main, from_thread) = std::sync::mpsc::channel::<(Saved, SendRecord)>();
         let (to_thread, from_main) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let record = RecordBox::new(limits, thread_key(), |_| {});
+            let record = RecordBox::new(Some(limits), thread_key(), |_| {});
             let saved = enter_with_record(&context(1, None), Some(record.pointer()));
             to_main.send((saved, SendRecord(record))).unwrap();
             // Ends with its frame live and the end posted, never applied here.

@@ -104,6 +104,33 @@ impl Attributes {
             Str::Static(s) => (s, s.as_ptr() as usize),
             Str::Owned(s) => (s, 0),
         };
+        let length = 1u64 << (text.len() % 64);
+        // A key of a length not in the list yet is new: the usual case, decided here.
+        if self.lengths & length != 0 || self.keys.len() >= max_count as usize {
+            return self.set_slow(field, text, literal, value, max_count, max_chars);
+        }
+        self.lengths |= length;
+        let at = self.bytes.len() - self.start;
+        key_value_entry(&mut self.bytes, field, text, value, max_chars);
+        self.keys.push(Key {
+            literal,
+            len: text.len(),
+            at,
+        });
+    }
+
+    /// [`set`](Self::set) for a key that may be in the list already, or past the count limit.
+    #[cold]
+    #[inline(never)]
+    fn set_slow(
+        &mut self,
+        field: u32,
+        text: &str,
+        literal: usize,
+        value: &Value,
+        max_count: u32,
+        max_chars: Option<u32>,
+    ) {
         let place = self.place(text, literal, max_count);
         if let Some(written_at) = self.written_at(&place) {
             key_value_entry(&mut self.bytes, field, text, value, max_chars);
@@ -115,6 +142,33 @@ impl Attributes {
     /// limit): the common attribute, its encoding picked by the caller.
     #[inline(always)]
     pub(crate) fn set_scalar(
+        &mut self,
+        field: u32,
+        key: &'static str,
+        member: OneOf<'_>,
+        max_count: u32,
+    ) {
+        let literal = key.as_ptr() as usize;
+        let length = 1u64 << (key.len() % 64);
+        // A key of a length not in the list yet is new: the usual case, decided here.
+        if self.lengths & length != 0 || self.keys.len() >= max_count as usize {
+            return self.set_scalar_slow(field, key, member, max_count);
+        }
+        self.lengths |= length;
+        let at = self.bytes.len() - self.start;
+        scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
+        self.keys.push(Key {
+            literal,
+            len: key.len(),
+            at,
+        });
+    }
+
+    /// [`set_scalar`](Self::set_scalar) for a key that may be in the list already, or past the
+    /// count limit.
+    #[cold]
+    #[inline(never)]
+    fn set_scalar_slow(
         &mut self,
         field: u32,
         key: &'static str,
@@ -486,6 +540,9 @@ pub(crate) struct SharedRecord {
     /// The thread key (`context::thread_key`) of the thread that started the span.
     origin: u64,
     limits: SpanLimits,
+    /// The install generation `limits` were read in ([`NO_GENERATION`] when given): a recycled
+    /// record whose generation is still current keeps them, unread.
+    generation: u64,
     /// `None` once the span has ended.
     data: UnsafeCell<Option<Recording>>,
     /// Counted in [`tests::MARKED_LIVE`] (made with [`tests::MARK`] limits).
@@ -499,6 +556,17 @@ impl Drop for SharedRecord {
         if self.marked {
             tests::MARKED_LIVE.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl SharedRecord {
+    /// The installed pipeline's span limits, read in `generation` (or a later one, which makes
+    /// the next record read them again).
+    #[cold]
+    #[inline(never)]
+    fn read_limits(&mut self, generation: u64) {
+        self.limits = crate::core::handoff::span_limits();
+        self.generation = generation;
     }
 }
 
@@ -534,7 +602,8 @@ pub(crate) struct RecordBox(NonNull<SharedRecord>);
 unsafe impl Send for RecordBox {}
 
 /// Records a thread keeps for its next spans, so a sampled span allocates nothing once the
-/// thread is warm (the record and its attribute list are reused, not freed and allocated).
+/// thread is warm (the record and its attribute list are reused, not freed and allocated): the
+/// one spare in the context block first (`context::keep_spare`), then up to this many here.
 const RECYCLED_PER_THREAD: usize = 32;
 
 thread_local! {
@@ -543,37 +612,61 @@ thread_local! {
     static RECYCLED: RefCell<Vec<Box<SharedRecord>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// No install generation: limits given, not read from a pipeline.
+const NO_GENERATION: u64 = u64::MAX;
+
 impl RecordBox {
     /// A record started by `start`, in place: in a recycled record (its data emptied, its lists'
-    /// capacity kept) when this thread has one, so the span's data is never moved.
+    /// capacity kept) when this thread has one, so the span's data is never moved. Its limits
+    /// are `limits`, or with `None` the installed pipeline's (read once per record and install).
     #[inline(always)]
-    pub(crate) fn new(limits: SpanLimits, origin: u64, start: impl FnOnce(&mut Recording)) -> Self {
+    pub(crate) fn new(
+        limits: Option<SpanLimits>,
+        origin: u64,
+        start: impl FnOnce(&mut Recording),
+    ) -> Self {
         let recycled = match super::context::take_spare() {
             // SAFETY: made by `Box::into_raw` (in `end_and_recycle`), and `take_spare` gave the
             // one owner's pointer to us.
             Some(spare) => Some(unsafe { Box::from_raw(spare.as_ptr()) }),
             None => Self::take_recycled(),
         };
-        let mut record = recycled.unwrap_or_else(|| {
-            #[cfg(test)]
-            let marked = limits.max_links == tests::MARK;
-            #[cfg(test)]
-            if marked {
-                tests::MARKED_LIVE.fetch_add(1, Ordering::Relaxed);
-            }
-            Box::new(SharedRecord {
-                lock: AtomicBool::new(false),
-                origin,
-                limits,
-                data: UnsafeCell::new(None),
-                #[cfg(test)]
-                marked,
-            })
-        });
+        let mut record = recycled.unwrap_or_else(|| Self::allocate(limits));
         record.origin = origin;
-        record.limits = limits;
+        match limits {
+            Some(limits) => {
+                record.limits = limits;
+                record.generation = NO_GENERATION;
+            }
+            None => {
+                let generation = crate::core::generation();
+                if record.generation != generation {
+                    record.read_limits(generation);
+                }
+            }
+        }
         start(record.data.get_mut().get_or_insert_with(Recording::empty));
         RecordBox(NonNull::from(Box::leak(record)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate(limits: Option<SpanLimits>) -> Box<SharedRecord> {
+        #[cfg(test)]
+        let marked = limits.is_some_and(|l| l.max_links == tests::MARK);
+        #[cfg(test)]
+        if marked {
+            tests::MARKED_LIVE.fetch_add(1, Ordering::Relaxed);
+        }
+        Box::new(SharedRecord {
+            lock: AtomicBool::new(false),
+            origin: 0,
+            limits: limits.unwrap_or_default(),
+            generation: NO_GENERATION,
+            data: UnsafeCell::new(None),
+            #[cfg(test)]
+            marked,
+        })
     }
 
     #[cold]
@@ -705,7 +798,7 @@ pub(super) mod tests {
     /// teardown must free it, as the recycled list's destructor frees the others.
     #[test]
     fn a_thread_frees_the_records_it_kept_when_it_ends() {
-        let limits = SpanLimits::default().max_links(MARK);
+        let limits = Some(SpanLimits::default().max_links(MARK));
         std::thread::spawn(move || {
             let origin = super::super::context::thread_key();
             let first = RecordBox::new(limits, origin, |_| {});

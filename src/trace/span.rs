@@ -250,7 +250,7 @@ fn start_recording(
     parent: Ids,
     trace_state: Option<Arc<str>>,
 ) -> Span {
-    let record = RecordBox::new(handoff::span_limits(), context::thread_key(), |data| {
+    let record = RecordBox::new(None, context::thread_key(), |data| {
         let parent = (parent_span_id(&parent), parent.is_remote);
         data.start_as(name.as_str(), kind, &ids, parent, trace_state.as_deref())
     });
@@ -262,7 +262,7 @@ fn start_recording(
 #[inline(never)]
 fn start_literal_recording(name: &'static str, kind: SpanKind, ids: Packed, top: Top) -> Span {
     // Its own closure, not one shared with `start_recording`: called once, it is inlined.
-    let record = RecordBox::new(handoff::span_limits(), top.thread, |data| {
+    let record = RecordBox::new(None, top.thread, |data| {
         data.start_as(name, kind, &ids, top.ids.as_parent(), None)
     });
     let entered = context::enter_common(&top, ids, Some(record.pointer()));
