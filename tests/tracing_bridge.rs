@@ -709,3 +709,76 @@ fn follows_from_becomes_a_link() {
     assert_eq!(consume.links[0].span_id, produce.span_id);
     assert_eq!(consume.links[0].trace_id, produce.trace_id);
 }
+
+/// Events from one call site, over and over (its template and the last message's room reused),
+/// and from a second site with another target: each record has its own message, fields, scope
+/// and code location.
+#[test]
+fn repeated_events_from_a_call_site_each_keep_their_own_message_and_fields() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, 1.0);
+    let subscriber = tracing_subscriber::registry().with(plain_connect::tracing_bridge::layer());
+    let long = "l".repeat(3000);
+    let messages = ["first", long.as_str(), "", "after the long one", "x"];
+    let line = line!() + 4;
+    tracing::subscriber::with_default(subscriber, || {
+        for (i, message) in messages.iter().enumerate() {
+            if i % 2 == 0 {
+                tracing::info!(order = i, "{message}");
+            } else {
+                tracing::warn!(target: "shop::orders", "{message} {i}");
+            }
+        }
+    });
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+    drop(telemetry);
+    let mut records = Vec::new();
+    for resource in receiver.resource_logs() {
+        for scope_logs in &resource.scope_logs {
+            let scope = scope_logs.scope.as_ref().map(|s| s.name.clone());
+            for r in &scope_logs.log_records {
+                let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    Some(common::proto::common::v1::any_value::Value::StringValue(s)) => s.clone(),
+                    other => panic!("body {other:?}"),
+                };
+                records.push((scope.clone().unwrap_or_default(), body, r.clone()));
+            }
+        }
+    }
+    assert_eq!(records.len(), messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        let (scope, _, record) = records
+            .iter()
+            .find(|(_, body, r)| {
+                let expected = if i % 2 == 0 {
+                    message.to_string()
+                } else {
+                    format!("{message} {i}")
+                };
+                *body == expected && r.severity_number == if i % 2 == 0 { 9 } else { 13 }
+            })
+            .unwrap_or_else(|| panic!("no record {i}"));
+        let line = if i % 2 == 0 { line } else { line + 2 };
+        assert_eq!(
+            string_attr(&record.attributes, "code.file.path").as_deref(),
+            Some(file!())
+        );
+        assert_eq!(
+            int_attr(&record.attributes, "code.line.number"),
+            Some(i64::from(line))
+        );
+        if i % 2 == 0 {
+            assert_eq!(scope, module_path!());
+            assert_eq!(int_attr(&record.attributes, "order"), Some(i as i64));
+            assert_eq!(record.attributes.len(), 3, "code location and order");
+        } else {
+            assert_eq!(scope, "shop::orders");
+            assert_eq!(
+                string_attr(&record.attributes, "code.namespace").as_deref(),
+                Some(module_path!())
+            );
+            assert_eq!(record.attributes.len(), 3, "code location and namespace");
+        }
+    }
+}

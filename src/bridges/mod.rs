@@ -89,16 +89,19 @@ struct Bridged {
     scope: Str,
     code: CodeLocation,
     attributes: RecordAttributes,
+    /// The address of the event's `'static` metadata when it fixes the scope and the code
+    /// location (not an event made from a `log` record): its call site's template key.
+    site: Option<usize>,
 }
 
 #[cfg(feature = "tracing")]
 impl Bridged {
     /// Hands the record to the installed pipeline, correlated with the span `context` names
     /// when it is valid.
-    fn submit(self, context: Ids) {
+    fn submit(&self, context: Ids) {
         let now = crate::core::now_unix_nanos();
         let (severity_number, severity_text) = severity(self.level);
-        crate::logs::submit(&LogRecordView {
+        let record = LogRecordView {
             time_unix_nanos: now,
             observed_unix_nanos: now,
             severity_number,
@@ -112,7 +115,11 @@ impl Bridged {
             encoded_attributes: &[],
             dropped_attributes: self.attributes.dropped,
             context,
-        });
+        };
+        match self.site {
+            Some(site) => crate::logs::submit_site(site, self.level, &record),
+            None => crate::logs::submit(&record),
+        }
     }
 }
 

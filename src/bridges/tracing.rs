@@ -98,8 +98,8 @@ use crate::instrument::{db, http, sql};
 use crate::logs::CodeLocation;
 use crate::trace::{self, push_attribute, Begun, SpanContext, SpanKind, Status};
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::fmt;
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
 use std::time::Instant;
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -196,6 +196,44 @@ const ERROR_FIELD: &str = "error";
 thread_local! {
     /// Contexts replaced by entered tracing spans, restored on exit (entries can nest).
     static ENTERED: RefCell<Vec<trace::Saved>> = const { RefCell::new(Vec::new()) };
+    /// The last exported event's message text, cleared: the next one is formatted into its
+    /// room rather than into a new allocation grown piece by piece.
+    static MESSAGE_ROOM: Cell<String> = const { Cell::new(String::new()) };
+    /// The last exported event's attribute list, cleared, for the next one's fields.
+    static ATTRIBUTE_ROOM: Cell<Vec<KeyValue>> = const { Cell::new(Vec::new()) };
+}
+
+/// An attribute list with room for more than this many is not kept for the next event.
+const MAX_KEPT_ATTRIBUTES: usize = 32;
+
+/// A message grown past this is not kept for the next one.
+const MAX_KEPT_MESSAGE_BYTES: usize = 1024;
+
+/// An empty string to format an event's message or error into: the room the last one left.
+fn message_room() -> String {
+    MESSAGE_ROOM.try_with(Cell::take).unwrap_or_default()
+}
+
+/// An empty list for an event's attributes: the room the last one left.
+fn attribute_room() -> Vec<KeyValue> {
+    ATTRIBUTE_ROOM.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Keeps the room of an exported event's `list` for the next one's attributes (an event
+/// without any took none).
+fn keep_attribute_room(mut list: Vec<KeyValue>) {
+    if list.capacity() != 0 && list.capacity() <= MAX_KEPT_ATTRIBUTES {
+        list.clear();
+        let _ = ATTRIBUTE_ROOM.try_with(|room| room.set(list));
+    }
+}
+
+/// Keeps `text`'s room for the next event's message.
+fn keep_message_room(mut text: String) {
+    if text.capacity() <= MAX_KEPT_MESSAGE_BYTES {
+        text.clear();
+        let _ = MESSAGE_ROOM.try_with(|room| room.set(text));
+    }
 }
 
 /// A tracing span's counterpart, kept in its extensions: the one place this bridge touches the
@@ -461,8 +499,8 @@ impl Conventions {
     }
 }
 
-/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`], an event's to its
-/// [`EventFields`].
+/// Hands each field, typed, to a closure: a span's to its [`BridgedSpan`] (an event's are
+/// visited by its [`EventFields`], typed the same way).
 struct Fields<F: FnMut(&'static str, Value)>(F);
 
 impl<F: FnMut(&'static str, Value)> Visit for Fields<F> {
@@ -560,6 +598,16 @@ impl LogOrigin {
 }
 
 impl EventFields {
+    /// Where the field `name` goes when it is kept as text: the message or the error (no
+    /// `log` record's metadata field has either name).
+    fn text_of(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "message" => Some(&mut self.message),
+            ERROR_FIELD => Some(&mut self.error),
+            _ => None,
+        }
+    }
+
     fn push(&mut self, name: &'static str, value: Value) {
         if let Some(origin) = &mut self.log_origin {
             if origin.take(name, &value) {
@@ -569,7 +617,52 @@ impl EventFields {
         match name {
             "message" => self.message = Some(value.to_display_string()),
             ERROR_FIELD => self.error = Some(value.to_display_string()),
-            name => self.attributes.push(Str::Static(name), value),
+            name => {
+                if self.attributes.list.capacity() == 0 {
+                    self.attributes.list = attribute_room();
+                }
+                self.attributes.push(Str::Static(name), value)
+            }
+        }
+    }
+}
+
+/// An event's fields as they are visited. The message and the error are kept as the text they
+/// are formatted to, with no attribute value made of them first; every other field goes through
+/// [`EventFields::push`], typed as [`Fields`] types it.
+impl Visit for EventFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field.name(), Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field.name(), Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field.name(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field.name(), Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match self.text_of(field.name()) {
+            Some(text) => *text = Some(value.to_owned()),
+            None => self.push(field.name(), Value::from(value.to_owned())),
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        match self.text_of(field.name()) {
+            Some(text) => *text = Some(value.to_string()),
+            None => self.push(field.name(), Value::from(value.to_string())),
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match self.text_of(field.name()) {
+            Some(text) => {
+                let mut room = message_room();
+                let _ = write!(room, "{value:?}");
+                *text = Some(room);
+            }
+            None => self.push(field.name(), Value::from(format!("{value:?}"))),
         }
     }
 }
@@ -695,7 +788,7 @@ where
             log_origin: LogOrigin::of(metadata),
             ..EventFields::default()
         };
-        event.record(&mut Fields(|name, value| fields.push(name, value)));
+        event.record(&mut fields);
         let origin = fields.log_origin.take();
         let record_target = origin.as_ref().and_then(|o| o.target.as_deref());
         // A `log` record is this crate's own (never exported) by the target it was logged with.
@@ -728,8 +821,11 @@ where
                 .push("exception.message", Value::from(error.clone()));
         }
         let body = fields.message.or(error_text).unwrap_or_default();
-        let (scope, code) = match origin {
-            Some(origin) => origin.scope_and_code(&mut fields.attributes),
+        let (scope, code, site) = match origin {
+            Some(origin) => {
+                let (scope, code) = origin.scope_and_code(&mut fields.attributes);
+                (scope, code, None)
+            }
             None => (
                 Str::Static(target),
                 CodeLocation {
@@ -737,15 +833,24 @@ where
                     line: metadata.line(),
                     namespace: metadata.module_path().filter(|module| *module != target),
                 },
+                Some(std::ptr::from_ref(metadata).addr()),
             ),
         };
-        Bridged {
+        let record = Bridged {
             level,
             body: Cow::Owned(body),
             scope,
             code,
             attributes: fields.attributes,
+            site,
+        };
+        record.submit(context);
+        let Bridged {
+            body, attributes, ..
+        } = record;
+        if let Cow::Owned(body) = body {
+            keep_message_room(body);
         }
-        .submit(context);
+        keep_attribute_room(attributes.list);
     }
 }

@@ -20,10 +20,10 @@ mod site;
 
 pub(crate) use crate::bridges::log::widen_max_level;
 pub use crate::bridges::log::{install, LogBridge};
-#[cfg(feature = "tracing")]
-pub(crate) use record::submit;
 #[cfg(any(test, feature = "tracing"))]
 pub(crate) use record::CodeLocation;
 pub(crate) use record::{format_caught, submit_with, Body, FrameBuffer, LogRecordView};
 #[cfg(test)]
 pub(crate) use record::{log_frame, LogRecordData};
+#[cfg(feature = "tracing")]
+pub(crate) use record::{submit, submit_site};

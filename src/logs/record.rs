@@ -419,7 +419,7 @@ pub(super) fn long_varint(mut value: u64) -> ([u8; 10], usize) {
 /// What `write` writes through the general writer (for what is rare: long strings and
 /// numbers, a list of attributes), into `aside`.
 #[inline(never)]
-fn written_aside(aside: &mut Vec<u8>, write: impl FnOnce(&mut Writer<'_>)) -> &[u8] {
+pub(super) fn written_aside(aside: &mut Vec<u8>, write: impl FnOnce(&mut Writer<'_>)) -> &[u8] {
     aside.clear();
     write(&mut Writer::new(aside));
     aside
@@ -642,6 +642,18 @@ thread_local! {
 #[inline(always)]
 pub(crate) fn submit(record: &LogRecordView<'_>) {
     submit_with(|frame| Some(frame.frame(record)));
+}
+
+/// [`submit`] for a `tracing` event at `level` from the call site whose `'static` metadata is at
+/// address `site`: the view's scope and code location are the site's, encoded once per thread
+/// in its template (`site`).
+#[cfg(feature = "tracing")]
+#[inline(always)]
+pub(crate) fn submit_site(site: usize, level: log::Level, record: &LogRecordView<'_>) {
+    submit_with(|frame| match frame.event_site_frame(site, level, record) {
+        Some(range) => Some(frame.framed(range)),
+        None => Some(frame.frame(record)),
+    });
 }
 
 /// Hands off the frame `build` assembles in this thread's frame buffer (none: nothing is).
