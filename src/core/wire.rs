@@ -127,16 +127,7 @@ impl<'a> Writer<'a> {
     /// after them when it takes another number of bytes.
     #[inline(never)]
     fn place_length(&mut self, length_at: usize, reserved: usize, length: usize) {
-        let mut varint = [0u8; 10];
-        let mut value = length as u64;
-        let mut used = 0;
-        while value >= 0x80 {
-            varint[used] = (value as u8) | 0x80;
-            value >>= 7;
-            used += 1;
-        }
-        varint[used] = value as u8;
-        used += 1;
+        let (varint, used) = varint_bytes(length as u64);
         let body_at = length_at + reserved;
         let end = self.buf.len();
         if used < reserved {
@@ -446,6 +437,29 @@ fn member_field(member: OneOf<'_>) -> u32 {
     }
 }
 
+/// Writes `value` as a varint at the start of `out` and returns how many bytes it took: for
+/// writers that place a varint into room they already have (a length written after its body, a
+/// fixed-size piece). `out` must have room for it (10 bytes always do).
+#[inline(always)]
+pub(crate) fn put_varint(out: &mut [u8], mut value: u64) -> usize {
+    let mut at = 0;
+    while value >= 0x80 {
+        out[at] = (value as u8) | 0x80;
+        value >>= 7;
+        at += 1;
+    }
+    out[at] = value as u8;
+    at + 1
+}
+
+/// `value` as a varint, and how many bytes it takes.
+#[inline(never)]
+pub(crate) fn varint_bytes(value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0; 10];
+    let len = put_varint(&mut bytes, value);
+    (bytes, len)
+}
+
 /// Bytes a varint takes: prost's own formula, a multiply and a shift where dividing the bit
 /// count by 7 costs several instructions more (four times per attribute).
 #[inline(always)]
@@ -629,15 +643,7 @@ fn short_key_value(
         }
         OneOf::Int(i) => {
             value_head[2] = 3 << 3;
-            let mut value = i as u64;
-            let mut at = 3;
-            while value >= 0x80 {
-                value_head[at] = (value as u8) | 0x80;
-                value >>= 7;
-                at += 1;
-            }
-            value_head[at] = value as u8;
-            (at + 1, &[][..])
+            (3 + put_varint(&mut value_head[3..], i as u64), &[][..])
         }
         OneOf::Double(f) => {
             value_head[2] = 4 << 3 | FIXED64 as u8;

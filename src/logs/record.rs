@@ -6,7 +6,9 @@ use crate::attributes::KeyValue;
 #[cfg(any(test, feature = "tracing"))]
 use crate::attributes::Str;
 use crate::core::handoff::{self, Kind};
-use crate::core::wire::{self, key_values, scalar_key_value, varint_len, OneOf, Writer};
+use crate::core::wire::{
+    self, key_values, scalar_key_value, varint_bytes, varint_len, OneOf, Writer,
+};
 use crate::trace::Ids;
 #[cfg(test)]
 use crate::trace::{SpanId, TraceId};
@@ -340,7 +342,7 @@ impl<'a> Region<'a> {
         } else if value < 0x4000 {
             self.put_array([value as u8 | 0x80, (value >> 7) as u8])
         } else {
-            let (bytes, len) = long_varint(value);
+            let (bytes, len) = varint_bytes(value);
             self.put(&bytes[..len])
         }
     }
@@ -378,7 +380,7 @@ impl Back<'_> {
         if len < 0x80 {
             self.put_array([tag, len as u8])
         } else {
-            let (bytes, n) = long_varint(len as u64);
+            let (bytes, n) = varint_bytes(len as u64);
             self.put(&bytes[..n])?;
             self.put_array([tag])
         }
@@ -400,20 +402,6 @@ impl Back<'_> {
         self.room = &mut std::mem::take(&mut self.room)[..free];
         Ok(())
     }
-}
-
-/// `value` as a varint, and how many bytes it takes.
-#[inline(never)]
-pub(super) fn long_varint(mut value: u64) -> ([u8; 10], usize) {
-    let mut bytes = [0; 10];
-    let mut len = 0;
-    while value >= 0x80 {
-        bytes[len] = value as u8 | 0x80;
-        value >>= 7;
-        len += 1;
-    }
-    bytes[len] = value as u8;
-    (bytes, len + 1)
 }
 
 /// What `write` writes through the general writer (for what is rare: long strings and

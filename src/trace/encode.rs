@@ -9,7 +9,9 @@ use super::record::SPAN_ATTRIBUTES;
 use super::record::{Attributes, Recording};
 use super::span::{Event, Link, SpanData, SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
-use crate::core::wire::{key_values, varint_len, Exact, Tail, Writer, FIXED32, FIXED64, LEN};
+use crate::core::wire::{
+    key_values, put_varint, varint_len, Exact, Tail, Writer, FIXED32, FIXED64, LEN,
+};
 use crate::proto::common::v1::{any_value, AnyValue};
 use crate::proto::trace::v1 as pt;
 use prost::Message;
@@ -194,14 +196,7 @@ pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
 fn place_entry_head(bytes: &mut [u8], len: usize) -> usize {
     let at = HEAD_ROOM - 1 - varint_len(len as u64);
     bytes[at] = (SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8;
-    let mut value = len as u64;
-    let mut i = at + 1;
-    while value >= 0x80 {
-        bytes[i] = (value as u8) | 0x80;
-        value >>= 7;
-        i += 1;
-    }
-    bytes[i] = value as u8;
+    put_varint(&mut bytes[at + 1..], len as u64);
     at
 }
 
