@@ -390,14 +390,7 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000_123_456_789;
 
-    /// A frame as it sits in a thread's buffer: the scope name, then the record.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Frame {
-        #[prost(string, tag = "1")]
-        scope: String,
-        #[prost(message, optional, tag = "2")]
-        record: Option<LogRecord>,
-    }
+    use crate::logs::DecodedFrame as Frame;
 
     /// The record's frame as the bridge writes it, into a frame buffer left full of other
     /// records' bytes (one with a template, one without), and then again over its own.

@@ -24,6 +24,6 @@ pub use crate::bridges::log::{install, LogBridge};
 pub(crate) use record::CodeLocation;
 pub(crate) use record::{format_caught, submit_with, Body, FrameBuffer, LogRecordView};
 #[cfg(test)]
-pub(crate) use record::{log_frame, LogRecordData};
+pub(crate) use record::{log_frame, DecodedFrame, LogRecordData};
 #[cfg(feature = "tracing")]
 pub(crate) use record::{submit, submit_site};

@@ -728,6 +728,17 @@ impl LogRecordData {
     }
 }
 
+/// A frame as it sits in a thread's buffer, the scope name then the record: what tests decode
+/// a frame with.
+#[cfg(test)]
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct DecodedFrame {
+    #[prost(string, tag = "1")]
+    pub(crate) scope: String,
+    #[prost(message, optional, tag = "2")]
+    pub(crate) record: Option<crate::proto::logs::v1::LogRecord>,
+}
+
 /// Appends `record`'s frame, as [`frame`] does.
 #[cfg(test)]
 pub(crate) fn log_frame(buf: &mut Vec<u8>, record: &LogRecordData) {

@@ -483,19 +483,11 @@ mod tests {
     //! encoder's oracle tests check against prost, and what prost writes for what it decodes to.
     use super::*;
     use crate::attributes::{KeyValue, Value};
-    use crate::proto::logs::v1::LogRecord;
     use crate::trace::{SpanContext, SpanId, TraceId};
     use log::Level;
     use prost::Message;
 
-    /// A frame as it sits in a thread's buffer: the scope name, then the record.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Frame {
-        #[prost(string, tag = "1")]
-        scope: String,
-        #[prost(message, optional, tag = "2")]
-        record: Option<LogRecord>,
-    }
+    use crate::logs::DecodedFrame as Frame;
 
     const NOW: u64 = 1_700_000_000_123_456_789;
 
