@@ -527,19 +527,15 @@ fn with_local<R>(f: impl FnOnce(&Shared, &Slot) -> R) -> Option<R> {
             if local.generation != generation {
                 local.refresh(generation);
             }
-            let (shared, slot) = (local.shared.as_deref(), local.slot.as_deref());
-            let result = match (shared, slot) {
-                (Some(shared), Some(slot)) => Some(f(shared, slot)),
-                _ => None,
+            let (result, hot) = match (local.shared.as_deref(), local.slot.as_deref()) {
+                (Some(shared), Some(slot)) => (
+                    Some(f(shared, slot)),
+                    (local.generation, shared as *const _, slot as *const _),
+                ),
+                _ => (None, (local.generation, std::ptr::null(), std::ptr::null())),
             };
             // After `f`: a submission from inside it must not find the cache ready and lock
             // the slot `f` may hold.
-            let hot = match (shared, slot) {
-                (Some(shared), Some(slot)) => {
-                    (local.generation, shared as *const _, slot as *const _)
-                }
-                _ => (local.generation, std::ptr::null(), std::ptr::null()),
-            };
             let _ = HOT.try_with(|c| c.set(hot));
             result
         })
@@ -793,7 +789,8 @@ mod tests {
                     std::thread::spawn(move || {
                         started.wait();
                         while !shared.is_closed() {
-                            // As `submit` hands over a full buffer.
+                            // As `hand_off_full` does, with a pause between admitting and
+                            // sending that makes the race this test looks for likely to show.
                             let chunk = slot_with(1).chunk.into_inner();
                             let _open = shared.open();
                             if shared.admit(&chunk) {
