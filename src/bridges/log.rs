@@ -11,12 +11,10 @@
 //! leaves the text formatted before it as the record's body (the panic hook still reports the
 //! panic). The wrapped logger, called first, formats the record its own way.
 
-use super::{
-    is_exported, is_own_target, reaches_app_output, severity, RecordAttributes, MAX_LOG_ATTRIBUTES,
-};
+use super::{is_exported, is_own_target, reaches_app_output, RecordAttributes, MAX_LOG_ATTRIBUTES};
 use crate::attributes::{KeyValue, Value};
 use crate::core::wire::{scalar_key_value, OneOf, Writer};
-use crate::logs::{format_caught, Body, FrameBuffer, LogRecordView};
+use crate::logs::{format_caught, severity, Body, FrameBuffer, LogRecordView};
 use crate::trace::Ids;
 use log::{LevelFilter, Log, Metadata, Record};
 use std::cell::RefCell;

@@ -11,7 +11,7 @@ pub mod tracing;
 
 use crate::attributes::{KeyValue, Str, Value};
 #[cfg(feature = "tracing")]
-use crate::logs::{CodeLocation, LogRecordView};
+use crate::logs::{severity, CodeLocation, LogRecordView};
 use crate::trace::push_attribute;
 #[cfg(feature = "tracing")]
 use crate::trace::Ids;
@@ -50,17 +50,6 @@ fn reaches_app_output(level: Level, target: &str) -> bool {
 
 fn may_leave_exporter_thread(level: Level, target: &str) -> bool {
     level <= Level::Info || is_own_target(target)
-}
-
-/// OTLP severity number and text for a level (the log data model's table).
-fn severity(level: Level) -> (u8, &'static str) {
-    match level {
-        Level::Trace => (1, "TRACE"),
-        Level::Debug => (5, "DEBUG"),
-        Level::Info => (9, "INFO"),
-        Level::Warn => (13, "WARN"),
-        Level::Error => (17, "ERROR"),
-    }
 }
 
 /// A record's attributes under the log record limit: unique keys, the rest dropped and counted.
@@ -126,15 +115,6 @@ impl Bridged {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn severities_follow_the_log_data_model() {
-        assert_eq!(severity(Level::Trace), (1, "TRACE"));
-        assert_eq!(severity(Level::Debug), (5, "DEBUG"));
-        assert_eq!(severity(Level::Info), (9, "INFO"));
-        assert_eq!(severity(Level::Warn), (13, "WARN"));
-        assert_eq!(severity(Level::Error), (17, "ERROR"));
-    }
 
     #[test]
     fn own_targets_are_recognised_exactly() {

@@ -22,7 +22,7 @@ pub(crate) use crate::bridges::log::widen_max_level;
 pub use crate::bridges::log::{install, LogBridge};
 #[cfg(any(test, feature = "tracing"))]
 pub(crate) use record::CodeLocation;
-pub(crate) use record::{format_caught, submit_with, Body, FrameBuffer, LogRecordView};
+pub(crate) use record::{format_caught, severity, submit_with, Body, FrameBuffer, LogRecordView};
 #[cfg(test)]
 pub(crate) use record::{log_frame, DecodedFrame, LogRecordData};
 #[cfg(feature = "tracing")]

@@ -75,6 +75,18 @@ pub(crate) const SCOPE_LOGS_RECORD_FIELD: u32 = 2;
 /// Wire type of strings and nested messages, as the byte a tag is built from.
 pub(super) const LEN: u8 = wire::LEN as u8;
 
+/// OTLP severity number and text for a level (the log data model's table): the one place the
+/// bridges and the call-site templates take them from.
+pub(crate) const fn severity(level: log::Level) -> (u8, &'static str) {
+    match level {
+        log::Level::Trace => (1, "TRACE"),
+        log::Level::Debug => (5, "DEBUG"),
+        log::Level::Info => (9, "INFO"),
+        log::Level::Warn => (13, "WARN"),
+        log::Level::Error => (17, "ERROR"),
+    }
+}
+
 /// A frame's bytes before its message, besides the scope name and the severity text, take at
 /// most this many: five tags, five varint lengths of at most ten bytes, the severity number's
 /// two-byte varint and the nine-byte timestamp.
@@ -748,6 +760,16 @@ pub(crate) fn log_frame(buf: &mut Vec<u8>, record: &LogRecordData) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn severities_follow_the_log_data_model() {
+        use log::Level;
+        assert_eq!(severity(Level::Trace), (1, "TRACE"));
+        assert_eq!(severity(Level::Debug), (5, "DEBUG"));
+        assert_eq!(severity(Level::Info), (9, "INFO"));
+        assert_eq!(severity(Level::Warn), (13, "WARN"));
+        assert_eq!(severity(Level::Error), (17, "ERROR"));
+    }
 
     /// Every length on both sides of each fixed-size copy's range, forwards and backwards,
     /// into room left full of other bytes: a copy that missed a byte or wrote past its piece

@@ -23,7 +23,7 @@ use super::FrameBuffer;
 #[cfg(feature = "tracing")]
 use crate::core::wire::key_values;
 use crate::trace::Ids;
-use log::Record;
+use log::{Level, Record};
 
 /// Call sites a thread keeps templates of, in a table indexed by a hash of the site: a site
 /// whose slot another one took is encoded again.
@@ -118,14 +118,15 @@ impl Template {
 /// and how many bytes they take: the log data model's table.
 const SEVERITIES: [([u8; 16], usize); 6] = [
     ([0; 16], 0),
-    severity_fields(17, "ERROR"),
-    severity_fields(13, "WARN"),
-    severity_fields(9, "INFO"),
-    severity_fields(5, "DEBUG"),
-    severity_fields(1, "TRACE"),
+    severity_fields(Level::Error),
+    severity_fields(Level::Warn),
+    severity_fields(Level::Info),
+    severity_fields(Level::Debug),
+    severity_fields(Level::Trace),
 ];
 
-const fn severity_fields(number: u8, text: &str) -> ([u8; 16], usize) {
+const fn severity_fields(level: Level) -> ([u8; 16], usize) {
+    let (number, text) = super::record::severity(level);
     let text = text.as_bytes();
     let len = 4 + text.len();
     let mut fields = [0; 16];
@@ -508,13 +509,7 @@ mod tests {
         context: Ids,
         now: u64,
     ) -> LogRecordView<'a> {
-        let (severity_number, severity_text) = match event.level {
-            Level::Trace => (1, "TRACE"),
-            Level::Debug => (5, "DEBUG"),
-            Level::Info => (9, "INFO"),
-            Level::Warn => (13, "WARN"),
-            Level::Error => (17, "ERROR"),
-        };
+        let (severity_number, severity_text) = crate::logs::severity(event.level);
         LogRecordView {
             time_unix_nanos: now,
             observed_unix_nanos: now,
