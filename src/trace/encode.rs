@@ -35,14 +35,9 @@ fn span_kind(kind: SpanKind) -> u64 {
 }
 
 /// `Span.flags` and `Link.flags`: the W3C flags plus whether the parent (or linked) span is remote.
-fn remote_flags(flags: u8, is_remote: bool) -> u32 {
-    u32::from(flags) | SPAN_FLAGS_HAS_IS_REMOTE | if is_remote { SPAN_FLAGS_IS_REMOTE } else { 0 }
-}
-
-/// `Span.flags` for a span with W3C `flags` and a parent that is remote or not.
 #[inline]
-pub(crate) fn span_flags(flags: u8, parent_is_remote: bool) -> u32 {
-    remote_flags(flags, parent_is_remote)
+pub(crate) fn remote_flags(flags: u8, is_remote: bool) -> u32 {
+    u32::from(flags) | SPAN_FLAGS_HAS_IS_REMOTE | if is_remote { SPAN_FLAGS_IS_REMOTE } else { 0 }
 }
 
 // A span's record is its `ScopeSpans.spans` entry under construction, in the bytes of its

@@ -360,7 +360,7 @@ impl Recording {
         trace_state: Option<&str>,
     ) {
         self.kind = kind;
-        self.flags = super::encode::span_flags(ids.flags, parent_is_remote);
+        self.flags = super::encode::remote_flags(ids.flags, parent_is_remote);
         self.start_unix_nanos = now_unix_nanos();
         super::encode::write_head(self, name, ids, parent_span_id, trace_state);
     }
