@@ -7,9 +7,12 @@
 //! the exporter also sweeps every thread's buffer on its timer and on flush, so an idle thread's
 //! records still leave within the export delay. The buffer of a thread that exits (or moves to
 //! another pipeline) is parked in its pipeline's [`Shared`] instead, for the exporter to collect
-//! on the same sweep: waking a blocked thread costs more than a short-lived thread's records
-//! themselves, so only the hand-over that brings the parked records to one hand-off's worth wakes
-//! it.
+//! on the same sweep.
+//!
+//! Waking the blocked exporter costs a system call, more than a short-lived thread's records
+//! themselves and a good part of a burst's: app threads ring its doorbell only when the records
+//! sent or parked since it last drained the queue reach a batch's worth. It drains the queue and
+//! collects the parked records whenever it runs, its timers included.
 //! The bound counts records, whatever the size of the chunks they travel in: every record
 //! handed over and not yet sent (or dropped) by the exporter counts against it. Nothing here
 //! blocks; a full queue drops the chunk and counts its records.
@@ -174,6 +177,14 @@ pub(crate) struct Shared {
     gate: RwLock<()>,
     /// `parked.items` as of its last change: the exporter looks here before taking the lock.
     parked_hint: AtomicUsize,
+    /// What wakes the exporter: a blocked thread's wake-up is a system call, and on a virtual
+    /// machine an interrupt to another core, so the app threads ring only once `wake_items`
+    /// records wait unannounced (a batch's worth), not for every chunk. The exporter drains the
+    /// queue whenever it runs, so a chunk sent meanwhile waits at most for its next timer.
+    doorbell: (Sender<()>, Receiver<()>),
+    /// Records sent since the exporter last drained the queue.
+    unannounced: AtomicUsize,
+    wake_items: usize,
 }
 
 #[derive(Default)]
@@ -204,7 +215,35 @@ impl Shared {
             parked: Mutex::new(Parked::default()),
             gate: RwLock::new(()),
             parked_hint: AtomicUsize::new(0),
+            doorbell: crossbeam_channel::bounded(1),
+            unannounced: AtomicUsize::new(0),
+            wake_items: handoff_items.max(1),
         }
+    }
+
+    /// Wakes the exporter once `n` records wait in the queue (by default, at every hand-off).
+    pub(crate) fn waking_at(mut self, n: usize) -> Self {
+        self.wake_items = n.max(1);
+        self
+    }
+
+    /// What the exporter waits on, besides its timers and control messages.
+    pub(crate) fn doorbell(&self) -> &Receiver<()> {
+        &self.doorbell.1
+    }
+
+    /// Counts `n` records just sent or parked, and wakes the exporter if they bring the
+    /// unannounced ones to `wake_items`.
+    fn announce(&self, n: usize) {
+        let before = self.unannounced.fetch_add(n, Ordering::Relaxed);
+        if before < self.wake_items && before + n >= self.wake_items {
+            self.ring();
+        }
+    }
+
+    fn ring(&self) {
+        // Full: a wake-up is already pending.
+        let _ = self.doorbell.0.try_send(());
     }
 
     /// After this, nothing more is queued: handed-over records are counted as dropped. Parked
@@ -283,17 +322,23 @@ impl Shared {
 
     /// Hands an admitted chunk to the exporter.
     fn send(&self, chunk: Chunk) {
-        if let Err(refused) = self.queue.send(chunk) {
-            // The exporter thread is gone: the records are dropped after all.
-            let chunk = refused.into_inner();
-            self.release(chunk.items());
-            let move_count = |c: &SignalCounters, n: usize| {
-                c.enqueued.fetch_sub(n as u64, Ordering::Relaxed);
-                SignalCounters::add(&c.dropped_queue_full, n);
-            };
-            move_count(&self.counters.spans, chunk.spans.count);
-            move_count(&self.counters.logs, chunk.logs.count);
+        let n = chunk.items();
+        match self.queue.send(chunk) {
+            Ok(()) => self.announce(n),
+            Err(refused) => self.refused(refused.into_inner()),
         }
+    }
+
+    /// A chunk the gone exporter thread never took: its records are dropped after all.
+    #[cold]
+    fn refused(&self, chunk: Chunk) {
+        self.release(chunk.items());
+        let move_count = |c: &SignalCounters, n: usize| {
+            c.enqueued.fetch_sub(n as u64, Ordering::Relaxed);
+            SignalCounters::add(&c.dropped_queue_full, n);
+        };
+        move_count(&self.counters.spans, chunk.spans.count);
+        move_count(&self.counters.logs, chunk.logs.count);
     }
 
     /// An empty full-size buffer: a spare one if any, else a new one.
@@ -343,26 +388,22 @@ impl Shared {
     }
 
     /// Parks an exiting thread's chunk for the exporter's next sweep if the bound has room (else
-    /// drops and counts it, as a full queue does); wakes the exporter only when the parked records
-    /// reach one hand-off's worth, so a burst of exits still reaches it promptly.
+    /// drops and counts it, as a full queue does), announced as a sent chunk is.
     fn park(&self, chunk: Chunk) {
-        let wake = {
+        let n = chunk.items();
+        {
             let mut parked = self.parked.lock();
             // Under the lock: see `parked`.
             if !self.admit(&chunk) {
                 return;
             }
-            let before = parked.items;
-            parked.items += chunk.items();
+            parked.items += n;
             parked.chunks.push(chunk);
             self.parked_hint.store(parked.items, Ordering::Relaxed);
-            before < self.handoff_items && parked.items >= self.handoff_items
-        };
-        if wake {
-            // An empty chunk: the exporter collects the parked ones whenever it receives one. A
-            // gone exporter closed this pipeline first, so nothing is parked for it.
-            let _ = self.queue.send(Chunk::default());
         }
+        // The exporter collects parked chunks whenever it drains the queue. A gone exporter
+        // closed this pipeline first, so nothing is parked for it.
+        self.announce(n);
     }
 
     /// Whether any chunk may be parked (a look without the lock, for the exporter's wake-ups).
@@ -371,8 +412,13 @@ impl Shared {
     }
 
     /// Moves the parked chunks into `into` (they were admitted when parked); returns how many
-    /// records that was.
+    /// records that was. The exporter calls this first whenever it drains the queue: what was
+    /// announced until now is then taken.
     pub(crate) fn collect_parked(&self, into: &mut Vec<Chunk>) -> usize {
+        self.unannounced.store(0, Ordering::Relaxed);
+        if !self.has_parked() {
+            return 0;
+        }
         let mut parked = self.parked.lock();
         // `append` leaves the parked list its capacity for the next burst of exits.
         into.append(&mut parked.chunks);
@@ -813,19 +859,53 @@ mod tests {
         slot
     }
 
-    /// Exiting threads' records are parked, admitted against the bound, and wake the exporter
-    /// once, when they reach one hand-off's worth; the sweep (timer, flush, shutdown) takes them
-    /// all, however few.
+    /// A sent chunk wakes the exporter only when it brings the records waiting since the last
+    /// drain to the mark: one wake-up per batch, not one per chunk.
     #[test]
-    fn exits_are_parked_and_wake_the_exporter_once_per_hand_off() {
-        let (queue, woken) = crossbeam_channel::unbounded();
+    fn sent_chunks_ring_the_doorbell_once_a_batch_waits() {
+        let (queue, sent) = crossbeam_channel::unbounded();
+        let shared = Shared::new(shared().signals, Arc::default(), queue, 1000, 4).waking_at(10);
+        let chunk = |n| {
+            let mut chunk = Chunk::default();
+            chunk.logs.count = n;
+            chunk
+        };
+        for _ in 0..3 {
+            shared.send(chunk(3));
+        }
+        assert!(shared.doorbell().is_empty(), "9 records, below the mark");
+        shared.send(chunk(3));
+        assert_eq!(shared.doorbell().len(), 1);
+        for _ in 0..5 {
+            shared.send(chunk(3));
+        }
+        assert_eq!(shared.doorbell().len(), 1, "one pending wake-up is enough");
+        assert_eq!(sent.len(), 9);
+        // The exporter wakes and drains: counting starts again.
+        shared.doorbell().try_recv().unwrap();
+        shared.collect_parked(&mut Vec::new());
+        sent.try_iter().for_each(drop);
+        for _ in 0..3 {
+            shared.send(chunk(3));
+        }
+        assert!(shared.doorbell().is_empty());
+        shared.send(chunk(3));
+        assert_eq!(shared.doorbell().len(), 1);
+    }
+
+    /// Exiting threads' records are parked, admitted against the bound, and ring the exporter's
+    /// doorbell once, when they reach its wake-up mark; the sweep (timer, flush, shutdown)
+    /// takes them all, however few.
+    #[test]
+    fn exits_are_parked_and_wake_the_exporter_once_per_batch() {
+        let (queue, sent) = crossbeam_channel::unbounded();
         let shared = Shared::new(shared().signals, Arc::default(), queue, 100, 4);
         for _ in 0..3 {
             shared.hand_over(&slot_with(1));
         }
         assert!(
-            woken.is_empty(),
-            "three records, below the hand-off of four"
+            shared.doorbell().is_empty(),
+            "three records, below the mark of four"
         );
         assert!(shared.has_parked());
         assert_eq!(shared.counters.logs.enqueued.load(Ordering::Relaxed), 3);
@@ -835,13 +915,12 @@ mod tests {
         assert_eq!(shared.sweep(&mut chunks), 3);
         assert_eq!(chunks.iter().map(Chunk::items).sum::<usize>(), 3);
         assert!(!shared.has_parked());
-        // Five exits cross the hand-off once: one wake-up, with the records parked, not sent.
+        // Five exits cross the mark once: one wake-up, with the records parked, not sent.
         for _ in 0..5 {
             shared.hand_over(&slot_with(1));
         }
-        let wakes: Vec<Chunk> = woken.try_iter().collect();
-        assert_eq!(wakes.len(), 1);
-        assert_eq!(wakes[0].items(), 0);
+        assert_eq!(shared.doorbell().try_iter().count(), 1);
+        assert!(sent.is_empty());
         let mut chunks = Vec::new();
         assert_eq!(shared.collect_parked(&mut chunks), 5);
         assert_eq!(chunks.len(), 5);

@@ -82,13 +82,16 @@ impl Pipeline {
         let (queue_tx, queue_rx) = unbounded();
         let (control_tx, control_rx) = bounded(64);
         let (stopped_tx, stopped_rx) = bounded(1);
-        let shared = Arc::new(Shared::new(
-            config.signals,
-            Arc::clone(&counters),
-            queue_tx,
-            config.max_queue_size,
-            config.handoff_size,
-        ));
+        let shared = Arc::new(
+            Shared::new(
+                config.signals,
+                Arc::clone(&counters),
+                queue_tx,
+                config.max_queue_size,
+                config.handoff_size,
+            )
+            .waking_at(config.max_export_batch),
+        );
         // The clock calibrates on first use (a spin of a fraction of a millisecond, longer on
         // an emulator): here, before any app thread can record into this pipeline, rather than
         // in some request's first span.
@@ -343,6 +346,7 @@ impl Exporter {
                 .next_metrics
                 .min(self.next_span_export)
                 .min(self.next_log_export);
+            let doorbell = self.shared.doorbell().clone();
             select! {
                 recv(self.control) -> message => match message {
                     Ok(control) => if self.serve(control) { return },
@@ -354,9 +358,10 @@ impl Exporter {
                         return;
                     }
                 },
-                recv(self.queue) -> chunk => if let Ok(chunk) = chunk { self.accept(chunk) },
+                recv(doorbell) -> _ => {},
                 default(wake.saturating_duration_since(now)) => {},
             }
+            self.drain();
             self.on_timers();
             self.stock_spares();
         }
@@ -414,17 +419,17 @@ impl Exporter {
         self.logs.push(chunk.logs);
     }
 
-    fn accept(&mut self, chunk: Chunk) {
-        self.stocking |= chunk.holds_full_buffer();
-        self.take(chunk);
-        // An empty chunk is an exiting thread's wake-up; any other leaves no reason to wait for
-        // the timer with parked records either.
-        if self.shared.has_parked() {
-            let mut parked = Vec::new();
-            self.shared.collect_parked(&mut parked);
-            for chunk in parked {
-                self.take(chunk);
-            }
+    /// Takes what was handed over since the last drain, queued or parked, and sends the full
+    /// batches: whenever the exporter wakes, whatever woke it.
+    fn drain(&mut self) {
+        let mut parked = Vec::new();
+        self.shared.collect_parked(&mut parked);
+        for chunk in parked {
+            self.take(chunk);
+        }
+        while let Ok(chunk) = self.queue.try_recv() {
+            self.stocking |= chunk.holds_full_buffer();
+            self.take(chunk);
         }
         if self.spans.count >= self.config.max_export_batch {
             self.export_spans(false);
@@ -494,6 +499,8 @@ impl Exporter {
             }
             self.spans.consume(n, end, &self.shared);
             self.deliver(Signal::Traces, body, n);
+            // A drain can hold many batches: threads still flooding meanwhile need spares.
+            self.stock_spares();
             self.shared.release(n);
         }
     }
@@ -540,6 +547,7 @@ impl Exporter {
             }
             self.logs.consume(n, end, &self.shared);
             self.deliver(Signal::Logs, body, n);
+            self.stock_spares();
             self.shared.release(n);
         }
     }
