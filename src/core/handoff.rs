@@ -671,9 +671,8 @@ fn write_into(shared: &Shared, slot: &Slot, kind: Kind, write: impl FnOnce(&mut 
     if encoded.bytes.capacity() == 0 {
         first_buffer(&mut encoded.bytes);
     }
-    let written_from = encoded.bytes.len();
     write(&mut encoded.bytes);
-    prefetch_ahead(&encoded.bytes, written_from);
+    prefetch_ahead(&encoded.bytes);
     encoded.count += 1;
     // Only this kind's length: the other one's was below the mark when it was last written
     // (or its buffer was handed over then), and nothing but a write makes it grow.
@@ -686,56 +685,44 @@ fn write_into(shared: &Shared, slot: &Slot, kind: Kind, write: impl FnOnce(&mut 
 /// a few records' worth, as long as memory takes to answer while the app does a few records'
 /// other work.
 const PREFETCH_AHEAD: usize = 1024;
-/// The most cache lines one record asks for: a big record's own lines are what it waits on.
-const PREFETCH_MAX_LINES: usize = 8;
+/// The lines one record asks for: as many as a common record takes (a span with a few
+/// attributes), so that one record's lines follow on from the last one's.
+const PREFETCH_LINES: usize = 3;
 const CACHE_LINE: usize = 64;
 
-/// Asks the CPU to fetch, for writing, the lines of `bytes`' spare capacity that the record
-/// just written there (from `written_from`) took, [`PREFETCH_AHEAD`] bytes further on. A
-/// buffer comes from the exporter's stock or back from a send, so its memory is not in this
-/// core's cache: a thread that records in bursts (after a sleep, say) would otherwise stall on
-/// each line as its records reach it.
+/// Asks the CPU to fetch, for writing, the next [`PREFETCH_LINES`] lines of `bytes`' spare
+/// capacity found [`PREFETCH_AHEAD`] bytes past its end. A buffer comes from the exporter's
+/// stock or back from a send, so its memory is not in this core's cache: a thread that records
+/// in bursts (after a sleep, say) would otherwise stall on each line as its records reach it.
 #[inline(always)]
 #[allow(clippy::ptr_arg)] // its capacity is what it reads
-fn prefetch_ahead(bytes: &Vec<u8>, written_from: usize) {
+fn prefetch_ahead(bytes: &Vec<u8>) {
     #[cfg(target_arch = "x86_64")]
-    for at in lines_ahead(
-        bytes.as_ptr() as usize,
-        written_from,
-        bytes.len(),
-        bytes.capacity(),
-    )
-    .step_by(CACHE_LINE)
     {
-        let line = bytes.as_ptr().wrapping_add(at).cast::<i8>();
-        // SAFETY: a prefetch is only a hint: it neither reads nor writes memory as the program
-        // sees it, and never faults, whatever the address. `at` is inside the allocation anyway
-        // (see `lines_ahead`).
-        #[allow(unused_unsafe)]
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(line)
-        };
+        let first = bytes
+            .as_ptr()
+            .wrapping_add(prefetch_from(bytes.len(), bytes.capacity()));
+        for line in 0..PREFETCH_LINES {
+            // SAFETY: a prefetch is only a hint: it neither reads nor writes memory as the
+            // program sees it, and never faults, whatever the address (these are inside the
+            // buffer's allocation anyway, see `prefetch_from`).
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(
+                    first.wrapping_add(line * CACHE_LINE).cast::<i8>(),
+                )
+            };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, written_from);
+    let _ = bytes;
 }
 
-/// The offsets [`prefetch_ahead`] asks for, one per line, in a buffer at address `base` of
-/// `capacity` bytes whose contents grew from `written_from` to `len` bytes: from the start of
-/// the line holding `written_from + PREFETCH_AHEAD` to `len + PREFETCH_AHEAD`, never past the
-/// capacity nor more than [`PREFETCH_MAX_LINES`] lines.
-fn lines_ahead(
-    base: usize,
-    written_from: usize,
-    len: usize,
-    capacity: usize,
-) -> std::ops::Range<usize> {
-    let misalignment = base.wrapping_add(written_from) % CACHE_LINE;
-    let from = written_from + PREFETCH_AHEAD - misalignment;
-    let to = (len + PREFETCH_AHEAD)
-        .min(capacity)
-        .min(from + PREFETCH_MAX_LINES * CACHE_LINE);
-    from.min(to)..to
+/// Where [`prefetch_ahead`] starts in a buffer of `len` bytes and `capacity`: its lines stay
+/// inside the allocation, the last ones asked for again as the buffer nears its end.
+#[inline(always)]
+fn prefetch_from(len: usize, capacity: usize) -> usize {
+    (len + PREFETCH_AHEAD).min(capacity.saturating_sub(PREFETCH_LINES * CACHE_LINE))
 }
 
 #[cold]
@@ -771,40 +758,27 @@ fn hand_off_full(shared: &Shared, mut pending: SlotGuard<'_>, kind: Kind) {
 mod tests {
     use super::*;
 
-    /// The prefetched lines start on a line boundary, cover the record's bytes moved ahead,
-    /// and stay inside the buffer, whatever its alignment and however full.
+    /// The prefetched lines lie ahead of what was written and inside the buffer, however full,
+    /// and follow on from one record to the next.
     #[test]
-    fn prefetching_stays_in_the_buffer_and_covers_what_comes_next() {
-        for base in [0x1000, 0x1001, 0x103f, 0x1040 - 8] {
-            for (written_from, len) in [
-                (0, 165),
-                (100, 265),
-                (30_000, 30_165),
-                (31_500, 31_700),
-                (32_000, 32_165),
-                (5, 5_000),
-            ] {
-                let capacity = BUFFER_BYTES;
-                let lines = lines_ahead(base, written_from, len, capacity);
-                assert!(lines.end <= capacity, "{base:#x} {written_from}: {lines:?}");
-                if lines.is_empty() {
-                    assert!(written_from + PREFETCH_AHEAD >= capacity - CACHE_LINE);
-                    continue;
+    fn prefetching_stays_in_the_buffer_and_ahead_of_the_records() {
+        let lines = PREFETCH_LINES * CACHE_LINE;
+        for capacity in [FIRST_BUFFER_BYTES, BUFFER_BYTES, 2 * BUFFER_BYTES] {
+            let mut last = None;
+            for len in (0..capacity).step_by(165) {
+                let from = prefetch_from(len, capacity);
+                assert!(from + lines <= capacity, "{len} of {capacity}: {from}");
+                if len + PREFETCH_AHEAD + lines <= capacity {
+                    assert_eq!(from, len + PREFETCH_AHEAD);
+                    if let Some(last) = last {
+                        assert!(from <= last + lines, "no gap after {last}: {from}");
+                    }
                 }
-                assert_eq!((base + lines.start) % CACHE_LINE, 0, "{base:#x}: {lines:?}");
-                assert!(lines.start <= written_from + PREFETCH_AHEAD);
-                assert!(lines.start + CACHE_LINE > written_from + PREFETCH_AHEAD);
-                let wanted = (len + PREFETCH_AHEAD).min(capacity);
-                assert!(
-                    lines.end == wanted || lines.len() == PREFETCH_MAX_LINES * CACHE_LINE,
-                    "{base:#x} {written_from}..{len}: {lines:?}"
-                );
+                last = Some(from);
             }
         }
     }
 
-    /// Each side's writes happen while it alone holds the slot: a lock that let two in at once
-    /// (or ordered their writes loosely) would lose increments or tear the buffer.
     #[test]
     fn a_slot_is_held_by_one_side_at_a_time() {
         const THREADS: usize = 4;
