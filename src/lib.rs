@@ -104,7 +104,9 @@ pub use bridges::tracing as tracing_bridge;
 mod url;
 
 pub use attributes::{KeyValue, Str, Value};
-pub use export::{CountersSnapshot, ExportError, RetryPolicy, SignalCounts, SpanConsumer};
+pub use export::{
+    CountersReader, CountersSnapshot, ExportError, RetryPolicy, SignalCounts, SpanConsumer,
+};
 pub use resource::Resource;
 pub use settings::{Settings, SettingsBuilder, SettingsError, SettingsFile, Token};
 pub use telemetry::{InitError, Telemetry};

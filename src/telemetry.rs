@@ -3,7 +3,7 @@
 use crate::core::sampler::Sampler;
 use crate::core::SignalConfig;
 use crate::export::{
-    CountersSnapshot, Endpoint, ExportError, Pipeline, PipelineConfig, SpanConsumer,
+    CountersReader, CountersSnapshot, Endpoint, ExportError, Pipeline, PipelineConfig, SpanConsumer,
 };
 use crate::resource::Resource;
 use crate::settings::{Settings, SettingsError, Token};
@@ -132,6 +132,26 @@ impl Telemetry {
         self.pipeline
             .as_ref()
             .map(|p| p.counters().snapshot())
+            .unwrap_or_default()
+    }
+
+    /// A handle on the same counters that outlives this `Telemetry`: read it after
+    /// [`shutdown`](Self::shutdown) to see what the shutdown itself sent or dropped, or from
+    /// another thread. After a shutdown the counts add up (`enqueued = exported + dropped()`)
+    /// once its exporter thread has ended: at the latest when a request still in flight at the
+    /// deadline times out.
+    ///
+    /// ```
+    /// # let telemetry = plain_connect::Telemetry::disabled();
+    /// let counters = telemetry.counters_reader();
+    /// telemetry.shutdown(std::time::Duration::from_secs(5)).ok();
+    /// let spans = counters.read().spans;
+    /// println!("{} spans exported, {} dropped", spans.exported, spans.dropped());
+    /// ```
+    pub fn counters_reader(&self) -> CountersReader {
+        self.pipeline
+            .as_ref()
+            .map(|p| CountersReader::new(p.counters_arc()))
             .unwrap_or_default()
     }
 

@@ -304,6 +304,45 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     second.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// What a shutdown itself drops is readable after it, when the `Telemetry` is gone: here the
+/// spans of a request that hangs past the shutdown's deadline, counted once it times out.
+#[test]
+fn the_counters_outlive_the_shutdown_that_consumes_the_telemetry() {
+    let _serial = common::serial();
+    let hanging = TestReceiver::start();
+    hanging.set_behavior(Behavior::Hang);
+    let telemetry = start(&hanging, |b| {
+        b.request_timeout(Duration::from_millis(500)).retry(
+            plain_connect::RetryPolicy::default()
+                .max_attempts(1)
+                .max_elapsed(Duration::from_millis(10)),
+        )
+    });
+    let counters = telemetry.counters_reader();
+    for _ in 0..10 {
+        trace::span("lost at shutdown").start().end();
+    }
+    assert!(telemetry.shutdown(Duration::from_millis(100)).is_err());
+    let settled = std::time::Instant::now() + Duration::from_secs(5);
+    let spans = loop {
+        let spans = counters.read().spans;
+        if spans.enqueued == spans.exported + spans.dropped() || std::time::Instant::now() > settled
+        {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (spans.enqueued, spans.exported, spans.dropped_send_failed),
+        (10, 0, 10),
+        "{spans:?}"
+    );
+    assert_eq!(
+        Telemetry::disabled().counters_reader().read(),
+        Default::default()
+    );
+}
+
 #[test]
 fn recording_after_shutdown_keeps_nothing() {
     let _serial = common::serial();

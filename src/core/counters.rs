@@ -6,6 +6,7 @@
 //! counters; a record made while none is installed is not produced into any.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 #[derive(Default, Debug)]
 pub(crate) struct SignalCounters {
@@ -97,4 +98,24 @@ pub struct CountersSnapshot {
     pub requests_failed: u64,
     /// Calls of a span consumer that panicked (caught: export went on).
     pub span_consumer_panics: u64,
+}
+
+/// Reads a pipeline's counters from anywhere, for as long as it is kept: from another thread
+/// (a health endpoint) without a borrow of the [`crate::Telemetry`], and after its shutdown,
+/// which consumes it. See [`crate::Telemetry::counters_reader`].
+#[derive(Clone, Debug, Default)]
+pub struct CountersReader(Option<Arc<Counters>>);
+
+impl CountersReader {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        CountersReader(Some(counters))
+    }
+
+    /// What happened to every item so far; all zero for a disabled [`crate::Telemetry`].
+    pub fn read(&self) -> CountersSnapshot {
+        self.0
+            .as_deref()
+            .map(Counters::snapshot)
+            .unwrap_or_default()
+    }
 }

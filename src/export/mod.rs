@@ -12,7 +12,7 @@ mod report;
 pub(crate) mod retry;
 pub(crate) mod transport;
 
-pub use crate::core::counters::{CountersSnapshot, SignalCounts};
+pub use crate::core::counters::{CountersReader, CountersSnapshot, SignalCounts};
 pub(crate) use pipeline::{Pipeline, PipelineConfig};
 pub use retry::RetryPolicy;
 pub(crate) use transport::Endpoint;

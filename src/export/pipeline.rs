@@ -150,6 +150,10 @@ impl Pipeline {
         &self.shared.counters
     }
 
+    pub(crate) fn counters_arc(&self) -> Arc<Counters> {
+        Arc::clone(&self.shared.counters)
+    }
+
     pub(crate) fn add_span_consumer(&self, consumer: Box<dyn SpanConsumer>) {
         self.consumers.lock().push(consumer);
     }
