@@ -173,10 +173,17 @@ impl Drop for Telemetry {
 /// Resolves settings and resource into what the pipeline runs with.
 fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
     let tuning = settings.tuning();
+    // A batch takes at most half the queue, so the queue still takes records while a full batch
+    // is sent: a batch as big as the queue (or bigger) would be sent only once the queue was
+    // full, or never before the timer, and records would be dropped meanwhile.
+    let max_export_batch = tuning
+        .max_export_batch_size
+        .min(tuning.max_queue_size / 2)
+        .max(1);
     // A thread hands over at most a sixteenth of the queue at once, so a small queue still
     // fills to the brim before anything is dropped.
     let handoff_size = 1024
-        .min(tuning.max_export_batch_size)
+        .min(max_export_batch)
         .min(tuning.max_queue_size / 16)
         .max(1);
     PipelineConfig {
@@ -216,7 +223,7 @@ fn pipeline_config(settings: &Settings, resource: &Resource) -> PipelineConfig {
         },
         max_queue_size: tuning.max_queue_size,
         handoff_size,
-        max_export_batch: tuning.max_export_batch_size,
+        max_export_batch,
         span_delay: tuning.span_delay,
         log_delay: tuning.log_delay,
         metrics_interval: tuning.metrics_interval,

@@ -304,6 +304,31 @@ fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     second.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// A batch size at or above the queue's bound is capped at half of it: the exporter is woken
+/// and sends while the queue still has room, so a steady producer loses nothing, with no timer
+/// to help.
+#[test]
+fn a_batch_as_big_as_the_queue_still_leaves_room() {
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, |b| {
+        b.max_queue_size(1000)
+            .max_export_batch_size(4096)
+            .export_delay(Duration::from_secs(60))
+    });
+    for i in 0..5000 {
+        trace::span("steady").start().end();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let spans = telemetry.counters().spans;
+    assert_eq!(spans.dropped_queue_full, 0, "{spans:?}");
+    assert!(spans.exported >= 3000, "sent before any timer: {spans:?}");
+    telemetry.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(receiver.spans().len(), 5000);
+}
+
 /// What a shutdown itself drops is readable after it, when the `Telemetry` is gone: here the
 /// spans of a request that hangs past the shutdown's deadline, counted once it times out.
 #[test]

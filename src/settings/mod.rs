@@ -491,7 +491,9 @@ impl SettingsBuilder {
         self.settings.tuning.max_queue_size = items.max(1);
         self
     }
-    /// Items per export request (default 2048).
+    /// Items per export request (default 2048), at most half of
+    /// [`max_queue_size`](Self::max_queue_size): the queue keeps taking records while a full
+    /// batch is sent.
     pub fn max_export_batch_size(mut self, items: usize) -> Self {
         self.settings.tuning.max_export_batch_size = items.max(1);
         self
