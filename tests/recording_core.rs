@@ -316,10 +316,11 @@ fn a_batch_as_big_as_the_queue_still_leaves_room() {
             .max_export_batch_size(4096)
             .export_delay(Duration::from_secs(60))
     });
+    // 5 000 spans a second: far below what the exporter sends, with room for a slow machine.
     for i in 0..5000 {
         trace::span("steady").start().end();
         if i % 50 == 49 {
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     let spans = telemetry.counters().spans;
