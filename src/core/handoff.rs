@@ -690,8 +690,9 @@ const PREFETCH_AHEAD: usize = 1024;
 const PREFETCH_LINES: usize = 3;
 const CACHE_LINE: usize = 64;
 
-/// Asks the CPU to fetch, for writing, the next [`PREFETCH_LINES`] lines of `bytes`' spare
-/// capacity found [`PREFETCH_AHEAD`] bytes past its end. A buffer comes from the exporter's
+/// Asks the CPU to fetch the next [`PREFETCH_LINES`] lines of `bytes`' spare capacity found
+/// [`PREFETCH_AHEAD`] bytes past its end (a write prefetch where the build targets a CPU that
+/// has one, a read prefetch otherwise: either brings the lines into this core's cache). A buffer comes from the exporter's
 /// stock or back from a send, so its memory is not in this core's cache: a thread that records
 /// in bursts (after a sleep, say) would otherwise stall on each line as its records reach it.
 #[inline(always)]
@@ -779,6 +780,8 @@ mod tests {
         }
     }
 
+    /// Each side's writes happen while it alone holds the slot: a lock that let two in at once
+    /// (or ordered their writes loosely) would lose increments or tear the buffer.
     #[test]
     fn a_slot_is_held_by_one_side_at_a_time() {
         const THREADS: usize = 4;
