@@ -614,16 +614,14 @@ impl EventFields {
                 return;
             }
         }
-        match name {
-            "message" => self.message = Some(value.to_display_string()),
-            ERROR_FIELD => self.error = Some(value.to_display_string()),
-            name => {
-                if self.attributes.list.capacity() == 0 {
-                    self.attributes.list = attribute_room();
-                }
-                self.attributes.push(Str::Static(name), value)
-            }
+        if let Some(text) = self.text_of(name) {
+            *text = Some(value.to_display_string());
+            return;
         }
+        if self.attributes.list.capacity() == 0 {
+            self.attributes.list = attribute_room();
+        }
+        self.attributes.push(Str::Static(name), value)
     }
 }
 
