@@ -151,7 +151,7 @@ impl Telemetry {
     pub fn counters_reader(&self) -> CountersReader {
         self.pipeline
             .as_ref()
-            .map(|p| CountersReader::new(p.counters_arc()))
+            .map(|p| CountersReader::new(std::sync::Arc::clone(p.counters())))
             .unwrap_or_default()
     }
 

@@ -182,7 +182,7 @@ pub(crate) struct Shared {
     /// records wait unannounced (a batch's worth), not for every chunk. The exporter drains the
     /// queue whenever it runs, so a chunk sent meanwhile waits at most for its next timer.
     doorbell: (Sender<()>, Receiver<()>),
-    /// Records sent since the exporter last drained the queue.
+    /// Records sent or parked since the exporter last drained the queue.
     unannounced: AtomicUsize,
     wake_items: usize,
 }
@@ -221,7 +221,7 @@ impl Shared {
         }
     }
 
-    /// Wakes the exporter once `n` records wait in the queue (by default, at every hand-off).
+    /// Wakes the exporter once `n` records wait unannounced (by default, a hand-off's worth).
     pub(crate) fn waking_at(mut self, n: usize) -> Self {
         self.wake_items = n.max(1);
         self
@@ -237,13 +237,9 @@ impl Shared {
     fn announce(&self, n: usize) {
         let before = self.unannounced.fetch_add(n, Ordering::Relaxed);
         if before < self.wake_items && before + n >= self.wake_items {
-            self.ring();
+            // Full: a wake-up is already pending.
+            let _ = self.doorbell.0.try_send(());
         }
-    }
-
-    fn ring(&self) {
-        // Full: a wake-up is already pending.
-        let _ = self.doorbell.0.try_send(());
     }
 
     /// After this, nothing more is queued: handed-over records are counted as dropped. Parked
@@ -407,7 +403,7 @@ impl Shared {
     }
 
     /// Whether any chunk may be parked (a look without the lock, for the exporter's wake-ups).
-    pub(crate) fn has_parked(&self) -> bool {
+    fn has_parked(&self) -> bool {
         self.parked_hint.load(Ordering::Relaxed) > 0
     }
 
@@ -692,9 +688,10 @@ const CACHE_LINE: usize = 64;
 
 /// Asks the CPU to fetch the next [`PREFETCH_LINES`] lines of `bytes`' spare capacity found
 /// [`PREFETCH_AHEAD`] bytes past its end (a write prefetch where the build targets a CPU that
-/// has one, a read prefetch otherwise: either brings the lines into this core's cache). A buffer comes from the exporter's
-/// stock or back from a send, so its memory is not in this core's cache: a thread that records
-/// in bursts (after a sleep, say) would otherwise stall on each line as its records reach it.
+/// has one, a read prefetch otherwise: either brings the lines into this core's cache). A
+/// buffer comes from the exporter's stock or back from a send, so its memory is not in this
+/// core's cache: a thread that records in bursts (after a sleep, say) would otherwise stall on
+/// each line as its records reach it.
 #[inline(always)]
 #[allow(clippy::ptr_arg)] // its capacity is what it reads
 fn prefetch_ahead(bytes: &Vec<u8>) {

@@ -107,6 +107,7 @@ impl Pipeline {
             shared: Arc::clone(&shared),
             counters,
             queue: queue_rx,
+            doorbell: shared.doorbell().clone(),
             control: control_rx,
             consumers: Arc::clone(&consumers),
             spans: Waiting::default(),
@@ -146,12 +147,8 @@ impl Pipeline {
         }
     }
 
-    pub(crate) fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
         &self.shared.counters
-    }
-
-    pub(crate) fn counters_arc(&self) -> Arc<Counters> {
-        Arc::clone(&self.shared.counters)
     }
 
     pub(crate) fn add_span_consumer(&self, consumer: Box<dyn SpanConsumer>) {
@@ -304,6 +301,8 @@ struct Exporter {
     shared: Arc<Shared>,
     counters: Arc<Counters>,
     queue: Receiver<Chunk>,
+    /// Rung by the app threads once a batch's worth waits in `queue` or parked (see `Shared`).
+    doorbell: Receiver<()>,
     control: Receiver<Control>,
     consumers: Consumers,
     spans: Waiting,
@@ -350,7 +349,6 @@ impl Exporter {
                 .next_metrics
                 .min(self.next_span_export)
                 .min(self.next_log_export);
-            let doorbell = self.shared.doorbell().clone();
             select! {
                 recv(self.control) -> message => match message {
                     Ok(control) => if self.serve(control) { return },
@@ -362,7 +360,7 @@ impl Exporter {
                         return;
                     }
                 },
-                recv(doorbell) -> _ => {},
+                recv(self.doorbell) -> _ => {},
                 default(wake.saturating_duration_since(now)) => {},
             }
             self.drain();
