@@ -20,6 +20,27 @@ fn start(
     start_with_env(receiver, tune, &[])
 }
 
+/// As `start`, against `hanging` set to accept requests and never answer, each request tried
+/// once and given up after `request_timeout`.
+fn start_hanging(
+    hanging: &TestReceiver,
+    request_timeout: Duration,
+    tune: impl FnOnce(SettingsBuilder) -> SettingsBuilder,
+) -> Telemetry {
+    hanging.set_behavior(Behavior::Hang);
+    start(hanging, |b| {
+        tune(
+            b.request_timeout(request_timeout).retry(
+                plain_connect::RetryPolicy::default()
+                    .max_attempts(1)
+                    .initial_backoff(Duration::from_millis(10))
+                    .max_backoff(Duration::from_millis(10))
+                    .max_elapsed(Duration::from_millis(10)),
+            ),
+        )
+    })
+}
+
 /// As `start`, with OTEL_* variables (read from `env`, not the process's environment).
 fn start_with_env(
     receiver: &TestReceiver,
@@ -253,17 +274,8 @@ fn eight_flooding_threads_fill_the_queue_and_every_record_is_accounted_for() {
 fn a_pipeline_shut_down_while_its_endpoint_hangs_takes_nothing_from_the_next() {
     let _serial = common::serial();
     let hanging = TestReceiver::start();
-    hanging.set_behavior(Behavior::Hang);
-    let first = start(&hanging, |b| {
-        b.request_timeout(Duration::from_millis(800))
-            .metrics_interval(Duration::from_millis(50))
-            .retry(
-                plain_connect::RetryPolicy::default()
-                    .max_attempts(1)
-                    .initial_backoff(Duration::from_millis(10))
-                    .max_backoff(Duration::from_millis(10))
-                    .max_elapsed(Duration::from_millis(10)),
-            )
+    let first = start_hanging(&hanging, Duration::from_millis(800), |b| {
+        b.metrics_interval(Duration::from_millis(50))
     });
     let old = metrics::counter("core.handoff.old").build().unwrap();
     old.add(1, &[]);
@@ -336,14 +348,7 @@ fn a_batch_as_big_as_the_queue_still_leaves_room() {
 fn the_counters_outlive_the_shutdown_that_consumes_the_telemetry() {
     let _serial = common::serial();
     let hanging = TestReceiver::start();
-    hanging.set_behavior(Behavior::Hang);
-    let telemetry = start(&hanging, |b| {
-        b.request_timeout(Duration::from_millis(500)).retry(
-            plain_connect::RetryPolicy::default()
-                .max_attempts(1)
-                .max_elapsed(Duration::from_millis(10)),
-        )
-    });
+    let telemetry = start_hanging(&hanging, Duration::from_millis(500), |b| b);
     let counters = telemetry.counters_reader();
     for _ in 0..10 {
         trace::span("lost at shutdown").start().end();
