@@ -15,6 +15,7 @@ pub fn parse_tracestate<'a>(
 }
 
 use crate::attributes::{KeyValue, Str, Value};
+use crate::core::wire::OneOf;
 use crate::export::{encode::Encoder, transport, Signal};
 use crate::trace::{Event, SpanData, SpanId, SpanKind, Status, TraceId};
 
@@ -89,8 +90,29 @@ pub fn encode_span(
         dropped_links: 0,
         status: Status::Error(Str::from(text.to_owned())),
     };
-    // As at hand-off: the span encoded on its own, then the exporter's request around it.
-    let mut entry = Vec::new();
-    crate::trace::span_entry(&mut entry, &span);
+    // As at hand-off: the span encoded on its own (its literals kept as literals), then as the
+    // exporter writes it, in its request.
+    let literals = [
+        (
+            LITERAL_KEYS[0],
+            OneOf::Str(LITERAL_TEXTS[number.unsigned_abs() as usize % 3]),
+        ),
+        (LITERAL_KEYS[1], OneOf::Int(number)),
+        (LITERAL_KEYS[2], OneOf::Double(float)),
+        (LITERAL_KEYS[3], OneOf::Bool(number % 2 == 0)),
+    ];
+    let mut record = Vec::new();
+    crate::trace::span_entry(&mut record, &span, &literals);
+    let (mut entry, mut at) = (Vec::new(), 0);
+    while let Some(span) = crate::trace::next_span_record(&record, &mut at) {
+        // SAFETY: written by `span_entry`'s `finish_span`, in this process.
+        unsafe { span.write_exported(&mut entry) };
+    }
     Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&[&entry])
 }
+
+/// The keys of the literal attributes [`encode_span`] adds after the others, in order: each with
+/// a character no key split from the fuzz input holds, so none of those replaces one. Their
+/// values: one of three texts (by `number`), `number`, `float`, whether `number` is even.
+pub const LITERAL_KEYS: [&str; 4] = ["\u{1}text", "\u{1}int", "\u{1}float", "\u{1}bool"];
+const LITERAL_TEXTS: [&str; 3] = ["", "GET", "é ✓ 𝄞"];

@@ -373,3 +373,99 @@ fn a_new_trace_sets_the_random_flag_and_a_continued_one_keeps_the_callers() {
         telemetry.shutdown(Duration::from_secs(5)).unwrap();
     }
 }
+
+/// Literal keys and values (kept as words on the recording thread, written out by the exporter)
+/// arrive as set, among run-time ones, at the endpoint and at the span consumers: set on the
+/// span's thread, set again, set from another thread, on a span ended on another thread.
+#[test]
+fn literal_attributes_arrive_as_set_wherever_they_were_set() {
+    use common::proto::common::v1::any_value::Value as V;
+    use plain_connect::Value;
+    let _serial = common::serial();
+    let receiver = TestReceiver::start();
+    let telemetry = start(&receiver, 1.0);
+    let consumed: Arc<Mutex<Vec<trace::SpanData>>> = Arc::default();
+    let sink = Arc::clone(&consumed);
+    telemetry.add_span_consumer(move |spans: &[trace::SpanData]| {
+        sink.lock().unwrap().extend_from_slice(spans);
+    });
+    {
+        let mut span = trace::span("here").start();
+        span.set_attribute("http.request.method", "GET");
+        span.set_attribute("http.response.status_code", 200i64);
+        span.set_attribute("peer", format!("10.0.0.{}", 7)); // run-time value
+        span.set_attribute("retry", true);
+        span.set_attribute("ratio", 0.5);
+        span.set_attribute("http.response.status_code", 503i64); // set again
+        trace::current_span().set_attribute("http.route", "/users/{id}");
+    }
+    let mut moved = trace::span("ended elsewhere").start();
+    moved.set_attribute("db.system.name", "postgresql");
+    std::thread::spawn(move || {
+        moved.set_attribute("db.operation.name", "SELECT"); // off its thread
+        moved.end();
+    })
+    .join()
+    .unwrap();
+    telemetry.flush(Duration::from_secs(5)).unwrap();
+
+    let spans = receiver.spans();
+    let here = by_name(&spans, "here");
+    let keys: Vec<&str> = here.attributes.iter().map(|a| a.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "http.request.method",
+            "http.response.status_code",
+            "peer",
+            "retry",
+            "ratio",
+            "http.route"
+        ]
+    );
+    assert_eq!(
+        string_attr(&here.attributes, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        int_attr(&here.attributes, "http.response.status_code"),
+        Some(503)
+    );
+    assert_eq!(
+        string_attr(&here.attributes, "peer").as_deref(),
+        Some("10.0.0.7")
+    );
+    assert_eq!(
+        common::attr(&here.attributes, "retry"),
+        Some(V::BoolValue(true))
+    );
+    assert_eq!(
+        common::attr(&here.attributes, "ratio"),
+        Some(V::DoubleValue(0.5))
+    );
+    assert_eq!(
+        string_attr(&here.attributes, "http.route").as_deref(),
+        Some("/users/{id}")
+    );
+    let elsewhere = by_name(&spans, "ended elsewhere");
+    assert_eq!(
+        string_attr(&elsewhere.attributes, "db.system.name").as_deref(),
+        Some("postgresql")
+    );
+    assert_eq!(
+        string_attr(&elsewhere.attributes, "db.operation.name").as_deref(),
+        Some("SELECT")
+    );
+
+    let consumed = consumed.lock().unwrap();
+    let here = consumed.iter().find(|s| s.name.as_str() == "here").unwrap();
+    let values: Vec<(&str, &Value)> = here
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.as_str(), &kv.value))
+        .collect();
+    assert_eq!(values.len(), 6);
+    assert_eq!(values[1], ("http.response.status_code", &Value::I64(503)));
+    assert_eq!(values[4], ("ratio", &Value::F64(0.5)));
+    assert_eq!(values[5].0, "http.route");
+}

@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use plain_connect::proto::collector::trace::v1::ExportTraceServiceRequest;
+use plain_connect::proto::common::v1::any_value;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +22,11 @@ fuzz_target!(|data: &[u8]| {
     let decoded = ExportTraceServiceRequest::decode(&bytes[..]).expect("our encoding decodes");
     let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(span.name, name);
-    assert_eq!(span.attributes.len(), keys.len());
+    let literals = plain_connect::fuzzing::LITERAL_KEYS;
+    assert_eq!(span.attributes.len(), keys.len() + literals.len());
+    let last = &span.attributes[keys.len()..];
+    assert!(last.iter().map(|a| a.key.as_str()).eq(literals));
+    let int = last[1].value.as_ref().and_then(|v| v.value.as_ref());
+    assert_eq!(int, Some(&any_value::Value::IntValue(number)));
     assert_eq!(span.status.as_ref().unwrap().message, value);
 });

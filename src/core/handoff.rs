@@ -2,7 +2,8 @@
 //! to the exporter, bounded in items.
 //!
 //! A finished span or log record is written in the OTLP wire format into a buffer owned by the
-//! recording thread (an uncontended lock, no channel operation, nothing allocated per record).
+//! recording thread (an uncontended lock, no channel operation, nothing allocated per record),
+//! a span's literal attributes aside (kept as addresses for the exporter to write out).
 //! A full buffer is handed to the exporter as one [`Chunk`] if the queue has room for its items;
 //! the exporter also sweeps every thread's buffer on its timer and on flush, so an idle thread's
 //! records still leave within the export delay. The buffer of a thread that exits (or moves to
@@ -613,7 +614,9 @@ fn read_span_limits(generation: u64) -> SpanLimits {
 }
 
 /// Writes one record into this thread's buffer with `write` (which appends its encoding);
-/// nothing happens when no pipeline is installed. Returns whether it was written.
+/// nothing happens when no pipeline is installed. Returns whether it was written. A span's
+/// record is what `trace::encode::finish_span` completed, and nothing else: the exporter reads
+/// the addresses of literal attributes out of it (`trace::literal`).
 #[inline]
 pub(crate) fn submit(kind: Kind, write: impl FnOnce(&mut Vec<u8>)) -> bool {
     let generation = super::GENERATION.load(Ordering::Relaxed);

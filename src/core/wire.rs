@@ -537,6 +537,18 @@ pub(crate) fn scalar_key_value(w: &mut Writer<'_>, field: u32, key: &str, member
     scalar_entry(w.buf, field, key, member);
 }
 
+/// The bytes [`scalar_key_value`] writes: the entry's tag and length, and its body.
+pub(crate) fn scalar_entry_len(field: u32, key: &str, member: OneOf<'_>) -> usize {
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    let value_len = scalar_len(member);
+    let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
+    varint_len(u64::from(field << 3 | LEN)) + varint_len(body_len as u64) + body_len
+}
+
 /// [`key_value_entry`] for a scalar value; returns where the key's bytes start.
 #[inline(always)]
 fn scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> usize {

@@ -278,7 +278,7 @@ mod tests {
     fn ours_traces(encoder: &Encoder, spans: &[SpanData]) -> Vec<u8> {
         let mut buf = Vec::new();
         for s in spans {
-            crate::trace::span_entry(&mut buf, s);
+            crate::trace::span_entry(&mut buf, s, &[]);
         }
         encoder.traces(&fields(&buf))
     }

@@ -11,6 +11,7 @@ use crate::attributes::KeyValue;
 use crate::core::counters::{Counters, SignalCounters};
 use crate::core::wire::next_field;
 use crate::core::{self, Chunk, Encoded, Shared, SignalConfig};
+use crate::trace;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -111,6 +112,7 @@ impl Pipeline {
             control: control_rx,
             consumers: Arc::clone(&consumers),
             spans: Waiting::default(),
+            exported: Vec::new(),
             logs: Waiting::default(),
             next_span_export: now + config.span_delay,
             next_log_export: now + config.log_delay,
@@ -207,8 +209,16 @@ impl Drop for Pipeline {
     }
 }
 
-/// A record's length-delimited fields, each as (whole field, body).
-type Record<'a> = [(&'a [u8], &'a [u8]); 2];
+/// The most bytes the exporter keeps, between batches, of the buffer it writes a batch's spans
+/// into: a default batch of common spans fits.
+const KEPT_EXPORTED_BYTES: usize = 1 << 20;
+
+/// A log record's length-delimited fields, its scope's and its own, each as (whole field, body).
+type LogRecord<'a> = [(&'a [u8], &'a [u8]); 2];
+
+fn next_log_record<'a>(bytes: &'a [u8], at: &mut usize) -> Option<LogRecord<'a>> {
+    Some([next_field(bytes, at)?, next_field(bytes, at)?])
+}
 
 /// Where the records taken from [`Waiting`] end: after its first `whole_buffers` buffers, at
 /// `offset` in the next.
@@ -235,22 +245,21 @@ impl Waiting {
         }
     }
 
-    /// The first `max` records, each its `fields` length-delimited fields (1 for a span, 2 for
-    /// a log record: its scope, then itself), as (whole field, body) pairs, and where they end.
-    fn front(&self, max: usize, fields: usize) -> (Vec<Record<'_>>, End) {
+    /// The first `max` records, each as `next` reads it from a buffer, and where they end.
+    fn front<'a, R>(
+        &'a self,
+        max: usize,
+        next: impl Fn(&'a [u8], &mut usize) -> Option<R>,
+    ) -> (Vec<R>, End) {
         let mut records = Vec::with_capacity(max.min(self.count));
         let mut offset = self.front_offset;
         for (index, encoded) in self.buffers.iter().enumerate() {
             let bytes = &encoded.bytes[..];
-            'records: while records.len() < max {
-                let mut record = [(&[][..], &[][..]); 2];
-                for field in record.iter_mut().take(fields) {
-                    match next_field(bytes, &mut offset) {
-                        Some(f) => *field = f,
-                        None => break 'records,
-                    }
+            while records.len() < max {
+                match next(bytes, &mut offset) {
+                    Some(record) => records.push(record),
+                    None => break,
                 }
-                records.push(record);
             }
             if records.len() == max && offset < bytes.len() {
                 return (
@@ -306,6 +315,8 @@ struct Exporter {
     control: Receiver<Control>,
     consumers: Consumers,
     spans: Waiting,
+    /// The spans of the batch being sent, as they are exported (kept for its capacity).
+    exported: Vec<u8>,
     logs: Waiting,
     next_span_export: Instant,
     next_log_export: Instant,
@@ -487,11 +498,28 @@ impl Exporter {
                 return;
             }
             let (body, n, end) = {
-                let (records, end) = self.spans.front(max, 1);
-                self.feed_consumers(&records);
-                let entries: Vec<&[u8]> = records.iter().map(|[(whole, _), _]| *whole).collect();
-                (self.encoder.traces(&entries), records.len(), end)
+                let (records, end) = self.spans.front(max, trace::next_span_record);
+                // The spans as they are exported, literal attributes written in.
+                self.exported.clear();
+                for record in &records {
+                    // SAFETY: span bytes in a hand-off buffer are only ever written by
+                    // `trace::span::submit`, record by record from the buffer's start, in this
+                    // process; `front` read the records from there in order.
+                    unsafe { record.write_exported(&mut self.exported) };
+                }
+                let mut entries = Vec::with_capacity(records.len());
+                let mut at = 0;
+                while let Some(entry) = next_field(&self.exported, &mut at) {
+                    entries.push(entry);
+                }
+                self.feed_consumers(&entries);
+                let wholes: Vec<&[u8]> = entries.iter().map(|(whole, _)| *whole).collect();
+                (self.encoder.traces(&wholes), records.len(), end)
             };
+            // A batch of big spans does not keep its memory for good.
+            if self.exported.capacity() > KEPT_EXPORTED_BYTES {
+                self.exported = Vec::new();
+            }
             if n == 0 {
                 // Never ours: bytes that are not whole fields. Dropped and counted.
                 let n = self.spans.clear(&self.shared);
@@ -509,12 +537,12 @@ impl Exporter {
 
     /// Hands the batch to the span consumers, decoded; a consumer that panics is counted and
     /// keeps its place (the exporter and the app threads carry on).
-    fn feed_consumers(&self, records: &[Record<'_>]) {
+    fn feed_consumers(&self, entries: &[(&[u8], &[u8])]) {
         let mut consumers = self.consumers.lock();
         if consumers.is_empty() {
             return;
         }
-        let spans = crate::trace::decode_spans(records.iter().map(|[(_, body), _]| *body));
+        let spans = trace::decode_spans(entries.iter().map(|(_, body)| *body));
         for consumer in consumers.iter_mut() {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 consumer.consume(&spans);
@@ -534,7 +562,7 @@ impl Exporter {
                 return;
             }
             let (body, n, end) = {
-                let (records, end) = self.logs.front(max, 2);
+                let (records, end) = self.logs.front(max, next_log_record);
                 let frames: Vec<(&[u8], &[u8])> = records
                     .iter()
                     .map(|[(_, scope), (whole, _)]| (*scope, *whole))
@@ -708,9 +736,9 @@ mod tests {
         }
         let mut seen = Vec::new();
         for max in [1, 3, 4, 2, 7, 100] {
-            let (records, end) = waiting.front(max, 1);
+            let (records, end) = waiting.front(max, next_field);
             let n = records.len();
-            seen.extend(records.iter().map(|[(_, body), _]| body.to_vec()));
+            seen.extend(records.iter().map(|(_, body)| body.to_vec()));
             waiting.consume(n, end, &shared);
             assert_eq!(waiting.count, first as usize - seen.len());
         }
@@ -719,6 +747,6 @@ mod tests {
             .collect();
         assert_eq!(seen, expected);
         assert!(waiting.buffers.is_empty());
-        assert_eq!(waiting.front(5, 1).0.len(), 0);
+        assert_eq!(waiting.front(5, next_field).0.len(), 0);
     }
 }

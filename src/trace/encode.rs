@@ -4,13 +4,13 @@
 
 use super::context::{Ids, SpanContext};
 use super::id::{SpanId, TraceId};
-#[cfg(any(test, feature = "fuzzing"))]
-use super::record::SPAN_ATTRIBUTES;
-use super::record::{Attributes, Recording};
+use super::literal::{self, LITERAL_BYTES};
+use super::record::{Attributes, Recording, SPAN_ATTRIBUTES};
 use super::span::{Event, Link, SpanData, SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core::wire::{
-    key_values, put_varint, varint_len, Exact, Tail, Writer, FIXED32, FIXED64, LEN,
+    key_values, next_field, put_varint, read_varint, scalar_entry_len, scalar_key_value,
+    varint_len, Exact, Tail, Writer, FIXED32, FIXED64, LEN,
 };
 use crate::proto::common::v1::{any_value, AnyValue};
 use crate::proto::trace::v1 as pt;
@@ -43,17 +43,21 @@ pub(crate) fn remote_flags(flags: u8, is_remote: bool) -> u32 {
 // A span's record is its `ScopeSpans.spans` entry under construction, in the bytes of its
 // attribute list (written as prost writes it, fields in number order, defaults left out):
 //
-//   [room for the entry's tag and length: HEAD_ROOM bytes]
+//   [room for the entry's tag and length, and a spliced record's head: HEAD_ROOM bytes]
 //   [fields 1 and 2: ids] [3: tracestate] [4: parent span id] [5: name]   written at the start
 //   [6, 7, 8: kind, start and end times: KIND_AND_TIMES_LEN bytes]        room, written at the end
 //   [9: attribute entries]                                                 written as they are set
+//   [literal attributes: LITERAL_BYTES each]                              kept as they are set
 //   [10 to 15: dropped counts, events, links, status] [16: flags]          written at the end
 //
-// The end then writes the tag and length right before the body, in the room kept for them, and
-// the whole entry is copied into the thread's hand-off buffer at once.
+// The end then writes the tag and length right before the body, in the room kept for them (and
+// in front of them, when there are literals, the head of a spliced record), and the whole record
+// is copied into the thread's hand-off buffer at once. The exporter writes the literals out as
+// `KeyValue` entries where they are ([`SpanRecord::write_exported`]).
 
-/// Room for the entry's tag (one byte) and its length (a varint of up to ten bytes).
-const HEAD_ROOM: usize = 11;
+/// Room for the entry's tag (one byte) and its length (a varint of up to ten bytes), and in front
+/// of them the head of a record with literals (see [`SPLICED`]).
+const HEAD_ROOM: usize = 11 + SPLICED_HEAD_ROOM;
 
 /// The shortest head a started record has: no tracestate, no parent, no name.
 pub(crate) const MIN_HEAD_LEN: usize = HEAD_ROOM + IDS_LEN + KIND_AND_TIMES_LEN;
@@ -112,6 +116,7 @@ pub(crate) fn write_head(
     }
     r.name_at = name_at;
     r.attributes.start = start;
+    r.attributes.literals = 0;
 }
 
 /// [`write_head`] with a tracestate or a name of 128 bytes or more.
@@ -138,10 +143,112 @@ fn long_head(
     t.put(&[0; KIND_AND_TIMES_LEN]);
 }
 
+/// The first byte of a hand-off record whose span has literal attributes: field 0, never an
+/// OTLP tag. Then the number of literals and where they are in the entry's body (varints), and
+/// the span's entry with the literals' bytes there (its length counting them as they are).
+const SPLICED: u8 = 0;
+/// The most bytes that head takes.
+const SPLICED_HEAD_ROOM: usize = 21;
+
+/// Writes the head of a record with `n` literals at `literals_at` in its body right before the
+/// entry that starts at `at`, and returns where it starts.
+#[inline(always)]
+fn place_spliced_head(bytes: &mut [u8], at: usize, n: usize, literals_at: usize) -> usize {
+    // Nearly always: under 128 literals, which start within 16 KiB of the body's start.
+    if n < 0x80 && literals_at < 0x80 {
+        bytes[at - 3..at].copy_from_slice(&[SPLICED, n as u8, literals_at as u8]);
+        at - 3
+    } else if n < 0x80 && literals_at < 0x4000 {
+        let (low, high) = (literals_at as u8 | 0x80, (literals_at >> 7) as u8);
+        bytes[at - 4..at].copy_from_slice(&[SPLICED, n as u8, low, high]);
+        at - 4
+    } else {
+        place_long_spliced_head(bytes, at, n, literals_at)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn place_long_spliced_head(bytes: &mut [u8], at: usize, n: usize, literals_at: usize) -> usize {
+    let start = at - 1 - varint_len(n as u64) - varint_len(literals_at as u64);
+    bytes[start] = SPLICED;
+    let n_len = put_varint(&mut bytes[start + 1..], n as u64);
+    put_varint(&mut bytes[start + 1 + n_len..], literals_at as u64);
+    start
+}
+
+/// One span's record in a hand-off buffer, read by [`next_span_record`].
+pub(crate) enum SpanRecord<'b> {
+    /// Its entry, as it is exported.
+    Entry(&'b [u8]),
+    /// The body of its entry, with its literals' bytes at `literals_at` in it.
+    Spliced {
+        body: &'b [u8],
+        literals_at: usize,
+        literals_end: usize,
+    },
+}
+
+/// The span record at `*at` in a hand-off buffer, moving past it; `None` at the end or on bytes
+/// that are not a whole record (never ours).
+pub(crate) fn next_span_record<'b>(bytes: &'b [u8], at: &mut usize) -> Option<SpanRecord<'b>> {
+    if *bytes.get(*at)? != SPLICED {
+        return next_field(bytes, at).map(|(whole, _)| SpanRecord::Entry(whole));
+    }
+    let mut pos = *at + 1;
+    let n = usize::try_from(read_varint(bytes, &mut pos)?).ok()?;
+    let literals_at = usize::try_from(read_varint(bytes, &mut pos)?).ok()?;
+    let (_, body) = next_field(bytes, &mut pos)?;
+    let literals_end = n.checked_mul(LITERAL_BYTES)?.checked_add(literals_at)?;
+    if literals_end > body.len() {
+        return None;
+    }
+    *at = pos;
+    Some(SpanRecord::Spliced {
+        body,
+        literals_at,
+        literals_end,
+    })
+}
+
+impl SpanRecord<'_> {
+    /// Appends the span's entry as it is exported: with literals, their `KeyValue` entries
+    /// written where they are, and the entry's length counting them so.
+    ///
+    /// # Safety
+    /// The record must have been read by [`next_span_record`] from a buffer of records written by
+    /// [`finish_span`] in this process, back to back from its start (a spliced record's literals
+    /// are then `&'static str`s and numbers, see [`super::literal`]).
+    pub(crate) unsafe fn write_exported(&self, out: &mut Vec<u8>) {
+        let (body, literals_at, literals_end) = match *self {
+            SpanRecord::Entry(entry) => return out.extend_from_slice(entry),
+            SpanRecord::Spliced {
+                body,
+                literals_at,
+                literals_end,
+            } => (body, literals_at, literals_end),
+        };
+        let literals = &body[literals_at..literals_end];
+        // SAFETY: as the caller promises, these are the bytes `literal::put` wrote for the span.
+        let each = || unsafe { literal::each(literals) };
+        let added: usize = each()
+            .map(|(key, member)| scalar_entry_len(SPAN_ATTRIBUTES, key, member))
+            .sum();
+        let mut w = Writer::new(out);
+        w.tag(SCOPE_SPANS_SPAN_FIELD, LEN);
+        w.varint((body.len() - literals.len() + added) as u64);
+        w.raw(&body[..literals_at]);
+        for (key, member) in each() {
+            scalar_key_value(&mut w, SPAN_ATTRIBUTES, key, member);
+        }
+        w.raw(&body[literals_end..]);
+    }
+}
+
 /// Completes the record of the span ended at `end_unix_nanos` into one `ScopeSpans.spans` entry
-/// (tag, length, `Span`), exactly as prost writes it, and returns it: kind and times into their
-/// room, the rare fields and the flags after the attributes, the tag and length in front. Once
-/// per record: the record is done afterwards.
+/// (tag, length, `Span`), exactly as prost writes it, literals aside, and returns it: kind and
+/// times into their room, the rare fields and the flags after the attributes, the tag and length
+/// in front. Once per record: the record is done afterwards.
 #[inline(always)]
 pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
     if !r.has_head() {
@@ -172,7 +279,7 @@ pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
     let len = bytes.len() - HEAD_ROOM;
     const TAG: u8 = (SCOPE_SPANS_SPAN_FIELD << 3 | LEN) as u8;
     // Nearly every span is under 16 KiB long: its length then takes one or two bytes.
-    let at = if len < 0x80 {
+    let mut at = if len < 0x80 {
         bytes[HEAD_ROOM - 2..HEAD_ROOM].copy_from_slice(&[TAG, len as u8]);
         HEAD_ROOM - 2
     } else if len < 0x4000 {
@@ -181,6 +288,12 @@ pub(crate) fn finish_span(r: &mut Recording, end_unix_nanos: u64) -> &[u8] {
     } else {
         place_entry_head(bytes, len)
     };
+    let n = r.attributes.literals;
+    if n != 0 {
+        // Where the literals are in the body, which starts at `HEAD_ROOM`.
+        let literals_at = r.attributes.start + r.attributes.literals_at - HEAD_ROOM;
+        at = place_spliced_head(bytes, at, n, literals_at);
+    }
     &bytes[at..]
 }
 
@@ -330,10 +443,15 @@ pub(crate) fn link_entry(buf: &mut Vec<u8>, context: &SpanContext, attributes: &
     });
 }
 
-/// Appends `s` as one `ScopeSpans.spans` entry, exactly as it is (no limit applied): through
-/// the same writer as a live span, for tests and the fuzz target.
+/// Appends `s` as one hand-off record, exactly as it is (no limit applied), with `literals` set
+/// after its attributes as literals: through the same writer as a live span, for tests and the
+/// fuzz target.
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
+pub(crate) fn span_entry(
+    buf: &mut Vec<u8>,
+    s: &SpanData,
+    literals: &[(&'static str, crate::core::wire::OneOf<'static>)],
+) {
     let mut r = Recording::empty();
     let ids = Ids {
         trace_id: s.trace_id,
@@ -353,6 +471,10 @@ pub(crate) fn span_entry(buf: &mut Vec<u8>, s: &SpanData) {
     r.start_unix_nanos = s.start_unix_nanos;
     for kv in &s.attributes {
         r.attributes.push_as_is(SPAN_ATTRIBUTES, kv);
+    }
+    let unlimited = crate::core::SpanLimits::default().max_attributes(u32::MAX);
+    for (key, member) in literals {
+        r.set_scalar_attribute(key, *member, unlimited);
     }
     r.attributes.dropped = s.dropped_attributes;
     for e in &s.events {
@@ -515,9 +637,21 @@ fn value_from_proto(value: Option<AnyValue>) -> Value {
 mod tests {
     //! The oracle for a live span's record: what prost writes for the same outcome.
     use super::*;
+    use crate::core::wire::OneOf;
     use crate::proto::common::v1::{ArrayValue, KeyValue as PKeyValue};
     use crate::trace::context::FLAG_SAMPLED;
     use crate::trace::SpanLimits;
+
+    /// A finished span as the exporter sends it: handed off, then its literals spliced in.
+    fn exported(handed_off: &[u8]) -> Vec<u8> {
+        let (mut out, mut at) = (Vec::new(), 0);
+        while let Some(record) = next_span_record(handed_off, &mut at) {
+            // SAFETY: read from records written by `finish_span`, in this process.
+            unsafe { record.write_exported(&mut out) };
+        }
+        assert_eq!(at, handed_off.len(), "every record read");
+        out
+    }
 
     fn kv(key: &str, value: any_value::Value) -> PKeyValue {
         PKeyValue {
@@ -592,7 +726,7 @@ mod tests {
         // Renamed after its attributes were set: the head is rewritten in front of them.
         r.update_name("GET /users/{id}");
 
-        let ours = finish_span(&mut r, 2_000).to_vec();
+        let ours = exported(finish_span(&mut r, 2_000));
         let expected = pt::Span {
             trace_id: TraceId(0xabc).to_bytes().to_vec(),
             span_id: SpanId(0x34).to_bytes().to_vec(),
@@ -706,7 +840,7 @@ mod tests {
             if value_len > 0 {
                 r.set_attribute(&"k".into(), &"v".repeat(value_len).into(), limits);
             }
-            let ours = finish_span(&mut r, 2).to_vec();
+            let ours = exported(finish_span(&mut r, 2));
             let expected = pt::Span {
                 trace_id: TraceId(3).to_bytes().to_vec(),
                 span_id: SpanId(4).to_bytes().to_vec(),
@@ -734,6 +868,191 @@ mod tests {
             }
             .encode_to_vec();
             assert_eq!(ours, theirs, "value of {value_len} bytes");
+        }
+    }
+
+    /// A started root span named `name` (ids 3 and 4, sampled, started at 1), for the literal
+    /// tests, and what prost makes of it with `attributes`, ended at 2.
+    fn literal_span(name: &str) -> Recording {
+        let mut r = Recording::empty();
+        let ids = Ids {
+            trace_id: TraceId(3),
+            span_id: SpanId(4),
+            flags: FLAG_SAMPLED,
+            is_remote: false,
+            has_trace_state: false,
+        };
+        r.start(name, SpanKind::Client, &ids, SpanId::INVALID, false, None);
+        r.start_unix_nanos = 1;
+        r
+    }
+
+    fn prost_span(name: &str, attributes: Vec<PKeyValue>) -> pt::Span {
+        pt::Span {
+            trace_id: TraceId(3).to_bytes().to_vec(),
+            span_id: SpanId(4).to_bytes().to_vec(),
+            flags: u32::from(FLAG_SAMPLED) | SPAN_FLAGS_HAS_IS_REMOTE,
+            name: name.into(),
+            kind: pt::span::SpanKind::Client as i32,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes,
+            ..Default::default()
+        }
+    }
+
+    fn prost_entry(span: pt::Span) -> Vec<u8> {
+        pt::ScopeSpans {
+            spans: vec![span],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// Literal attributes (kept as literals, written by the exporter) among other attributes:
+    /// in the order they were set, a key set again overwritten where it was, a literal too long
+    /// to keep written on the spot, still literals when the span is renamed and given a status
+    /// and ended: what prost writes, byte for byte, once the exporter has spliced them in.
+    #[test]
+    fn literal_attributes_are_spliced_in_as_prost_writes_them() {
+        use any_value::Value as V;
+        let limits = SpanLimits::default();
+        let statement: &'static str = "select 1 ".repeat(2_000).leak();
+        let mut r = literal_span("q");
+        let lit = |r: &mut Recording, key: &'static str, member: OneOf<'static>| {
+            r.set_scalar_attribute(key, member, limits)
+        };
+        lit(&mut r, "http.request.method", OneOf::Str("GET"));
+        lit(&mut r, "http.route", OneOf::Str("/users/{id}"));
+        // Run-time key: the two literals before it are written out first, in order.
+        r.set_attribute(&Str::from("peer".to_owned()), &"x".into(), limits);
+        lit(&mut r, "status", OneOf::Int(200));
+        lit(&mut r, "retry", OneOf::Bool(true));
+        // The length of "retry": looked up among the entries, the literals written out first.
+        lit(&mut r, "ratio", OneOf::Double(0.25));
+        lit(&mut r, "status", OneOf::Int(503)); // overwritten where it was
+        lit(&mut r, "db.query.text", OneOf::Str(statement)); // too long for a literal
+        lit(&mut r, "", OneOf::Str("empty key"));
+        lit(&mut r, "server.port", OneOf::Int(-7));
+        lit(&mut r, "nothing", OneOf::Str(""));
+        r.set_status(Status::Ok);
+        r.update_name("GET /users/{id}");
+        assert_eq!(
+            r.attributes.literals, 3,
+            "the last three are still literals"
+        );
+        let ours = exported(finish_span(&mut r, 2));
+        let expected = prost_span(
+            "GET /users/{id}",
+            vec![
+                kv("http.request.method", text("GET")),
+                kv("http.route", text("/users/{id}")),
+                kv("peer", text("x")),
+                kv("status", V::IntValue(503)),
+                kv("retry", V::BoolValue(true)),
+                kv("ratio", V::DoubleValue(0.25)),
+                kv("db.query.text", text(statement)),
+                kv("", text("empty key")),
+                kv("server.port", V::IntValue(-7)),
+                kv("nothing", text("")),
+            ],
+        );
+        let expected = pt::Span {
+            status: Some(pt::Status {
+                message: String::new(),
+                code: pt::status::StatusCode::Ok as i32,
+            }),
+            ..expected
+        };
+        assert_eq!(ours, prost_entry(expected), "same bytes as prost");
+    }
+
+    /// Literals past the count limit are dropped and counted, the ones before them kept.
+    #[test]
+    fn literals_past_the_count_limit_are_dropped_and_counted() {
+        use any_value::Value as V;
+        let limits = SpanLimits::default().max_attributes(2);
+        let mut r = literal_span("s");
+        for (key, value) in [("a", 1), ("bb", 2), ("ccc", 3), ("dddd", 4)] {
+            r.set_scalar_attribute(key, OneOf::Int(value), limits);
+        }
+        let ours = exported(finish_span(&mut r, 2));
+        let expected = pt::Span {
+            dropped_attributes_count: 2,
+            ..prost_span("s", vec![kv("a", V::IntValue(1)), kv("bb", V::IntValue(2))])
+        };
+        assert_eq!(ours, prost_entry(expected));
+    }
+
+    /// The head of a record with literals takes 3, 4 or more bytes, as far into the span as the
+    /// literals are (a long name, a long attribute before them), and splicing them in can change
+    /// the width of the span's length (a long literal value): on both sides of each width, the
+    /// exporter writes what prost writes. Records with and without literals, back to back in one
+    /// buffer, come out in order, as one buffer of entries.
+    #[test]
+    fn spliced_records_are_written_as_prost_writes_them_at_every_width() {
+        use any_value::Value as V;
+        let limits = SpanLimits::default();
+        let mut handed_off = Vec::new();
+        let mut theirs = Vec::new();
+        for (name_len, before_len, value_len) in [
+            (1, 0, 1),
+            (60, 0, 1),
+            (100, 0, 1),
+            (300, 0, 1),
+            (30, 20_000, 1),
+            (1, 0, 100),
+            (1, 0, 16_000),
+            (1, 0, 16_383),
+            (1, 40, 16_383),
+        ] {
+            let name = "n".repeat(name_len);
+            let value: &'static str = "v".repeat(value_len).leak();
+            let mut r = literal_span(&name);
+            let mut attributes = Vec::new();
+            if before_len > 0 {
+                let before = "b".repeat(before_len);
+                r.set_attribute(&"before".into(), &before.clone().into(), limits);
+                attributes.push(kv("before", text(&before)));
+            }
+            r.set_scalar_attribute("key", OneOf::Str(value), limits);
+            r.set_scalar_attribute("n", OneOf::Int(i64::from(name_len as u32)), limits);
+            attributes.push(kv("key", text(value)));
+            attributes.push(kv("n", V::IntValue(name_len as i64)));
+            handed_off.extend_from_slice(finish_span(&mut r, 2));
+            theirs.extend(prost_entry(prost_span(&name, attributes)));
+            // A span without literals after each.
+            let mut plain = literal_span("plain");
+            plain.set_attribute(&"k".into(), &Value::I64(1), limits);
+            handed_off.extend_from_slice(finish_span(&mut plain, 2));
+            theirs.extend(prost_entry(prost_span(
+                "plain",
+                vec![kv("k", V::IntValue(1))],
+            )));
+        }
+        assert_eq!(exported(&handed_off), theirs);
+    }
+
+    /// A record whose head says more literals than its entry holds, or that is cut short, is
+    /// not read (the exporter drops such bytes, counted, as it drops any it cannot read); the
+    /// records before it are.
+    #[test]
+    fn a_record_with_literals_that_does_not_add_up_is_not_read() {
+        let limits = SpanLimits::default();
+        let mut spliced = literal_span("s");
+        spliced.set_scalar_attribute("k", OneOf::Int(1), limits);
+        let whole = finish_span(&mut spliced, 2).to_vec();
+        assert_eq!(whole[0], SPLICED);
+        for bad in [
+            [&[SPLICED, 9][..], &whole[2..]].concat(), // 9 literals said, 1 there
+            whole[..whole.len() - 1].to_vec(),         // cut short
+        ] {
+            let bytes = [&whole[..], &bad[..]].concat();
+            let mut at = 0;
+            assert!(next_span_record(&bytes, &mut at).is_some());
+            assert_eq!(at, whole.len());
+            assert!(next_span_record(&bytes, &mut at).is_none());
+            assert_eq!(at, whole.len(), "not moved past what it cannot read");
         }
     }
 }

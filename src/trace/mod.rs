@@ -13,6 +13,7 @@
 mod context;
 mod encode;
 mod id;
+mod literal;
 pub mod propagation;
 mod record;
 mod span;
@@ -21,9 +22,9 @@ pub use context::{current, ContextGuard, SpanContext, FLAG_RANDOM, FLAG_SAMPLED}
 pub(crate) use context::{current_ids, sampled_span_current, sampled_span_maybe_current, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
-pub(crate) use encode::decode_spans;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use encode::span_entry;
+pub(crate) use encode::{decode_spans, next_span_record};
 #[cfg(test)]
 pub(crate) use id::new_trace_id;
 pub(crate) use id::random_u64;

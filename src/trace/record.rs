@@ -1,6 +1,7 @@
 //! The record of a live sampled span ([`Recording`]): its attributes, events and links kept as
 //! the OTLP bytes they are exported as, written once when they are set, so ending the span only
-//! copies them into the thread's hand-off buffer. The same record serves the [`Span`](super::Span)
+//! copies them into the thread's hand-off buffer. An attribute whose key and value are literals
+//! is kept as their addresses instead ([`super::literal`]), for the exporter to write out. The same record serves the [`Span`](super::Span)
 //! handle, [`CurrentSpan`](super::CurrentSpan) and the `tracing` bridge.
 //!
 //! A record is reachable from two places: the handle (which may move to another thread, it is
@@ -26,6 +27,7 @@
 
 use super::context::{Ids, SpanContext};
 use super::id::SpanId;
+use super::literal;
 use super::span::{SpanKind, Status};
 use crate::attributes::{KeyValue, Str, Value};
 use crate::core::wire::{key_value_entry, read_varint, scalar_key_value, OneOf, Writer};
@@ -49,6 +51,12 @@ pub(crate) struct Attributes {
     /// Where the entries start in `bytes`.
     pub(crate) start: usize,
     keys: Vec<Key>,
+    /// How many attributes with a literal key and a scalar literal value were set since the
+    /// last entry was written: the list's last ones, kept as [`literal`] bytes from
+    /// `literals_at` (from `start`), for the exporter to write out as entries, or
+    /// [`settle`](Self::settle) when anything else is set.
+    pub(crate) literals: usize,
+    pub(crate) literals_at: usize,
     /// The key lengths in the list, one bit per length modulo 64: a key whose bit is clear is
     /// new, known without a look at the keys (most keys of a span differ in length).
     lengths: u64,
@@ -79,13 +87,43 @@ impl Attributes {
         self.bytes.clear();
         self.start = 0;
         self.keys.clear();
+        self.literals = 0;
         self.lengths = 0;
         self.dropped = 0;
     }
 
-    /// The entries, as they are exported.
+    /// The entries, as they are exported: only for a list without literals (an event's).
     pub(crate) fn entries(&self) -> &[u8] {
+        debug_assert_eq!(self.literals, 0);
         self.bytes.get(self.start..).unwrap_or_default()
+    }
+
+    /// Writes the literals out as entries after the others, in order: before anything else is
+    /// set or looked up, so the order is the order of setting and a key set again is found.
+    #[inline(always)]
+    pub(crate) fn settle(&mut self, field: u32) {
+        if self.literals != 0 {
+            self.settle_literals(field);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_literals(&mut self, field: u32) {
+        let literals = self.bytes.split_off(self.start + self.literals_at);
+        self.literals = 0;
+        // SAFETY: the bytes from `literals_at` are the literals `set_literal` wrote with
+        // `literal::put`: they are the last ones, as whatever else writes to `bytes` after the
+        // head settles them first.
+        for (key, member) in unsafe { literal::each(&literals) } {
+            let at = self.bytes.len() - self.start;
+            scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
+            self.keys.push(Key {
+                literal: key.as_ptr() as usize,
+                len: key.len(),
+                at,
+            });
+        }
     }
 
     /// The one place attribute limits are applied to a span or an event: an existing key is
@@ -100,6 +138,7 @@ impl Attributes {
         max_count: u32,
         max_chars: Option<u32>,
     ) {
+        self.settle(field);
         let (text, literal): (&str, usize) = match key {
             Str::Static(s) => (s, s.as_ptr() as usize),
             Str::Owned(s) => (s, 0),
@@ -138,30 +177,32 @@ impl Attributes {
         }
     }
 
-    /// [`set`](Self::set) for a literal key and a scalar value (a string already cut to the
-    /// limit): the common attribute, its encoding picked by the caller.
+    /// [`set`](Self::set) for a literal key and a scalar literal value (a string already cut
+    /// to the limit), in a span's list: the common attribute, kept as a literal (its entry is
+    /// written by the exporter).
     #[inline(always)]
-    pub(crate) fn set_scalar(
+    pub(crate) fn set_literal(
         &mut self,
-        field: u32,
         key: &'static str,
-        member: OneOf<'_>,
+        member: OneOf<'static>,
         max_count: u32,
     ) {
-        let literal = key.as_ptr() as usize;
         let length = 1u64 << (key.len() % 64);
         // A key of a length not in the list yet is new: the usual case, decided here.
-        if self.lengths & length != 0 || self.keys.len() >= max_count as usize {
-            return self.set_scalar_slow(field, key, member, max_count);
+        let count = self.keys.len() + self.literals;
+        if self.lengths & length != 0 || count >= max_count as usize {
+            return self.set_scalar_slow(SPAN_ATTRIBUTES, key, member, max_count);
         }
-        self.lengths |= length;
-        let at = self.bytes.len() - self.start;
-        scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
-        self.keys.push(Key {
-            literal,
-            len: key.len(),
-            at,
-        });
+        let end = self.bytes.len();
+        if literal::put(&mut self.bytes, key, member) {
+            if self.literals == 0 {
+                self.literals_at = end - self.start;
+            }
+            self.literals += 1;
+            self.lengths |= length;
+        } else {
+            self.set_scalar_slow(SPAN_ATTRIBUTES, key, member, max_count);
+        }
     }
 
     /// [`set_scalar`](Self::set_scalar) for a key that may be in the list already, or past the
@@ -175,6 +216,7 @@ impl Attributes {
         member: OneOf<'_>,
         max_count: u32,
     ) {
+        self.settle(field);
         let literal = key.as_ptr() as usize;
         let place = self.place(key, literal, max_count);
         if let Some(written_at) = self.written_at(&place) {
@@ -279,6 +321,7 @@ impl Attributes {
     /// [`SpanData`](super::SpanData) (tests, the fuzz target), encoded as it was given.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn push_as_is(&mut self, field: u32, kv: &KeyValue) {
+        self.settle(field);
         let at = self.bytes.len() - self.start;
         key_value_entry(&mut self.bytes, field, kv.key.as_str(), &kv.value, None);
         self.keys.push(Key {
@@ -375,6 +418,7 @@ impl Recording {
     #[cold]
     #[inline(never)]
     pub(crate) fn add_head(&mut self) {
+        self.attributes.settle(SPAN_ATTRIBUTES);
         let entries = self.attributes.entries().to_vec();
         let (kind, start) = (self.kind, self.start_unix_nanos);
         let none = Ids::default();
@@ -478,11 +522,11 @@ impl Recording {
     pub(crate) fn set_scalar_attribute(
         &mut self,
         key: &'static str,
-        member: OneOf<'_>,
+        member: OneOf<'static>,
         limits: SpanLimits,
     ) {
         self.attributes
-            .set_scalar(SPAN_ATTRIBUTES, key, member, limits.max_attributes);
+            .set_literal(key, member, limits.max_attributes);
     }
 
     /// Applies a later status (see [`Status::update`]).
