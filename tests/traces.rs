@@ -298,6 +298,9 @@ fn hostile_attribute_values_are_bounded_and_encoded_validly() {
         span.set_attribute("inf", f64::NEG_INFINITY);
         span.set_attribute("min", i64::MIN);
         span.set_attribute("", "empty key");
+        // A literal (kept as its address until the exporter writes it): cut all the same.
+        let literal: &'static str = "é".repeat(1200).leak();
+        span.set_attribute("literal", literal);
         span.set_attribute(
             "many",
             vec!["é".repeat(2000); 3]
@@ -315,6 +318,8 @@ fn hostile_attribute_values_are_bounded_and_encoded_validly() {
         1000,
         "cut to the limit"
     );
+    let literal = string_attr(&span.attributes, "literal").unwrap();
+    assert_eq!(literal.chars().count(), 1000, "a literal cut to the limit too");
     assert!(string_attr(&span.attributes, "lossy")
         .unwrap()
         .contains('\u{fffd}'));

@@ -577,6 +577,13 @@ pub(crate) fn thread_key() -> u64 {
     }
 }
 
+/// This thread's key, or 0 before its first use (and during its teardown): for a check that
+/// takes its general path then.
+#[inline(always)]
+pub(crate) fn thread_key_if_known() -> u64 {
+    LOCAL.with(|l| l.key.get())
+}
+
 #[cold]
 #[inline(never)]
 fn first_thread_key() -> u64 {

@@ -24,7 +24,9 @@ const MEMBER_BITS: u32 = 2;
 const MAX_VALUE_LEN: usize = (u16::MAX >> MEMBER_BITS) as usize;
 
 /// Appends the attribute's bytes to `buf`, unless its key or string value is too long to be
-/// kept so (64 KiB, 16 KiB: the caller writes its entry instead); returns whether it did.
+/// kept so (64 KiB, 16 KiB: the caller writes its entry instead) or `buf` has no room for them
+/// (the caller makes some); returns whether it did. Never grows `buf`, so a caller's path that
+/// calls nothing else stays free of calls.
 #[inline(always)]
 pub(crate) fn put(buf: &mut Vec<u8>, key: &'static str, member: OneOf<'static>) -> bool {
     let (member, value, value_len) = match member {
@@ -33,7 +35,8 @@ pub(crate) fn put(buf: &mut Vec<u8>, key: &'static str, member: OneOf<'static>) 
         OneOf::Bool(b) => (BOOL, u64::from(b), 0),
         OneOf::Double(f) => (DOUBLE, f.to_bits(), 0),
     };
-    if key.len() > usize::from(u16::MAX) || value_len > MAX_VALUE_LEN {
+    let no_room = buf.capacity() - buf.len() < LITERAL_BYTES;
+    if key.len() > usize::from(u16::MAX) || value_len > MAX_VALUE_LEN || no_room {
         return false;
     }
     let mut raw = [0u8; LITERAL_BYTES];
@@ -125,7 +128,8 @@ mod tests {
         let long_value: &'static str = "v".repeat(MAX_VALUE_LEN).leak();
         let members = [&members[..], &[OneOf::Str(long_value)]].concat();
         let keys = ["", "k", "http.response.status_code", "ключ", long_key];
-        let mut written = vec![7u8]; // after other bytes, as in a span's record
+        let mut written = Vec::with_capacity(1 + members.len() * LITERAL_BYTES);
+        written.push(7); // after other bytes, as in a span's record
         let mut pushed = Vec::new();
         for (i, member) in members.iter().enumerate() {
             let key = keys[i % keys.len()];
@@ -144,14 +148,21 @@ mod tests {
     }
 
     /// A key or a string value too long for a literal's lengths is refused, and nothing is
-    /// written: its caller writes the entry itself.
+    /// written: its caller writes the entry itself. So is a literal that the buffer has no room
+    /// for: `put` never grows it.
     #[test]
-    fn a_literal_too_long_is_refused_whole() {
+    fn a_literal_too_long_or_without_room_is_refused_whole() {
         let key: &'static str = "k".repeat(usize::from(u16::MAX) + 1).leak();
         let value: &'static str = "v".repeat(MAX_VALUE_LEN + 1).leak();
-        let mut written = Vec::new();
+        let mut written = Vec::with_capacity(2 * LITERAL_BYTES);
         assert!(!put(&mut written, key, OneOf::Int(1)));
         assert!(!put(&mut written, "k", OneOf::Str(value)));
         assert!(written.is_empty());
+        let mut full = Vec::with_capacity(LITERAL_BYTES);
+        full.push(0);
+        let capacity = full.capacity();
+        let refused = capacity - 1 < LITERAL_BYTES;
+        assert_eq!(put(&mut full, "k", OneOf::Int(1)), !refused);
+        assert_eq!(full.capacity(), capacity, "never grown");
     }
 }

@@ -187,22 +187,47 @@ impl Attributes {
         member: OneOf<'static>,
         max_count: u32,
     ) {
-        let length = 1u64 << (key.len() % 64);
-        // A key of a length not in the list yet is new: the usual case, decided here.
-        let count = self.keys.len() + self.literals;
-        if self.lengths & length != 0 || count >= max_count as usize {
-            return self.set_scalar_slow(SPAN_ATTRIBUTES, key, member, max_count);
+        if !self.try_set_literal(key, member, max_count) {
+            self.set_literal_general(key, member, max_count);
         }
-        let end = self.bytes.len();
-        if literal::put(&mut self.bytes, key, member) {
-            if self.literals == 0 {
-                self.literals_at = end - self.start;
-            }
-            self.literals += 1;
-            self.lengths |= length;
-        } else {
+    }
+
+    /// [`set_literal`](Self::set_literal) when [`try_set_literal`](Self::try_set_literal)
+    /// refused: a literal once there is room for it, else an entry.
+    #[cold]
+    #[inline(never)]
+    fn set_literal_general(&mut self, key: &'static str, member: OneOf<'static>, max_count: u32) {
+        self.bytes.reserve(literal::LITERAL_BYTES);
+        if !self.try_set_literal(key, member, max_count) {
             self.set_scalar_slow(SPAN_ATTRIBUTES, key, member, max_count);
         }
+    }
+
+    /// [`set_literal`](Self::set_literal) when it is the usual case: a key of a length not in
+    /// the list yet (so new), under the count limit, short enough to keep. Returns whether it
+    /// was; nothing is changed when not.
+    #[inline(always)]
+    pub(crate) fn try_set_literal(
+        &mut self,
+        key: &'static str,
+        member: OneOf<'static>,
+        max_count: u32,
+    ) -> bool {
+        let length = 1u64 << (key.len() % 64);
+        let count = self.keys.len() + self.literals;
+        if self.lengths & length != 0 || count >= max_count as usize {
+            return false;
+        }
+        let end = self.bytes.len();
+        if !literal::put(&mut self.bytes, key, member) {
+            return false;
+        }
+        if self.literals == 0 {
+            self.literals_at = end - self.start;
+        }
+        self.literals += 1;
+        self.lengths |= length;
+        true
     }
 
     /// [`set_scalar`](Self::set_scalar) for a key that may be in the list already, or past the
@@ -738,6 +763,38 @@ impl RecordBox {
         // used by code on this thread, which is not running); elsewhere we hold the lock.
         let data = unsafe { &mut *record.data.get() };
         data.as_mut().map(|d| f(d, record.limits))
+    }
+
+    /// Sets a literal attribute in the usual case, on the thread that started the span (where
+    /// no lock is taken): returns whether it did, or found the span ended. Calls nothing, so a
+    /// setter made of this and a call to its general path saves few registers.
+    #[inline(always)]
+    pub(crate) fn try_set_literal_here(
+        &mut self,
+        key: &'static str,
+        member: OneOf<'static>,
+    ) -> bool {
+        // SAFETY: as in `with`.
+        let record = unsafe { self.0.as_ref() };
+        if record.origin != super::context::thread_key_if_known() {
+            return false;
+        }
+        // SAFETY: as in `with`: on the origin thread nobody else can touch the record now.
+        let Some(data) = (unsafe { &mut *record.data.get() }) else {
+            return true;
+        };
+        let limits = record.limits;
+        if let OneOf::Str(value) = member {
+            // Possibly longer than the limit's characters (never fewer than its bytes).
+            if limits
+                .max_value_chars
+                .is_some_and(|max| value.len() > max as usize)
+            {
+                return false;
+            }
+        }
+        data.attributes
+            .try_set_literal(key, member, limits.max_attributes)
     }
 
     /// Ends the span: takes its data out (later accesses, through the frame too, see it ended).

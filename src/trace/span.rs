@@ -633,28 +633,35 @@ fn set_attribute_on(record: &mut RecordBox, key: Str, value: Value) {
     }
 }
 
-#[inline(never)]
-fn set_literal_str(record: &mut RecordBox, key: &'static str, value: &'static str) {
-    record.with(|data, limits| {
-        let value = cut(value, limits.max_value_chars);
-        data.set_scalar_attribute(key, OneOf::Str(value), limits)
-    });
+/// A setter of a literal key and a literal value: the usual case calls nothing; any other
+/// (another thread, a value to cut, a key that may be set already, a limit) the general path.
+macro_rules! set_literal {
+    ($name:ident, $general:ident, $type:ty, $member:ident) => {
+        #[inline(never)]
+        fn $name(record: &mut RecordBox, key: &'static str, value: $type) {
+            if !record.try_set_literal_here(key, OneOf::$member(value)) {
+                $general(record, key, value);
+            }
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn $general(record: &mut RecordBox, key: &'static str, value: $type) {
+            record.with(|data, limits| {
+                let member = match OneOf::$member(value) {
+                    OneOf::Str(s) => OneOf::Str(cut(s, limits.max_value_chars)),
+                    member => member,
+                };
+                data.set_scalar_attribute(key, member, limits)
+            });
+        }
+    };
 }
 
-#[inline(never)]
-fn set_literal_i64(record: &mut RecordBox, key: &'static str, value: i64) {
-    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Int(value), limits));
-}
-
-#[inline(never)]
-fn set_literal_bool(record: &mut RecordBox, key: &'static str, value: bool) {
-    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Bool(value), limits));
-}
-
-#[inline(never)]
-fn set_literal_f64(record: &mut RecordBox, key: &'static str, value: f64) {
-    record.with(|data, limits| data.set_scalar_attribute(key, OneOf::Double(value), limits));
-}
+set_literal!(set_literal_str, set_literal_str_general, &'static str, Str);
+set_literal!(set_literal_i64, set_literal_i64_general, i64, Int);
+set_literal!(set_literal_bool, set_literal_bool_general, bool, Bool);
+set_literal!(set_literal_f64, set_literal_f64_general, f64, Double);
 
 #[inline(never)]
 fn set_attributes_on(record: &mut RecordBox, attributes: Vec<KeyValue>) {
