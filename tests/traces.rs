@@ -319,7 +319,11 @@ fn hostile_attribute_values_are_bounded_and_encoded_validly() {
         "cut to the limit"
     );
     let literal = string_attr(&span.attributes, "literal").unwrap();
-    assert_eq!(literal.chars().count(), 1000, "a literal cut to the limit too");
+    assert_eq!(
+        literal.chars().count(),
+        1000,
+        "a literal cut to the limit too"
+    );
     assert!(string_attr(&span.attributes, "lossy")
         .unwrap()
         .contains('\u{fffd}'));
