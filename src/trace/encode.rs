@@ -967,6 +967,33 @@ mod tests {
         assert_eq!(ours, prost_entry(expected), "same bytes as prost");
     }
 
+    /// As many literals as a record holds at once (a key of each length modulo 64), written out
+    /// by a run-time attribute after them and by the exporter: what prost writes, either way.
+    #[test]
+    fn the_most_literals_a_record_holds_are_written_out_whole() {
+        use any_value::Value as V;
+        let limits = SpanLimits::default();
+        let keys: Vec<&'static str> = (0..literal::MOST_PENDING)
+            .map(|n| &*"k".repeat(n).leak())
+            .collect();
+        for run_time_after in [false, true] {
+            let mut r = literal_span("s");
+            let mut expected = Vec::new();
+            for (n, key) in keys.iter().enumerate() {
+                r.set_scalar_attribute(key, OneOf::Int(n as i64), limits);
+                expected.push(kv(key, V::IntValue(n as i64)));
+            }
+            assert_eq!(r.attributes.literals, literal::MOST_PENDING);
+            if run_time_after {
+                r.set_attribute(&Str::from("run".to_owned()), &"time".into(), limits);
+                expected.push(kv("run", text("time")));
+                assert_eq!(r.attributes.literals, 0, "written out");
+            }
+            let ours = exported(finish_span(&mut r, 2));
+            assert_eq!(ours, prost_entry(prost_span("s", expected)));
+        }
+    }
+
     /// Literals past the count limit are dropped and counted, the ones before them kept.
     #[test]
     fn literals_past_the_count_limit_are_dropped_and_counted() {

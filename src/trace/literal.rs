@@ -14,6 +14,10 @@ use crate::core::wire::OneOf;
 /// a flood of spans is bound by the bytes it writes as much as by its instructions.
 pub(crate) const LITERAL_BYTES: usize = WORD + 8 + 4;
 const WORD: usize = std::mem::size_of::<usize>();
+/// The most literals a span's record holds before they are written out as entries: each has a
+/// key of a length (modulo 64) that no other attribute of the span has (the record's check for a
+/// new key), so there are at most 64.
+pub(crate) const MOST_PENDING: usize = 64;
 
 const STR: u16 = 0;
 const INT: u16 = 1;

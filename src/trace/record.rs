@@ -110,12 +110,18 @@ impl Attributes {
     #[cold]
     #[inline(never)]
     fn settle_literals(&mut self, field: u32) {
-        let literals = self.bytes.split_off(self.start + self.literals_at);
+        // Copied out of the way of the entries that replace them, onto the stack: a span that
+        // mixes literals and run-time values settles on every span, and allocates nothing.
+        let at = self.start + self.literals_at;
+        let mut copy = [0u8; literal::MOST_PENDING * literal::LITERAL_BYTES];
+        let literals = &mut copy[..self.bytes.len() - at];
+        literals.copy_from_slice(&self.bytes[at..]);
+        self.bytes.truncate(at);
         self.literals = 0;
         // SAFETY: the bytes from `literals_at` are the literals `set_literal` wrote with
         // `literal::put`: they are the last ones, as whatever else writes to `bytes` after the
         // head settles them first.
-        for (key, member) in unsafe { literal::each(&literals) } {
+        for (key, member) in unsafe { literal::each(literals) } {
             let at = self.bytes.len() - self.start;
             scalar_key_value(&mut Writer::new(&mut self.bytes), field, key, member);
             self.keys.push(Key {
