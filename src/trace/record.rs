@@ -1,8 +1,9 @@
 //! The record of a live sampled span ([`Recording`]): its attributes, events and links kept as
 //! the OTLP bytes they are exported as, written once when they are set, so ending the span only
 //! copies them into the thread's hand-off buffer. An attribute whose key and value are literals
-//! is kept as their addresses instead ([`super::literal`]), for the exporter to write out. The same record serves the [`Span`](super::Span)
-//! handle, [`CurrentSpan`](super::CurrentSpan) and the `tracing` bridge.
+//! is kept as their addresses instead ([`super::literal`]), for the exporter to write out. The
+//! same record serves the [`Span`](super::Span) handle, [`CurrentSpan`](super::CurrentSpan) and
+//! the `tracing` bridge.
 //!
 //! A record is reachable from two places: the handle (which may move to another thread, it is
 //! `Send`), and the current-span frame of the thread that started it (so deep code can set an
@@ -56,6 +57,7 @@ pub(crate) struct Attributes {
     /// `literals_at` (from `start`), for the exporter to write out as entries, or
     /// [`settle`](Self::settle) when anything else is set.
     pub(crate) literals: usize,
+    /// Where the first of them starts, from `start`.
     pub(crate) literals_at: usize,
     /// The key lengths in the list, one bit per length modulo 64: a key whose bit is clear is
     /// new, known without a look at the keys (most keys of a span differ in length).
@@ -236,7 +238,7 @@ impl Attributes {
         true
     }
 
-    /// [`set_scalar`](Self::set_scalar) for a key that may be in the list already, or past the
+    /// [`set_literal`](Self::set_literal) for a key that may be in the list already, or past the
     /// count limit.
     #[cold]
     #[inline(never)]
@@ -782,7 +784,9 @@ impl RecordBox {
     ) -> bool {
         // SAFETY: as in `with`.
         let record = unsafe { self.0.as_ref() };
-        if record.origin != super::context::thread_key_if_known() {
+        // A thread with no key yet (0) may be any thread: the general path finds out.
+        let here = super::context::thread_key_if_known();
+        if here == 0 || record.origin != here {
             return false;
         }
         // SAFETY: as in `with`: on the origin thread nobody else can touch the record now.
@@ -928,6 +932,39 @@ pub(super) mod tests {
             0,
             "the spare and the recycled records are freed with their thread"
         );
+    }
+
+    /// A record started where the thread had no key (0: during its teardown) is never taken
+    /// as started on another thread that has no key yet either: that thread sets its literals
+    /// through the general path, which gives it a key and then takes the lock.
+    #[test]
+    fn a_thread_without_a_key_never_takes_a_record_as_its_own() {
+        let limits = SpanLimits::default();
+        let mut record = RecordBox::new(Some(limits), 0, |data| {
+            data.start(
+                "s",
+                SpanKind::Internal,
+                &Ids::default(),
+                SpanId::INVALID,
+                false,
+                None,
+            );
+            // Room for the literal: only the thread is in question.
+            data.attributes.bytes.reserve(1024);
+        });
+        let record = std::thread::spawn(move || {
+            assert_eq!(
+                super::super::context::thread_key_if_known(),
+                0,
+                "a fresh thread"
+            );
+            assert!(!record.try_set_literal_here("k", OneOf::Int(1)));
+            record
+        })
+        .join()
+        .unwrap();
+        // SAFETY: never entered in a frame.
+        unsafe { record.free() };
     }
 
     #[test]
