@@ -539,14 +539,21 @@ pub(crate) fn scalar_key_value(w: &mut Writer<'_>, field: u32, key: &str, member
 
 /// The bytes [`scalar_key_value`] writes: the entry's tag and length, and its body.
 pub(crate) fn scalar_entry_len(field: u32, key: &str, member: OneOf<'_>) -> usize {
+    let (head, body_len) = entry_lengths(field, key, scalar_len(member));
+    head + body_len
+}
+
+/// The lengths of an entry whose `AnyValue` body takes `value_len` bytes: of its tag and length
+/// together, and of its body.
+fn entry_lengths(field: u32, key: &str, value_len: usize) -> (usize, usize) {
     let key_len = if key.is_empty() {
         0
     } else {
         1 + varint_len(key.len() as u64) + key.len()
     };
-    let value_len = scalar_len(member);
     let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
-    varint_len(u64::from(field << 3 | LEN)) + varint_len(body_len as u64) + body_len
+    let head = varint_len(u64::from(field << 3 | LEN)) + varint_len(body_len as u64);
+    (head, body_len)
 }
 
 /// [`key_value_entry`] for a scalar value; returns where the key's bytes start.
@@ -571,13 +578,7 @@ fn scalar_entry(buf: &mut Vec<u8>, field: u32, key: &str, member: OneOf<'_>) -> 
 /// whole entry, then its tag and length, the key, the value's tag and length. Returns where the
 /// key's bytes start.
 fn entry_head(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize) -> usize {
-    let key_len = if key.is_empty() {
-        0
-    } else {
-        1 + varint_len(key.len() as u64) + key.len()
-    };
-    let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
-    let head = varint_len(u64::from(field << 3 | LEN)) + varint_len(body_len as u64);
+    let (head, body_len) = entry_lengths(field, key, value_len);
     buf.reserve(head + body_len);
     let mut w = Writer::new(buf);
     w.tag(field, LEN);
