@@ -1,7 +1,8 @@
 //! Span attributes whose key and value are literals (a `&'static str` key, a `&'static str`,
-//! integer, float or bool value), kept as the words that point at them instead of the bytes they
-//! are exported as. Setting one on the recording thread stores four words; the exporter thread
-//! writes its `KeyValue` entry ([`super::encode::SpanRecord::write_exported`]).
+//! integer, float or bool value), kept as the addresses and lengths of their text (or the
+//! number's bits) instead of the bytes they are exported as. Setting one on the recording thread
+//! stores those 20 bytes; the exporter thread writes its `KeyValue` entry
+//! ([`super::encode::SpanRecord::write_exported`]).
 //!
 //! Why this is sound to read back on another thread, any time later: a `&'static str` is text
 //! that is never freed or changed while the program runs, so the address and length of one,
@@ -70,8 +71,8 @@ pub(crate) unsafe fn each(
 /// The attribute one literal's bytes hold.
 ///
 /// # Safety
-/// `bytes` must be a copy of one literal's bytes from [`Literals::as_bytes`], made in this
-/// process (the addresses in it are then those of `&'static str`s that `push` was given).
+/// `bytes` must be a copy of one literal's bytes that [`put`] wrote, in this process (the
+/// addresses in it are then those of `&'static str`s that `put` was given).
 #[inline]
 pub(crate) unsafe fn read(bytes: &[u8; LITERAL_BYTES]) -> (&'static str, OneOf<'static>) {
     let address = usize::from_ne_bytes(bytes[..WORD].try_into().unwrap());
