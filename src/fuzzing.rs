@@ -103,12 +103,8 @@ pub fn encode_span(
     ];
     let mut record = Vec::new();
     crate::trace::span_entry(&mut record, &span, &literals);
-    let (mut entry, mut at) = (Vec::new(), 0);
-    while let Some(span) = crate::trace::next_span_record(&record, &mut at) {
-        // SAFETY: written by `span_entry`'s `finish_span`, in this process.
-        unsafe { span.write_exported(&mut entry) };
-    }
-    Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&[&entry])
+    let entry = crate::trace::exported_spans(&record);
+    Encoder::new(&[KeyValue::new("service.name", "fuzz")]).traces(&entry)
 }
 
 /// The keys of the literal attributes [`encode_span`] adds after the others, in order: each with

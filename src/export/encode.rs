@@ -40,19 +40,16 @@ impl Encoder {
     }
 
     /// An `ExportTraceServiceRequest` around spans already encoded as `ScopeSpans.spans`
-    /// entries (completed by `trace::encode::finish_span` at hand-off).
-    pub(crate) fn traces(&self, entries: &[&[u8]]) -> Vec<u8> {
-        let scope_spans =
-            field_len(self.encoded_scope.len()) + entries.iter().map(|e| e.len()).sum::<usize>();
+    /// entries, back to back (as the exporter writes a batch's records out).
+    pub(crate) fn traces(&self, entries: &[u8]) -> Vec<u8> {
+        let scope_spans = field_len(self.encoded_scope.len()) + entries.len();
         let resource_spans = field_len(self.encoded_resource.len()) + field_len(scope_spans);
         let mut buf = Vec::with_capacity(field_len(resource_spans));
         Writer::new(&mut buf).message_sized(1, length_len(resource_spans), |resource_spans| {
             resource_spans.encoded_message(1, &self.encoded_resource);
             resource_spans.message_sized(2, length_len(scope_spans), |scope_spans| {
                 scope_spans.encoded_message(1, &self.encoded_scope);
-                for entry in entries {
-                    scope_spans.raw(entry);
-                }
+                scope_spans.raw(entries);
             });
         });
         buf
@@ -269,18 +266,12 @@ mod tests {
     const SPAN_FLAGS_HAS_IS_REMOTE: u32 = 0x100;
     const SPAN_FLAGS_IS_REMOTE: u32 = 0x200;
 
-    /// What the exporter does with a thread's buffer: split it into its entries.
-    fn fields(buf: &[u8]) -> Vec<&[u8]> {
-        let mut at = 0;
-        std::iter::from_fn(|| next_field(buf, &mut at).map(|(whole, _)| whole)).collect()
-    }
-
     fn ours_traces(encoder: &Encoder, spans: &[SpanData]) -> Vec<u8> {
         let mut buf = Vec::new();
         for s in spans {
             crate::trace::span_entry(&mut buf, s, &[]);
         }
-        encoder.traces(&fields(&buf))
+        encoder.traces(&buf)
     }
 
     fn ours_logs(encoder: &Encoder, records: &[LogRecordData]) -> Vec<u8> {

@@ -507,14 +507,8 @@ impl Exporter {
                     // process; `front` read the records from there in order.
                     unsafe { record.write_exported(&mut self.exported) };
                 }
-                let mut entries = Vec::with_capacity(records.len());
-                let mut at = 0;
-                while let Some(entry) = next_field(&self.exported, &mut at) {
-                    entries.push(entry);
-                }
-                self.feed_consumers(&entries);
-                let wholes: Vec<&[u8]> = entries.iter().map(|(whole, _)| *whole).collect();
-                (self.encoder.traces(&wholes), records.len(), end)
+                self.feed_consumers(&self.exported);
+                (self.encoder.traces(&self.exported), records.len(), end)
             };
             // A batch of big spans does not keep its memory for good.
             if self.exported.capacity() > KEPT_EXPORTED_BYTES {
@@ -535,14 +529,17 @@ impl Exporter {
         }
     }
 
-    /// Hands the batch to the span consumers, decoded; a consumer that panics is counted and
-    /// keeps its place (the exporter and the app threads carry on).
-    fn feed_consumers(&self, entries: &[(&[u8], &[u8])]) {
+    /// Hands the batch (its spans' entries, back to back, as exported) to the span consumers,
+    /// decoded; a consumer that panics is counted and keeps its place (the exporter and the app
+    /// threads carry on).
+    fn feed_consumers(&self, entries: &[u8]) {
         let mut consumers = self.consumers.lock();
         if consumers.is_empty() {
             return;
         }
-        let spans = trace::decode_spans(entries.iter().map(|(_, body)| *body));
+        let mut at = 0;
+        let bodies = std::iter::from_fn(|| next_field(entries, &mut at).map(|(_, body)| body));
+        let spans = trace::decode_spans(bodies);
         for consumer in consumers.iter_mut() {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 consumer.consume(&spans);

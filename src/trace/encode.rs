@@ -495,6 +495,21 @@ pub(crate) fn span_entry(
     buf.extend_from_slice(finish_span(&mut r, s.end_unix_nanos));
 }
 
+/// The spans of a buffer of hand-off records (what [`finish_span`] completed, back to back) as
+/// the exporter writes them out: their entries, literals written in. Panics on bytes it cannot
+/// read, which [`finish_span`] never writes. For tests and the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn exported_spans(handed_off: &[u8]) -> Vec<u8> {
+    let (mut out, mut at) = (Vec::new(), 0);
+    while let Some(record) = next_span_record(handed_off, &mut at) {
+        // SAFETY: read, in order from its start, from a buffer of records that callers take
+        // from `finish_span` in this process.
+        unsafe { record.write_exported(&mut out) };
+    }
+    assert_eq!(at, handed_off.len(), "every record read");
+    out
+}
+
 /// The spans back from the `Span` message bodies [`span_entry`] wrote. A body that does not
 /// decode (never ours) is skipped.
 pub(crate) fn decode_spans<'b>(bodies: impl Iterator<Item = &'b [u8]>) -> Vec<SpanData> {
@@ -642,16 +657,7 @@ mod tests {
     use crate::trace::context::FLAG_SAMPLED;
     use crate::trace::SpanLimits;
 
-    /// A finished span as the exporter sends it: handed off, then its literals spliced in.
-    fn exported(handed_off: &[u8]) -> Vec<u8> {
-        let (mut out, mut at) = (Vec::new(), 0);
-        while let Some(record) = next_span_record(handed_off, &mut at) {
-            // SAFETY: read from records written by `finish_span`, in this process.
-            unsafe { record.write_exported(&mut out) };
-        }
-        assert_eq!(at, handed_off.len(), "every record read");
-        out
-    }
+    use super::exported_spans as exported;
 
     fn kv(key: &str, value: any_value::Value) -> PKeyValue {
         PKeyValue {
@@ -872,7 +878,7 @@ mod tests {
     }
 
     /// A started root span named `name` (ids 3 and 4, sampled, started at 1), for the literal
-    /// tests, and what prost makes of it with `attributes`, ended at 2.
+    /// tests.
     fn literal_span(name: &str) -> Recording {
         let mut r = Recording::empty();
         let ids = Ids {
@@ -887,6 +893,7 @@ mod tests {
         r
     }
 
+    /// What prost makes of [`literal_span`] with `attributes`, ended at 2.
     fn prost_span(name: &str, attributes: Vec<PKeyValue>) -> pt::Span {
         pt::Span {
             trace_id: TraceId(3).to_bytes().to_vec(),

@@ -22,6 +22,8 @@ pub use context::{current, ContextGuard, SpanContext, FLAG_RANDOM, FLAG_SAMPLED}
 pub(crate) use context::{current_ids, sampled_span_current, sampled_span_maybe_current, Ids};
 #[cfg(feature = "tracing")]
 pub(crate) use context::{enter, restore, Saved};
+#[cfg(feature = "fuzzing")]
+pub(crate) use encode::exported_spans;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use encode::span_entry;
 pub(crate) use encode::{decode_spans, next_span_record};
