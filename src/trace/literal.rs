@@ -74,7 +74,7 @@ pub(crate) unsafe fn each(
 /// `bytes` must be a copy of one literal's bytes that [`put`] wrote, in this process (the
 /// addresses in it are then those of `&'static str`s that `put` was given).
 #[inline]
-pub(crate) unsafe fn read(bytes: &[u8; LITERAL_BYTES]) -> (&'static str, OneOf<'static>) {
+unsafe fn read(bytes: &[u8; LITERAL_BYTES]) -> (&'static str, OneOf<'static>) {
     let address = usize::from_ne_bytes(bytes[..WORD].try_into().unwrap());
     let value = u64::from_ne_bytes(bytes[WORD..WORD + 8].try_into().unwrap());
     let key_len = u16::from_ne_bytes([bytes[WORD + 8], bytes[WORD + 9]]);
