@@ -571,7 +571,7 @@ pub(crate) fn keep_spare(record: NonNull<SharedRecord>) -> Option<NonNull<Shared
 /// ended on the thread that started it.
 #[inline]
 pub(crate) fn thread_key() -> u64 {
-    match LOCAL.with(|l| l.key.get()) {
+    match thread_key_if_known() {
         0 => first_thread_key(),
         key => key,
     }
@@ -713,7 +713,7 @@ impl Saved {
     #[inline]
     pub(crate) fn is_here(&self) -> bool {
         // No first-use path: a thread without a key holds no frame.
-        self.thread == LOCAL.with(|l| l.key.get())
+        self.thread == thread_key_if_known()
     }
 
     /// Whether a frame was entered and not yet left.
